@@ -1,0 +1,55 @@
+//! The connection table: every flow stays on the real server it was first given.
+
+use crate::state::ConnState;
+
+/// A flow as the client sends it (addresses and ports in network byte order).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowKey {
+    /// Client address.
+    pub src_addr: u32,
+    /// Virtual address.
+    pub dst_addr: u32,
+    /// Client port.
+    pub src_port: u16,
+    /// Virtual port.
+    pub dst_port: u16,
+    /// IP protocol number.
+    pub proto: u8,
+    /// Explicit padding.
+    pub _pad: [u8; 3],
+}
+
+/// What the table keeps per flow.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Flow {
+    /// Monotonic time (ns, `CLOCK_MONOTONIC`) of the last packet.
+    pub last_seen_ns: u64,
+    /// The real server's dest id.
+    pub dest: u32,
+    /// The dest slot's generation when the flow was scheduled.
+    pub dest_generation: u32,
+    /// The service's id.
+    pub service: u32,
+    /// [`ConnState`] as u8.
+    pub state: u8,
+    /// Explicit padding.
+    pub _pad: [u8; 3],
+}
+
+impl Flow {
+    /// The flow's connection state.
+    pub fn state(&self) -> ConnState {
+        ConnState::from_u8(self.state).unwrap_or(ConnState::None)
+    }
+
+    /// The state a new flow starts in, before its first packet is applied.
+    pub const fn initial_state(proto: u8) -> ConnState {
+        if proto == crate::ip_proto::UDP {
+            ConnState::Udp
+        } else {
+            ConnState::None
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! Shared between the xdpvs XDP program and its control plane: the layout of every BPF map
+//! key and value, and the pure logic the data path runs (connection states, scheduler
+//! comparisons) so that the host can unit-test exactly what the kernel executes.
+#![cfg_attr(not(test), no_std)]
+
+pub mod config;
+pub mod dest;
+pub mod flow;
+pub mod sched;
+pub mod service;
+pub mod state;
+pub mod stats;
+
+/// Names of the BPF maps, shared by the program and its loader.
+pub mod map_names {
+    /// Virtual services: [`crate::service::ServiceKey`] -> [`crate::service::Service`].
+    pub const SERVICES: &str = "SERVICES";
+    /// Per-service real server lists: slot `service * MAX_DESTS_PER_SERVICE + i` -> dest id.
+    pub const SERVICE_DESTS: &str = "SERVICE_DESTS";
+    /// Per-service scheduler state written by the data path.
+    pub const SERVICE_SCHED: &str = "SERVICE_SCHED";
+    /// Real servers by dest id: [`crate::dest::Dest`].
+    pub const DESTS: &str = "DESTS";
+    /// Connections counted in per dest id by the data path: [`crate::dest::DestConns`].
+    pub const DEST_CONNS: &str = "DEST_CONNS";
+    /// Connections counted out (expired) per dest id by the daemon: [`crate::dest::DestConns`].
+    pub const DEST_RELEASED: &str = "DEST_RELEASED";
+    /// Connection table: [`crate::flow::FlowKey`] -> [`crate::flow::Flow`].
+    pub const FLOWS: &str = "FLOWS";
+    /// Per-CPU traffic counters per service id.
+    pub const SERVICE_STATS: &str = "SERVICE_STATS";
+    /// Per-CPU traffic counters per dest id.
+    pub const DEST_STATS: &str = "DEST_STATS";
+    /// Per-CPU global counters, indexed by [`crate::stats::Global`].
+    pub const GLOBAL_STATS: &str = "GLOBAL_STATS";
+    /// Single-entry director configuration: [`crate::config::Director`].
+    pub const DIRECTOR: &str = "DIRECTOR";
+    /// Every map, for pinning and cleaning up.
+    pub const ALL: [&str; 11] = [
+        SERVICES,
+        SERVICE_DESTS,
+        SERVICE_SCHED,
+        DESTS,
+        DEST_CONNS,
+        DEST_RELEASED,
+        FLOWS,
+        SERVICE_STATS,
+        DEST_STATS,
+        GLOBAL_STATS,
+        DIRECTOR,
+    ];
+}
+
+/// Names of the programs in the object.
+pub mod program_names {
+    /// The load balancer.
+    pub const LOAD_BALANCER: &str = "xdpvs";
+    /// Passes every packet; attached to a veth peer so that native XDP_TX works on veth.
+    pub const PASS: &str = "xdpvs_pass";
+    /// Swaps MAC addresses and returns XDP_TX: the benchmark baseline.
+    pub const MAC_SWAP: &str = "xdpvs_mac_swap";
+}
+
+/// Most virtual services the maps hold.
+pub const MAX_SERVICES: u32 = 1024;
+/// Most real servers one virtual service may have.
+pub const MAX_DESTS_PER_SERVICE: u32 = 1024;
+/// Most real servers over all services (dest ids are below this).
+pub const MAX_DESTS: u32 = 131_072;
+/// Default size of the connection table.
+pub const DEFAULT_MAX_FLOWS: u32 = 1 << 20;
+
+/// IP protocol numbers the data path balances.
+pub mod ip_proto {
+    /// TCP.
+    pub const TCP: u8 = 6;
+    /// UDP.
+    pub const UDP: u8 = 17;
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    //! `aya::Pod` for every map key and value, so that user space can read and write them.
+    use crate::{config, dest, flow, service, stats};
+    macro_rules! pod {
+        ($($t:ty),*) => { $(unsafe impl aya::Pod for $t {})* };
+    }
+    pod!(
+        config::Director,
+        dest::Dest,
+        dest::DestConns,
+        flow::FlowKey,
+        flow::Flow,
+        service::ServiceKey,
+        service::Service,
+        service::SchedState,
+        stats::Traffic
+    );
+}

@@ -1,0 +1,58 @@
+//! Traffic counters kept per CPU by the data path.
+
+/// Traffic seen by a service or a real server.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Connections scheduled.
+    pub conns: u64,
+    /// Packets forwarded.
+    pub packets: u64,
+    /// Bytes forwarded (IP packet length, as IPVS counts them).
+    pub bytes: u64,
+}
+
+impl Traffic {
+    /// Adds another CPU's counts.
+    pub fn add(&mut self, other: &Traffic) {
+        self.conns += other.conns;
+        self.packets += other.packets;
+        self.bytes += other.bytes;
+    }
+}
+
+/// Indices of the global counters.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Global {
+    /// Packets handed to the kernel stack (not for a service, or not handled).
+    Passed = 0,
+    /// Packets forwarded to a real server.
+    Forwarded = 1,
+    /// Packets for a service dropped because no real server was usable.
+    NoDest = 2,
+    /// Packets dropped because the connection table was full.
+    FlowTableFull = 3,
+}
+
+impl Global {
+    /// Number of global counters.
+    pub const COUNT: u32 = 4;
+    /// All counters in index order.
+    pub const ALL: [Global; 4] = [
+        Self::Passed,
+        Self::Forwarded,
+        Self::NoDest,
+        Self::FlowTableFull,
+    ];
+
+    /// Stable name, used in listings and metrics.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Passed => "passed",
+            Self::Forwarded => "forwarded",
+            Self::NoDest => "no_dest",
+            Self::FlowTableFull => "flow_table_full",
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! The program's maps. The daemon pins them (see lb-userspace's dataplane) so that a restarted
+//! daemon finds them again.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, PerCpuArray},
+};
+use lb_common::{
+    DEFAULT_MAX_FLOWS, MAX_DESTS, MAX_DESTS_PER_SERVICE, MAX_SERVICES,
+    config::Director,
+    dest::{Dest, DestConns},
+    flow::{Flow, FlowKey},
+    service::{SchedState, Service, ServiceKey},
+    stats::{Global, Traffic},
+};
+
+#[map(name = "SERVICES")]
+pub static SERVICES: HashMap<ServiceKey, Service> = HashMap::with_max_entries(MAX_SERVICES, 0);
+
+#[map(name = "SERVICE_DESTS")]
+pub static SERVICE_DESTS: Array<u32> =
+    Array::with_max_entries(MAX_SERVICES * MAX_DESTS_PER_SERVICE, 0);
+
+#[map(name = "SERVICE_SCHED")]
+pub static SERVICE_SCHED: Array<SchedState> = Array::with_max_entries(MAX_SERVICES, 0);
+
+#[map(name = "DESTS")]
+pub static DESTS: Array<Dest> = Array::with_max_entries(MAX_DESTS, 0);
+
+#[map(name = "DEST_CONNS")]
+pub static DEST_CONNS: Array<DestConns> = Array::with_max_entries(MAX_DESTS, 0);
+
+#[map(name = "DEST_RELEASED")]
+pub static DEST_RELEASED: Array<DestConns> = Array::with_max_entries(MAX_DESTS, 0);
+
+#[map(name = "FLOWS")]
+pub static FLOWS: HashMap<FlowKey, Flow> = HashMap::with_max_entries(DEFAULT_MAX_FLOWS, 0);
+
+#[map(name = "SERVICE_STATS")]
+pub static SERVICE_STATS: PerCpuArray<Traffic> = PerCpuArray::with_max_entries(MAX_SERVICES, 0);
+
+#[map(name = "DEST_STATS")]
+pub static DEST_STATS: PerCpuArray<Traffic> = PerCpuArray::with_max_entries(MAX_DESTS, 0);
+
+#[map(name = "GLOBAL_STATS")]
+pub static GLOBAL_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Global::COUNT, 0);
+
+#[map(name = "DIRECTOR")]
+pub static DIRECTOR: Array<Director> = Array::with_max_entries(1, 0);
+
+/// Adds one to a global counter.
+#[inline(always)]
+pub fn count(counter: Global) {
+    if let Some(c) = GLOBAL_STATS.get_ptr_mut(counter as u32) {
+        // SAFETY: a per-CPU slot, written only by this CPU.
+        unsafe { *c += 1 };
+    }
+}
+
+/// Adds a packet (and a new connection when `new`) to per-CPU traffic counters.
+#[inline(always)]
+pub fn account(stats: &PerCpuArray<Traffic>, index: u32, bytes: u16, new: bool) {
+    if let Some(t) = stats.get_ptr_mut(index) {
+        // SAFETY: a per-CPU slot, written only by this CPU.
+        unsafe {
+            (*t).packets += 1;
+            (*t).bytes += bytes as u64;
+            (*t).conns += new as u64;
+        }
+    }
+}

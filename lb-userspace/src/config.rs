@@ -1,0 +1,192 @@
+//! The daemon's TOML configuration file.
+//!
+//! ```toml
+//! interface = "eth0"            # optional; --interface wins
+//!
+//! [[service]]
+//! protocol = "tcp"              # tcp | udp
+//! address = "10.0.0.100:80"     # VIP:port
+//! scheduler = "rr"              # default wlc, as ipvsadm
+//!
+//! [[service.real_server]]
+//! address = "10.0.0.2"          # DR: the port is the service's; "10.0.0.2:80" is accepted
+//! weight = 1                    # default 1
+//! ```
+
+use std::{fs, net::SocketAddrV4, path::Path};
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+use crate::model::{self, DestSpec, Protocol, ServiceAddr, ServiceSpec};
+
+/// A parsed and validated configuration.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Interface to attach to, if the file names one.
+    pub interface: Option<String>,
+    /// Virtual services in file order.
+    pub services: Vec<ServiceSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    interface: Option<String>,
+    #[serde(default, rename = "service")]
+    services: Vec<ServiceEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServiceEntry {
+    protocol: Protocol,
+    address: SocketAddrV4,
+    #[serde(default = "default_scheduler")]
+    scheduler: String,
+    #[serde(default, rename = "real_server")]
+    real_servers: Vec<RealServerEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RealServerEntry {
+    address: RealServerAddr,
+    #[serde(default = "default_weight")]
+    weight: u32,
+    #[serde(default)]
+    upper_threshold: u32,
+    #[serde(default)]
+    lower_threshold: u32,
+}
+
+/// `IP` or `IP:port`.
+#[derive(Deserialize)]
+#[serde(try_from = "String")]
+struct RealServerAddr(std::net::Ipv4Addr, Option<u16>);
+
+impl TryFrom<String> for RealServerAddr {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        if let Ok(a) = s.parse::<SocketAddrV4>() {
+            return Ok(Self(*a.ip(), Some(a.port())));
+        }
+        s.parse()
+            .map(|ip| Self(ip, None))
+            .map_err(|_| format!("invalid real server address {s:?}"))
+    }
+}
+
+fn default_scheduler() -> String {
+    "wlc".into()
+}
+
+const fn default_weight() -> u32 {
+    1
+}
+
+impl Config {
+    /// Reads and validates a configuration file; the error names the file and, for syntax and
+    /// type errors, the line and column.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text =
+            fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("invalid configuration {}", path.display()))
+    }
+
+    /// Parses and validates configuration text.
+    pub fn parse(text: &str) -> Result<Self> {
+        let file: File = toml::from_str(text)?;
+        let mut services = Vec::with_capacity(file.services.len());
+        for s in file.services {
+            let addr = ServiceAddr {
+                protocol: s.protocol,
+                addr: *s.address.ip(),
+                port: s.address.port(),
+            };
+            let mut dests = Vec::with_capacity(s.real_servers.len());
+            for r in s.real_servers {
+                if let Some(port) = r.address.1.filter(|p| *p != addr.port) {
+                    bail!(
+                        "service {addr}: real server {}:{port}: direct routing keeps the service port {}",
+                        r.address.0,
+                        addr.port
+                    );
+                }
+                dests.push(DestSpec {
+                    addr: r.address.0,
+                    weight: r.weight,
+                    u_threshold: r.upper_threshold,
+                    l_threshold: r.lower_threshold,
+                });
+            }
+            services.push(ServiceSpec {
+                addr,
+                scheduler: s.scheduler,
+                dests,
+            });
+        }
+        model::validate(&services)?;
+        Ok(Self {
+            interface: file.interface,
+            services,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_services_with_defaults() {
+        let c = Config::parse(
+            r#"
+interface = "eth0"
+[[service]]
+protocol = "tcp"
+address = "10.0.0.100:80"
+scheduler = "rr"
+[[service.real_server]]
+address = "10.0.0.2"
+[[service.real_server]]
+address = "10.0.0.3:80"
+weight = 3
+[[service]]
+protocol = "udp"
+address = "10.0.0.100:53"
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.interface.as_deref(), Some("eth0"));
+        assert_eq!(c.services.len(), 2);
+        assert_eq!(c.services[0].dests[0].weight, 1);
+        assert_eq!(c.services[0].dests[1].weight, 3);
+        assert_eq!(c.services[1].scheduler, "wlc");
+        assert_eq!(c.services[1].addr.protocol, Protocol::Udp);
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let e =
+            Config::parse("[[service]]\nprotocol = \"tcp\"\naddress = \"10.0.0.1\"\n").unwrap_err();
+        let msg = format!("{e:#}");
+        assert!(msg.contains("line 3"), "{msg}");
+        let e = Config::parse("[[service]]\nprotocol = \"sctp\"\naddress = \"10.0.0.1:1\"\n")
+            .unwrap_err();
+        assert!(format!("{e:#}").contains("line 2"), "{e:#}");
+        let e = Config::parse("bogus = 1\n").unwrap_err();
+        assert!(format!("{e:#}").contains("unknown field"), "{e:#}");
+    }
+
+    #[test]
+    fn refuses_port_translation_and_bad_schedulers() {
+        let base = "[[service]]\nprotocol = \"tcp\"\naddress = \"10.0.0.1:80\"\n";
+        let e = Config::parse(&format!(
+            "{base}[[service.real_server]]\naddress = \"10.0.0.2:8080\"\n"
+        ));
+        assert!(format!("{:#}", e.unwrap_err()).contains("direct routing"));
+        let e = Config::parse(&format!("{base}scheduler = \"nope\"\n"));
+        assert!(format!("{:#}", e.unwrap_err()).contains("not found"));
+    }
+}

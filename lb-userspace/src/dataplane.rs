@@ -1,0 +1,379 @@
+//! The loaded XDP program and typed access to its maps. The daemon is their only writer.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context, Result, bail};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, HashMap, MapData, PerCpuArray},
+    programs::{ProgramError, Xdp, XdpMode, xdp::XdpLinkId},
+};
+use lb_common::{
+    MAX_DESTS_PER_SERVICE,
+    config::Director,
+    dest::{Dest, DestConns},
+    flow::{Flow, FlowKey},
+    map_names as names, program_names,
+    service::{SchedState, Service, ServiceKey},
+    state::Timeouts,
+    stats::{Global, Traffic},
+};
+
+use crate::{EBPF_OBJECT, iface};
+
+/// How the program ended up attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachMode {
+    /// Native (driver) XDP.
+    Native,
+    /// Generic (skb) XDP, the fallback.
+    Generic,
+}
+
+/// The loaded object, its maps, and the attachment if any.
+pub struct DataPlane {
+    ebpf: Ebpf,
+    pin_dir: Option<PathBuf>,
+    attachment: Option<XdpLinkId>,
+}
+
+fn map_err(name: &str) -> impl FnOnce(aya::maps::MapError) -> anyhow::Error + '_ {
+    move |e| anyhow::anyhow!("map {name}: {e}")
+}
+
+impl DataPlane {
+    /// Loads the programs with a connection table of `max_flows` entries. With `pin_dir`, every
+    /// map is pinned there, and maps already pinned there are reused with their contents.
+    pub fn load(pin_dir: Option<&Path>, max_flows: u32) -> Result<Self> {
+        if EBPF_OBJECT.is_empty() {
+            bail!(
+                "this binary was built without its XDP object: build it with `cargo xtask build`"
+            );
+        }
+        let mut loader = EbpfLoader::new();
+        loader.map_max_entries(names::FLOWS, max_flows);
+        if let Some(dir) = pin_dir {
+            iface::ensure_bpffs(dir)?;
+            for name in names::ALL {
+                loader.map_pin_path(name, dir.join(name));
+            }
+        }
+        let mut ebpf = loader.load(EBPF_OBJECT).context("loading the XDP object")?;
+        for name in [
+            program_names::LOAD_BALANCER,
+            program_names::PASS,
+            program_names::MAC_SWAP,
+        ] {
+            let prog: &mut Xdp = ebpf
+                .program_mut(name)
+                .context("program missing")?
+                .try_into()?;
+            prog.load()
+                .with_context(|| format!("loading program {name} (verifier)"))?;
+        }
+        Ok(Self {
+            ebpf,
+            pin_dir: pin_dir.map(Path::to_owned),
+            attachment: None,
+        })
+    }
+
+    /// One of the object's programs ([`program_names`]).
+    pub fn program(&self, name: &str) -> &Xdp {
+        self.ebpf
+            .program(name)
+            .and_then(|p| p.try_into().ok())
+            .expect("the object has all its programs")
+    }
+
+    fn program_mut(&mut self, name: &str) -> &mut Xdp {
+        self.ebpf
+            .program_mut(name)
+            .and_then(|p| p.try_into().ok())
+            .expect("the object has all its programs")
+    }
+
+    /// Attaches the balancer to `interface`: native mode, or generic with a warning when the
+    /// driver cannot. An interface whose XDP hook is taken is an error.
+    pub fn attach(&mut self, interface: &str, allow_generic: bool) -> Result<AttachMode> {
+        let ifindex = iface::index(interface)?;
+        let prog = self.program_mut(program_names::LOAD_BALANCER);
+        let (id, mode) = match prog.attach_to_if_index(ifindex, XdpMode::Driver) {
+            Ok(id) => (id, AttachMode::Native),
+            Err(e) if is_busy(&e) => {
+                bail!("the XDP hook of {interface} is already in use by another program")
+            }
+            Err(e) if allow_generic => {
+                log::warn!("native XDP on {interface} failed ({e}); falling back to generic XDP");
+                let id = prog
+                    .attach_to_if_index(ifindex, XdpMode::Skb)
+                    .map_err(|e| busy_or(e, interface))?;
+                (id, AttachMode::Generic)
+            }
+            Err(e) => return Err(busy_or(e, interface)),
+        };
+        self.attachment = Some(id);
+        Ok(mode)
+    }
+
+    /// Detaches the balancer, if attached.
+    pub fn detach(&mut self) -> Result<()> {
+        if let Some(id) = self.attachment.take() {
+            self.program_mut(program_names::LOAD_BALANCER).detach(id)?;
+        }
+        Ok(())
+    }
+
+    /// Unloads everything and removes the pinned maps: the next daemon starts from empty tables.
+    pub fn unpin(self) {
+        let dir = self.pin_dir.clone();
+        drop(self);
+        if let Some(dir) = dir {
+            for name in names::ALL {
+                let _ = fs::remove_file(dir.join(name));
+            }
+            let _ = fs::remove_dir(&dir);
+        }
+    }
+
+    fn array<T: aya::Pod>(&mut self, name: &'static str) -> Result<Array<&mut MapData, T>> {
+        let map = self
+            .ebpf
+            .map_mut(name)
+            .with_context(|| format!("map {name} missing"))?;
+        Array::try_from(map).map_err(map_err(name))
+    }
+
+    fn array_ref<T: aya::Pod>(&self, name: &'static str) -> Result<Array<&MapData, T>> {
+        let map = self
+            .ebpf
+            .map(name)
+            .with_context(|| format!("map {name} missing"))?;
+        Array::try_from(map).map_err(map_err(name))
+    }
+
+    fn per_cpu<T: aya::Pod>(&self, name: &'static str) -> Result<PerCpuArray<&MapData, T>> {
+        let map = self
+            .ebpf
+            .map(name)
+            .with_context(|| format!("map {name} missing"))?;
+        PerCpuArray::try_from(map).map_err(map_err(name))
+    }
+
+    fn flows_map(&mut self) -> Result<HashMap<&mut MapData, FlowKey, Flow>> {
+        let map = self
+            .ebpf
+            .map_mut(names::FLOWS)
+            .context("map FLOWS missing")?;
+        HashMap::try_from(map).map_err(map_err(names::FLOWS))
+    }
+
+    /// Sets the source MAC of forwarded frames.
+    pub fn set_director(&mut self, mac: [u8; 6]) -> Result<()> {
+        self.array(names::DIRECTOR)?
+            .set(0, Director { mac, _pad: [0; 2] }, 0)
+            .map_err(map_err(names::DIRECTOR))
+    }
+
+    /// The real server in slot `id`.
+    pub fn dest(&self, id: u32) -> Result<Dest> {
+        self.array_ref(names::DESTS)?
+            .get(&id, 0)
+            .map_err(map_err(names::DESTS))
+    }
+
+    /// Writes the real server in slot `id`.
+    pub fn write_dest(&mut self, id: u32, dest: &Dest) -> Result<()> {
+        self.array::<Dest>(names::DESTS)?
+            .set(id, dest, 0)
+            .map_err(map_err(names::DESTS))
+    }
+
+    /// Gives slot `id` to a new real server: returns the slot's next generation, and makes the
+    /// slot's live connection counts start at zero.
+    pub fn claim_dest(&mut self, id: u32) -> Result<u32> {
+        let generation = self.dest(id)?.generation.wrapping_add(1);
+        let counted_in: DestConns = self
+            .array_ref(names::DEST_CONNS)?
+            .get(&id, 0)
+            .map_err(map_err(names::DEST_CONNS))?;
+        self.array(names::DEST_RELEASED)?
+            .set(id, counted_in, 0)
+            .map_err(map_err(names::DEST_RELEASED))?;
+        Ok(generation)
+    }
+
+    /// Writes service `svc.id`'s real server list, then the service itself.
+    pub fn write_service(&mut self, key: ServiceKey, svc: Service, dest_ids: &[u32]) -> Result<()> {
+        let mut list = self.array::<u32>(names::SERVICE_DESTS)?;
+        for (i, id) in dest_ids.iter().enumerate() {
+            list.set(svc.id * MAX_DESTS_PER_SERVICE + i as u32, id, 0)
+                .map_err(map_err(names::SERVICE_DESTS))?;
+        }
+        self.array(names::SERVICE_SCHED)?
+            .set(
+                svc.id,
+                SchedState {
+                    last: u32::MAX,
+                    _pad: 0,
+                },
+                0,
+            )
+            .map_err(map_err(names::SERVICE_SCHED))?;
+        let map = self
+            .ebpf
+            .map_mut(names::SERVICES)
+            .context("map SERVICES missing")?;
+        let mut services: HashMap<_, ServiceKey, Service> =
+            HashMap::try_from(map).map_err(map_err(names::SERVICES))?;
+        services
+            .insert(key, svc, 0)
+            .map_err(map_err(names::SERVICES))
+    }
+
+    /// Every service key in the map.
+    pub fn service_keys(&self) -> Result<Vec<ServiceKey>> {
+        let map = self
+            .ebpf
+            .map(names::SERVICES)
+            .context("map SERVICES missing")?;
+        let services: HashMap<_, ServiceKey, Service> =
+            HashMap::try_from(map).map_err(map_err(names::SERVICES))?;
+        services
+            .keys()
+            .collect::<Result<_, _>>()
+            .map_err(map_err(names::SERVICES))
+    }
+
+    /// Removes a service from the map.
+    pub fn remove_service(&mut self, key: &ServiceKey) -> Result<()> {
+        let map = self
+            .ebpf
+            .map_mut(names::SERVICES)
+            .context("map SERVICES missing")?;
+        let mut services: HashMap<_, ServiceKey, Service> =
+            HashMap::try_from(map).map_err(map_err(names::SERVICES))?;
+        services.remove(key).map_err(map_err(names::SERVICES))
+    }
+
+    /// Live connection counts of real server `id`.
+    pub fn conns(&self, id: u32) -> Result<DestConns> {
+        let counted_in: DestConns = self
+            .array_ref(names::DEST_CONNS)?
+            .get(&id, 0)
+            .map_err(map_err(names::DEST_CONNS))?;
+        let released = self
+            .array_ref(names::DEST_RELEASED)?
+            .get(&id, 0)
+            .map_err(map_err(names::DEST_RELEASED))?;
+        Ok(counted_in.minus(&released))
+    }
+
+    fn traffic(&self, name: &'static str, id: u32) -> Result<Traffic> {
+        let per_cpu = self
+            .per_cpu::<Traffic>(name)?
+            .get(&id, 0)
+            .map_err(map_err(name))?;
+        Ok(per_cpu.iter().fold(Traffic::default(), |mut sum, t| {
+            sum.add(t);
+            sum
+        }))
+    }
+
+    /// Traffic of service `id`, summed over CPUs.
+    pub fn service_traffic(&self, id: u32) -> Result<Traffic> {
+        self.traffic(names::SERVICE_STATS, id)
+    }
+
+    /// Traffic of real server `id`, summed over CPUs.
+    pub fn dest_traffic(&self, id: u32) -> Result<Traffic> {
+        self.traffic(names::DEST_STATS, id)
+    }
+
+    /// The global counters, summed over CPUs.
+    pub fn globals(&self) -> Result<Vec<(Global, u64)>> {
+        let map = self.per_cpu::<u64>(names::GLOBAL_STATS)?;
+        Global::ALL
+            .iter()
+            .map(|g| {
+                Ok((
+                    *g,
+                    map.get(&(*g as u32), 0)
+                        .map_err(map_err(names::GLOBAL_STATS))?
+                        .iter()
+                        .sum(),
+                ))
+            })
+            .collect()
+    }
+
+    /// Every flow in the connection table.
+    pub fn flows(&mut self) -> Result<Vec<(FlowKey, Flow)>> {
+        self.flows_map()?
+            .iter()
+            .collect::<Result<_, _>>()
+            .map_err(map_err(names::FLOWS))
+    }
+
+    /// Removes the flows idle longer than their state's timeout at monotonic time `now_ns`,
+    /// counting each out of its real server. Returns how many were removed.
+    pub fn expire(&mut self, timeouts: &Timeouts, now_ns: u64) -> Result<usize> {
+        let expired: Vec<(FlowKey, Flow)> = self
+            .flows()?
+            .into_iter()
+            .filter(|(_, f)| {
+                now_ns.saturating_sub(f.last_seen_ns)
+                    > u64::from(timeouts.of(f.state())) * 1_000_000_000
+            })
+            .collect();
+        for (key, flow) in &expired {
+            if self.flows_map()?.remove(key).is_err() {
+                continue;
+            }
+            // A flow of an earlier holder of the slot was never counted for the current one.
+            if self.dest(flow.dest)?.generation != flow.dest_generation {
+                continue;
+            }
+            let mut released = self.array::<DestConns>(names::DEST_RELEASED)?;
+            let mut r = released
+                .get(&flow.dest, 0)
+                .map_err(map_err(names::DEST_RELEASED))?;
+            let c = r.counter_mut(flow.state().is_active());
+            *c = c.wrapping_add(1);
+            released
+                .set(flow.dest, r, 0)
+                .map_err(map_err(names::DEST_RELEASED))?;
+        }
+        Ok(expired.len())
+    }
+}
+
+fn is_busy(e: &ProgramError) -> bool {
+    let text = format!("{e:?}");
+    text.contains("Os { code: 16")
+        || text.contains("Os { code: 17")
+        || text.contains("EBUSY")
+        || text.contains("EEXIST")
+}
+
+fn busy_or(e: ProgramError, interface: &str) -> anyhow::Error {
+    if is_busy(&e) {
+        anyhow::anyhow!("the XDP hook of {interface} is already in use by another program")
+    } else {
+        anyhow::Error::new(e).context(format!("attaching XDP to {interface}"))
+    }
+}
+
+/// Monotonic time in nanoseconds, the clock `bpf_ktime_get_ns` reads.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}

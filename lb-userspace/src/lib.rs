@@ -1,0 +1,20 @@
+//! The xdpvs control plane: the daemon `xdpvsd`, which owns the XDP program and its maps, and
+//! `xdpvsadm`, its ipvsadm-compatible command line.
+
+pub mod config;
+pub mod control;
+pub mod daemon;
+pub mod dataplane;
+pub mod iface;
+pub mod listing;
+pub mod model;
+pub mod neigh;
+
+/// The XDP object, as built by `cargo xtask build-ebpf` (empty if it was not built).
+pub static EBPF_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdpvs.bpf.o"));
+
+/// Default directory of the pinned maps.
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/xdpvs";
+/// Default path of the daemon's control socket.
+pub const DEFAULT_SOCKET: &str = "/run/xdpvs/xdpvsd.sock";

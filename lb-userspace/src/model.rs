@@ -1,0 +1,240 @@
+//! What the operator configured: virtual services and their real servers, with the map ids
+//! the daemon gave them. Pure data; the daemon mirrors it into the maps.
+
+use std::{fmt, net::Ipv4Addr};
+
+use lb_common::{
+    MAX_DESTS, MAX_DESTS_PER_SERVICE, MAX_SERVICES, ip_proto, sched::Scheduler, service::ServiceKey,
+};
+use serde::{Deserialize, Serialize};
+
+/// A balanced transport protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// TCP (`-t`).
+    Tcp,
+    /// UDP (`-u`).
+    Udp,
+}
+
+impl Protocol {
+    /// The IP protocol number.
+    pub const fn number(self) -> u8 {
+        match self {
+            Self::Tcp => ip_proto::TCP,
+            Self::Udp => ip_proto::UDP,
+        }
+    }
+
+    /// The name ipvsadm prints in listings.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Self::Tcp => "TCP",
+            Self::Udp => "UDP",
+        }
+    }
+}
+
+/// A virtual service's identity: protocol, VIP and port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ServiceAddr {
+    /// Protocol.
+    pub protocol: Protocol,
+    /// Virtual IP.
+    pub addr: Ipv4Addr,
+    /// Port.
+    pub port: u16,
+}
+
+impl ServiceAddr {
+    /// The key of this service in the SERVICES map.
+    pub fn map_key(&self) -> ServiceKey {
+        ServiceKey {
+            addr: u32::from_ne_bytes(self.addr.octets()),
+            port: self.port.to_be(),
+            proto: self.protocol.number(),
+            _pad: 0,
+        }
+    }
+}
+
+impl fmt::Display for ServiceAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}:{}", self.protocol.label(), self.addr, self.port)
+    }
+}
+
+/// A real server's settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DestSpec {
+    /// Real server address.
+    pub addr: Ipv4Addr,
+    /// Weight, 0..=65535.
+    pub weight: u32,
+    /// Upper connection threshold (0 = none).
+    pub u_threshold: u32,
+    /// Lower connection threshold (0 = none).
+    pub l_threshold: u32,
+}
+
+/// A virtual service's settings and its real servers in list order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceSpec {
+    /// Identity.
+    pub addr: ServiceAddr,
+    /// Scheduler name, one of [`Scheduler::ALL`].
+    pub scheduler: String,
+    /// Real servers.
+    pub dests: Vec<DestSpec>,
+}
+
+impl ServiceSpec {
+    /// The scheduler, if the name is known.
+    pub fn scheduler(&self) -> Option<Scheduler> {
+        Scheduler::from_name(&self.scheduler)
+    }
+}
+
+/// Why a set of services cannot be applied.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SpecError {
+    /// Two services with the same identity.
+    DuplicateService(ServiceAddr),
+    /// Two real servers with the same address in one service.
+    DuplicateDest(ServiceAddr, Ipv4Addr),
+    /// An unknown scheduler name.
+    UnknownScheduler(ServiceAddr, String),
+    /// A weight above 65535.
+    Weight(ServiceAddr, Ipv4Addr),
+    /// Port 0.
+    ZeroPort(ServiceAddr),
+    /// More services, or real servers, than the maps hold.
+    TooMany(&'static str, u32),
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::DuplicateService(s) => write!(f, "service {s} is defined twice"),
+            Self::DuplicateDest(s, d) => write!(f, "service {s}: real server {d} is listed twice"),
+            Self::UnknownScheduler(s, n) => write!(f, "service {s}: scheduler {n:?} not found"),
+            Self::Weight(s, d) => {
+                write!(f, "service {s}: real server {d}: illegal weight (0..65535)")
+            }
+            Self::ZeroPort(s) => write!(
+                f,
+                "service {s}: zero port specified for non-persistent service"
+            ),
+            Self::TooMany(what, max) => write!(f, "more than {max} {what}"),
+        }
+    }
+}
+
+impl std::error::Error for SpecError {}
+
+/// Checks a whole set of services before anything is applied.
+pub fn validate(services: &[ServiceSpec]) -> Result<(), SpecError> {
+    if services.len() > MAX_SERVICES as usize {
+        return Err(SpecError::TooMany("virtual services", MAX_SERVICES));
+    }
+    let total: usize = services.iter().map(|s| s.dests.len()).sum();
+    if total > MAX_DESTS as usize {
+        return Err(SpecError::TooMany("real servers in all", MAX_DESTS));
+    }
+    for (i, svc) in services.iter().enumerate() {
+        let a = svc.addr;
+        if services[..i].iter().any(|o| o.addr == a) {
+            return Err(SpecError::DuplicateService(a));
+        }
+        if a.port == 0 {
+            return Err(SpecError::ZeroPort(a));
+        }
+        if svc.scheduler().is_none() {
+            return Err(SpecError::UnknownScheduler(a, svc.scheduler.clone()));
+        }
+        if svc.dests.len() > MAX_DESTS_PER_SERVICE as usize {
+            return Err(SpecError::TooMany(
+                "real servers in one service",
+                MAX_DESTS_PER_SERVICE,
+            ));
+        }
+        for (j, d) in svc.dests.iter().enumerate() {
+            if svc.dests[..j].iter().any(|o| o.addr == d.addr) {
+                return Err(SpecError::DuplicateDest(a, d.addr));
+            }
+            if d.weight > 65535 {
+                return Err(SpecError::Weight(a, d.addr));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn svc(port: u16, sched: &str, dests: &[&str]) -> ServiceSpec {
+        ServiceSpec {
+            addr: ServiceAddr {
+                protocol: Protocol::Tcp,
+                addr: "10.0.0.1".parse().unwrap(),
+                port,
+            },
+            scheduler: sched.into(),
+            dests: dests
+                .iter()
+                .map(|d| DestSpec {
+                    addr: d.parse().unwrap(),
+                    weight: 1,
+                    u_threshold: 0,
+                    l_threshold: 0,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn accepts_a_good_set() {
+        assert_eq!(
+            validate(&[
+                svc(80, "rr", &["10.0.0.2", "10.0.0.3"]),
+                svc(443, "wlc", &[])
+            ]),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn refuses_bad_sets() {
+        let a = svc(80, "rr", &[]).addr;
+        assert_eq!(
+            validate(&[svc(80, "rr", &[]), svc(80, "wlc", &[])]),
+            Err(SpecError::DuplicateService(a))
+        );
+        assert_eq!(
+            validate(&[svc(80, "rr", &["10.0.0.2", "10.0.0.2"])]),
+            Err(SpecError::DuplicateDest(a, "10.0.0.2".parse().unwrap()))
+        );
+        assert_eq!(
+            validate(&[svc(80, "fancy", &[])]),
+            Err(SpecError::UnknownScheduler(a, "fancy".into()))
+        );
+        assert!(matches!(
+            validate(&[svc(0, "rr", &[])]),
+            Err(SpecError::ZeroPort(_))
+        ));
+        let mut heavy = svc(80, "rr", &["10.0.0.2"]);
+        heavy.dests[0].weight = 65536;
+        assert!(matches!(validate(&[heavy]), Err(SpecError::Weight(..))));
+    }
+
+    #[test]
+    fn map_key_is_network_order() {
+        let k = svc(80, "rr", &[]).addr.map_key();
+        assert_eq!(k.addr.to_ne_bytes(), [10, 0, 0, 1]);
+        assert_eq!(k.port.to_ne_bytes(), [0, 80]);
+        assert_eq!(k.proto, 6);
+    }
+}

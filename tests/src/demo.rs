@@ -1,0 +1,4 @@
+//! placeholder
+pub fn run(_o: &std::path::Path, _b: &std::path::Path) -> anyhow::Result<()> {
+    Ok(())
+}

@@ -1,0 +1,14 @@
+//! Test beds for xdpvs: packet builders, network namespaces with a direct-routing topology,
+//! small servers that name themselves, and the daemon run inside a namespace. Shared by the
+//! end-to-end tests and by `cargo xtask demo`.
+
+pub mod capture;
+pub mod daemon;
+pub mod demo;
+pub mod netns;
+pub mod packets;
+pub mod servers;
+pub mod topology;
+
+/// Environment variable naming the XDP object to embed (read by lb-userspace's build script).
+pub const OBJECT_ENV: &str = "XDPVS_EBPF_OBJECT";

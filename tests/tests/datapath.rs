@@ -1,0 +1,283 @@
+//! The XDP program in the kernel, packet by packet, with BPF_PROG_TEST_RUN on the real object:
+//! verdicts, exact output frames, flow stickiness and counters.
+
+use std::net::Ipv4Addr;
+
+use aya::programs::{TestRun, TestRunOptions};
+use lb_common::{
+    dest::{DEST_F_RESOLVED, Dest},
+    program_names,
+    sched::Scheduler,
+    service::Service,
+    state::tcp_flags::{ACK, FIN, RST, SYN},
+    stats::Global,
+};
+use lb_userspace::{
+    dataplane::DataPlane,
+    model::{Protocol, ServiceAddr},
+};
+use xdpvs_tests::packets::{Frame, IP_OFFSET, L4};
+
+const XDP_DROP: u32 = 1;
+const XDP_PASS: u32 = 2;
+const XDP_TX: u32 = 3;
+
+const DIRECTOR_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
+const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x10];
+const RS_MACS: [[u8; 6]; 2] = [[2, 0, 0, 0, 0, 0x21], [2, 0, 0, 0, 0, 0x22]];
+const VIP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 100);
+const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 10);
+
+/// A private data plane (no pins) with TCP and UDP services on VIP port 80 / 53, round robin
+/// over two real servers whose MACs are `RS_MACS` (unless `resolved` is false).
+fn dataplane(resolved: bool) -> DataPlane {
+    let mut dp = DataPlane::load(None, 1024).expect("the object loads and passes the verifier");
+    dp.set_director(DIRECTOR_MAC).unwrap();
+    let mut next_dest = 0;
+    for (id, (protocol, port)) in [(Protocol::Tcp, 80), (Protocol::Udp, 53)]
+        .into_iter()
+        .enumerate()
+    {
+        let mut ids = vec![];
+        for (i, mac) in RS_MACS.iter().enumerate() {
+            let generation = dp.claim_dest(next_dest).unwrap();
+            let dest = Dest {
+                addr: u32::from_ne_bytes([10, 77, 0, 21 + i as u8]),
+                weight: 1,
+                generation,
+                flags: if resolved { DEST_F_RESOLVED } else { 0 },
+                mac: *mac,
+                ..Dest::default()
+            };
+            dp.write_dest(next_dest, &dest).unwrap();
+            ids.push(next_dest);
+            next_dest += 1;
+        }
+        let svc = Service {
+            id: id as u32,
+            dest_count: 2,
+            scheduler: Scheduler::Rr as u8,
+            _pad: [0; 3],
+        };
+        dp.write_service(
+            ServiceAddr {
+                protocol,
+                addr: VIP,
+                port,
+            }
+            .map_key(),
+            svc,
+            &ids,
+        )
+        .unwrap();
+    }
+    dp
+}
+
+fn tcp(sport: u16, dport: u16, flags: u8) -> Frame {
+    Frame {
+        dst_mac: DIRECTOR_MAC,
+        src_mac: CLIENT_MAC,
+        vlan: None,
+        src: CLIENT,
+        dst: VIP,
+        l4: L4::Tcp {
+            sport,
+            dport,
+            flags,
+        },
+    }
+}
+
+/// Runs the balancer on `frame`: (verdict, output frame).
+fn run(dp: &DataPlane, frame: &[u8]) -> (u32, Vec<u8>) {
+    let mut out = vec![0u8; frame.len() + 256];
+    let opts = TestRunOptions {
+        data_in: Some(frame),
+        data_out: Some(&mut out),
+        ..TestRunOptions::default()
+    };
+    let r = dp
+        .program(program_names::LOAD_BALANCER)
+        .test_run(opts)
+        .expect("BPF_PROG_TEST_RUN");
+    out.truncate(r.data_size_out as usize);
+    (r.return_value, out)
+}
+
+/// `frame` with its Ethernet addresses replaced.
+fn readdressed(frame: &[u8], dst: [u8; 6], src: [u8; 6]) -> Vec<u8> {
+    let mut f = frame.to_vec();
+    f[..6].copy_from_slice(&dst);
+    f[6..12].copy_from_slice(&src);
+    f
+}
+
+fn global(dp: &DataPlane, g: Global) -> u64 {
+    dp.globals()
+        .unwrap()
+        .into_iter()
+        .find(|(k, _)| *k == g)
+        .unwrap()
+        .1
+}
+
+#[test]
+fn vip_syn_is_sent_to_a_real_server_with_only_the_macs_rewritten() {
+    let dp = dataplane(true);
+    let frame = tcp(40000, 80, SYN).build(b"");
+    let (verdict, out) = run(&dp, &frame);
+    assert_eq!(verdict, XDP_TX);
+    assert_eq!(out, readdressed(&frame, RS_MACS[0], DIRECTOR_MAC));
+    assert_eq!(global(&dp, Global::Forwarded), 1);
+}
+
+#[test]
+fn non_vip_traffic_passes_unchanged() {
+    let dp = dataplane(true);
+    let other_ip = Frame {
+        dst: Ipv4Addr::new(10, 77, 0, 2),
+        ..tcp(40000, 80, SYN)
+    }
+    .build(b"");
+    let other_port = tcp(40000, 22, SYN).build(b"");
+    let udp_other_port = Frame {
+        l4: L4::Udp {
+            sport: 5000,
+            dport: 80,
+        },
+        ..tcp(0, 0, 0)
+    }
+    .build(b"x");
+    let mut arp = vec![0xff; 6];
+    arp.extend_from_slice(&CLIENT_MAC);
+    arp.extend_from_slice(&[0x08, 0x06]);
+    arp.extend_from_slice(&[0u8; 28]);
+    for frame in [other_ip, other_port, udp_other_port, arp] {
+        assert_eq!(run(&dp, &frame), (XDP_PASS, frame.clone()));
+    }
+    assert_eq!(global(&dp, Global::Passed), 4);
+    assert_eq!(global(&dp, Global::Forwarded), 0);
+}
+
+#[test]
+fn malformed_or_unhandled_packets_pass_unchanged() {
+    let dp = dataplane(true);
+    let syn = tcp(40000, 80, SYN).build(b"");
+    // Cut inside the TCP header.
+    let truncated = syn[..IP_OFFSET + 20 + 10].to_vec();
+    // IP total length longer than the frame.
+    let mut long_len = syn.clone();
+    long_len[IP_OFFSET + 2..IP_OFFSET + 4].copy_from_slice(&200u16.to_be_bytes());
+    // A non-first fragment, and a first fragment (more-fragments set).
+    let mut later_fragment = syn.clone();
+    later_fragment[IP_OFFSET + 6..IP_OFFSET + 8].copy_from_slice(&0x0010u16.to_be_bytes());
+    let mut first_fragment = syn.clone();
+    first_fragment[IP_OFFSET + 6..IP_OFFSET + 8].copy_from_slice(&0x2000u16.to_be_bytes());
+    // IP options (IHL 6).
+    let mut options = syn.clone();
+    options[IP_OFFSET] = 0x46;
+    // Just an Ethernet header claiming IPv4.
+    let bare = syn[..IP_OFFSET].to_vec();
+    for frame in [
+        truncated,
+        long_len,
+        later_fragment,
+        first_fragment,
+        options,
+        bare,
+    ] {
+        assert_eq!(run(&dp, &frame), (XDP_PASS, frame.clone()));
+    }
+    assert_eq!(global(&dp, Global::Forwarded), 0);
+}
+
+#[test]
+fn vlan_tagged_vip_syn_keeps_its_tag() {
+    let dp = dataplane(true);
+    let frame = Frame {
+        vlan: Some(42),
+        ..tcp(40000, 80, SYN)
+    }
+    .build(b"");
+    let (verdict, out) = run(&dp, &frame);
+    assert_eq!(verdict, XDP_TX);
+    assert_eq!(out, readdressed(&frame, RS_MACS[0], DIRECTOR_MAC));
+    assert_eq!(&out[12..16], &[0x81, 0x00, 0, 42]);
+}
+
+#[test]
+fn flows_stay_on_their_real_server_and_new_flows_round_robin() {
+    let dp = dataplane(true);
+    let dest_of = |sport, flags| run(&dp, &tcp(sport, 80, flags).build(b"")).1[..6].to_vec();
+    assert_eq!(dest_of(1000, SYN), RS_MACS[0]);
+    assert_eq!(dest_of(1001, SYN), RS_MACS[1]);
+    assert_eq!(dest_of(1002, SYN), RS_MACS[0]);
+    for _ in 0..3 {
+        assert_eq!(dest_of(1001, ACK), RS_MACS[1]);
+        assert_eq!(dest_of(1000, ACK), RS_MACS[0]);
+    }
+    // UDP flows too.
+    let udp = |sport| {
+        Frame {
+            l4: L4::Udp { sport, dport: 53 },
+            ..tcp(0, 0, 0)
+        }
+        .build(b"q")
+    };
+    let first = run(&dp, &udp(7000)).1[..6].to_vec();
+    let second = run(&dp, &udp(7001)).1[..6].to_vec();
+    assert_ne!(first, second);
+    assert_eq!(run(&dp, &udp(7000)).1[..6], first[..]);
+}
+
+#[test]
+fn connection_states_drive_active_and_inactive_counts() {
+    let dp = dataplane(true);
+    let send = |flags| assert_eq!(run(&dp, &tcp(2000, 80, flags).build(b"")).0, XDP_TX);
+    let conns = |id| {
+        let c = dp.conns(id).unwrap();
+        (c.active, c.inactive)
+    };
+    send(SYN);
+    assert_eq!(conns(0), (0, 1), "SYN_RECV counts as inactive");
+    send(ACK);
+    assert_eq!(conns(0), (1, 0), "ESTABLISHED counts as active");
+    send(ACK);
+    assert_eq!(conns(0), (1, 0));
+    send(FIN | ACK);
+    assert_eq!(conns(0), (0, 1), "FIN_WAIT counts as inactive");
+    send(RST);
+    assert_eq!(conns(0), (0, 1), "CLOSE counts as inactive");
+    assert_eq!(conns(1), (0, 0));
+    let flows = {
+        let mut dp = dp;
+        dp.flows().unwrap()
+    };
+    assert_eq!(flows.len(), 1);
+    assert_eq!(flows[0].1.state().name(), "CLOSE");
+}
+
+#[test]
+fn traffic_counters_match_what_was_sent() {
+    let dp = dataplane(true);
+    let frame = tcp(3000, 80, SYN).build(b"");
+    let ack = tcp(3000, 80, ACK).build(&[7u8; 100]);
+    run(&dp, &frame);
+    for _ in 0..4 {
+        run(&dp, &ack);
+    }
+    let t = dp.dest_traffic(0).unwrap();
+    assert_eq!((t.conns, t.packets, t.bytes), (1, 5, 40 + 4 * 140));
+    let s = dp.service_traffic(0).unwrap();
+    assert_eq!((s.conns, s.packets, s.bytes), (1, 5, 40 + 4 * 140));
+    assert_eq!(dp.dest_traffic(1).unwrap().packets, 0);
+}
+
+#[test]
+fn unresolved_real_servers_are_never_sent_to() {
+    let dp = dataplane(false);
+    let frame = tcp(4000, 80, SYN).build(b"");
+    assert_eq!(run(&dp, &frame), (XDP_DROP, frame.clone()));
+    assert_eq!(global(&dp, Global::NoDest), 1);
+}

@@ -1,0 +1,89 @@
+//! Project tasks: `cargo xtask build`, `test`, `demo`. See the README.
+
+mod deps;
+mod ebpf;
+mod link;
+
+use std::{path::PathBuf, process::Command};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "xdpvs build, test and demo tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install build tools if missing and build the XDP object only.
+    BuildEbpf,
+    /// Build the XDP object and every binary.
+    Build,
+    /// Install what the tests need, build, and run every test (as root).
+    Test {
+        /// Extra arguments for `cargo test` (e.g. a test name filter).
+        #[arg(trailing_var_arg = true)]
+        args: Vec<String>,
+    },
+    /// Run a DR cluster in network namespaces and curl its VIP (as root).
+    Demo,
+}
+
+fn main() -> Result<()> {
+    if let Some(linker) = std::env::var_os(link::LINKER_ENV) {
+        return link::run(PathBuf::from(linker), std::env::args().skip(1).collect());
+    }
+    match Cli::parse().task {
+        Task::BuildEbpf => ebpf::build().map(drop),
+        Task::Build => build_all().map(drop),
+        Task::Test { args } => test(args),
+        Task::Demo => {
+            deps::runtime()?;
+            let object = build_all()?;
+            xdpvs_tests::demo::run(&object, &bin_dir())
+        }
+    }
+}
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+fn bin_dir() -> PathBuf {
+    root().join("target/debug")
+}
+
+fn cargo(args: &[&str], object: &std::path::Path) -> Result<()> {
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(args)
+        .current_dir(root())
+        .env(xdpvs_tests::OBJECT_ENV, object)
+        .status()
+        .context("running cargo")?;
+    if !status.success() {
+        bail!("cargo {} failed", args.join(" "));
+    }
+    Ok(())
+}
+
+/// Builds the object, then every binary with the object embedded in xdpvsd.
+fn build_all() -> Result<PathBuf> {
+    let object = ebpf::build()?;
+    cargo(&["build", "--workspace", "--bins"], &object)?;
+    Ok(object)
+}
+
+fn test(args: Vec<String>) -> Result<()> {
+    deps::runtime()?;
+    let object = build_all()?;
+    let mut cargo_args = vec!["test", "--workspace"];
+    cargo_args.extend(args.iter().map(String::as_str));
+    cargo(&cargo_args, &object)
+}
