@@ -88,7 +88,7 @@ fn balance(ctx: &XdpContext) -> u32 {
         _pad: 0,
     };
     // SAFETY: service values are replaced whole by the daemon, never freed under us.
-    let Some(svc) = (unsafe { SERVICES.get(&service_key) }) else {
+    let Some(svc) = (unsafe { SERVICES.get(service_key) }) else {
         return xdp_action::XDP_PASS;
     };
     let Some(director) = DIRECTOR.get(0) else {
@@ -97,7 +97,7 @@ fn balance(ctx: &XdpContext) -> u32 {
     // SAFETY: a helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
 
-    let found = FLOWS.get_ptr_mut(&pkt.key);
+    let found = FLOWS.get_ptr_mut(pkt.key);
     let existing = found.and_then(|flow| {
         // SAFETY: a map value pointer from the lookup above.
         let f = unsafe { &mut *flow };
@@ -142,7 +142,7 @@ fn balance(ctx: &XdpContext) -> u32 {
             } else {
                 BPF_NOEXIST
             };
-            match FLOWS.insert(&pkt.key, &flow, flags as u64) {
+            match FLOWS.insert(pkt.key, flow, flags as u64) {
                 Ok(()) => {
                     if let Some(conns) = DEST_CONNS.get_ptr_mut(dest_id) {
                         recount(conns, None, state);

@@ -171,7 +171,7 @@ impl Daemon {
     /// them now and then, so that their entries stay fresh).
     fn refresh_neighbours(&mut self) -> Result<()> {
         let table = neigh::table(&self.interface);
-        let reprobe = self.ticks % REPROBE_TICKS == 0;
+        let reprobe = self.ticks.is_multiple_of(REPROBE_TICKS);
         let ids: Vec<_> = self.dest_ids().collect();
         for (addr, id) in ids {
             let mut dest = self.dataplane.dest(id)?;

@@ -1,1 +1,171 @@
-//! placeholder
+//! xdpvsd run inside a test namespace with its own pin directory and socket, stopped (and its
+//! files removed) on drop; xdpvsadm run against it.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use lb_userspace::listing::Listing;
+
+use crate::{netns::Netns, topology::IFACE};
+
+/// The directory holding xdpvsd and xdpvsadm: next to the running test binary's `deps/`, as
+/// `cargo build --bins` leaves them.
+pub fn default_bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().expect("exe dir");
+    if dir.ends_with("deps") {
+        dir.parent().unwrap().to_path_buf()
+    } else {
+        dir.to_path_buf()
+    }
+}
+
+/// A running xdpvsd.
+pub struct Daemon {
+    child: Option<Child>,
+    bin_dir: PathBuf,
+    work_dir: PathBuf,
+    /// Its control socket.
+    pub socket: PathBuf,
+    /// Its pin directory.
+    pub pin_dir: PathBuf,
+}
+
+impl Daemon {
+    /// Paths for a daemon named `name`; nothing is started.
+    pub fn paths(bin_dir: &Path, name: &str) -> Result<Self> {
+        let work_dir = std::env::temp_dir().join(format!("xdpvs-{name}"));
+        fs::create_dir_all(&work_dir)?;
+        Ok(Self {
+            child: None,
+            bin_dir: bin_dir.to_owned(),
+            socket: work_dir.join("xdpvsd.sock"),
+            pin_dir: PathBuf::from(format!("/sys/fs/bpf/xdpvs-{name}")),
+            work_dir,
+        })
+    }
+
+    /// The xdpvsd command for `ns` with this daemon's paths and `config` (TOML) written to a file.
+    pub fn command(&self, ns: &Netns, config: Option<&str>) -> Result<Command> {
+        let mut cmd = ns.command(self.bin_dir.join("xdpvsd").to_str().context("path")?);
+        cmd.args(["--interface", IFACE, "--max-flows", "65536"])
+            .arg("--pin-dir")
+            .arg(&self.pin_dir)
+            .arg("--socket")
+            .arg(&self.socket);
+        if let Some(text) = config {
+            let file = self.work_dir.join("xdpvsd.toml");
+            fs::write(&file, text)?;
+            cmd.arg("--config").arg(file);
+        }
+        Ok(cmd)
+    }
+
+    /// Starts xdpvsd in `ns` and waits until it answers.
+    pub fn start(bin_dir: &Path, ns: &Netns, name: &str, config: Option<&str>) -> Result<Self> {
+        let mut d = Self::paths(bin_dir, name)?;
+        let log = fs::File::create(d.work_dir.join("xdpvsd.log"))?;
+        let child = d
+            .command(ns, config)?
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting xdpvsd")?;
+        d.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while d.adm(&["-Ln"])?.status.code() != Some(0) {
+            if let Some(status) = d.child.as_mut().unwrap().try_wait()? {
+                bail!("xdpvsd exited ({status}): {}", d.log());
+            }
+            if Instant::now() > deadline {
+                bail!("xdpvsd did not answer: {}", d.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(d)
+    }
+
+    /// What the daemon logged so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.work_dir.join("xdpvsd.log")).unwrap_or_default()
+    }
+
+    /// Runs xdpvsadm with `args` against this daemon.
+    pub fn adm(&self, args: &[&str]) -> Result<Output> {
+        Command::new(self.bin_dir.join("xdpvsadm"))
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .context("running xdpvsadm")
+    }
+
+    /// The listing, as JSON from xdpvsadm.
+    pub fn listing(&self) -> Result<Listing> {
+        let out = self.adm(&["-Ln", "--json"])?;
+        if !out.status.success() {
+            bail!("xdpvsadm failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(serde_json::from_slice(&out.stdout)?)
+    }
+
+    /// Waits until every real server's MAC is resolved.
+    pub fn wait_resolved(&self) -> Result<Listing> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let l = self.listing()?;
+            if l.services
+                .iter()
+                .flat_map(|s| &s.dests)
+                .all(|d| d.mac.is_some())
+            {
+                return Ok(l);
+            }
+            if Instant::now() > deadline {
+                bail!("real servers not resolved: {l:?}\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Stops the daemon with SIGTERM and returns its exit status (killing it after 10 s).
+    pub fn stop(&mut self) -> Result<std::process::ExitStatus> {
+        let mut child = self.child.take().context("not running")?;
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(s) = child.try_wait()? {
+                return Ok(s);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return Ok(child.wait()?);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            let _ = self.stop();
+        }
+        // A killed daemon leaves its pins and socket behind; remove them.
+        if let Ok(entries) = fs::read_dir(&self.pin_dir) {
+            for e in entries.flatten() {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+        let _ = fs::remove_dir(&self.pin_dir);
+        let _ = fs::remove_dir_all(&self.work_dir);
+    }
+}

@@ -1,4 +1,99 @@
-//! placeholder
-pub fn run(_o: &std::path::Path, _b: &std::path::Path) -> anyhow::Result<()> {
+//! `cargo xtask demo`: a direct-routing cluster in namespaces, curled through its VIP.
+
+use std::{
+    net::SocketAddr,
+    path::Path,
+    sync::atomic::{AtomicBool, Ordering},
+};
+
+use anyhow::{Context, Result, bail};
+
+use crate::{
+    daemon::Daemon,
+    netns::unique_name,
+    servers::NamedServers,
+    topology::{self, Topology, VIP},
+};
+
+/// Set by SIGINT/SIGTERM so that the demo tears down before exiting.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::Relaxed);
+}
+
+/// The demo's configuration: one TCP and one UDP service on the VIP, round robin.
+pub fn config(real_servers: usize) -> String {
+    let mut c = String::new();
+    for (proto, port) in [("tcp", 80), ("udp", 53)] {
+        c += &format!(
+            "[[service]]\nprotocol = \"{proto}\"\naddress = \"{VIP}:{port}\"\nscheduler = \"rr\"\n"
+        );
+        for i in 0..real_servers {
+            c += &format!(
+                "[[service.real_server]]\naddress = \"{}\"\n",
+                topology::real_server_ip(i)
+            );
+        }
+    }
+    c
+}
+
+/// Runs the demo; everything it made is removed when it returns, also on failure or Ctrl-C.
+pub fn run(bin_dir: &Path) -> Result<()> {
+    // SAFETY: the handler only stores to an atomic.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+    println!("== building the topology: client, director, 2 real servers on a bridge (namespaces)");
+    let topo = Topology::build("demo", 2)?;
+    let _servers: Vec<NamedServers> = topo
+        .real_servers
+        .iter()
+        .enumerate()
+        .map(|(i, ns)| {
+            NamedServers::start(
+                ns,
+                &topology::real_server_name(i),
+                80,
+                SocketAddr::from((VIP, 53)),
+            )
+        })
+        .collect::<Result<_>>()?;
+    println!(
+        "== starting xdpvsd on the director ({})",
+        topo.director.name()
+    );
+    let daemon = Daemon::start(
+        bin_dir,
+        &topo.director,
+        &unique_name("demo"),
+        Some(&config(2)),
+    )?;
+    daemon.wait_resolved()?;
+    for i in 1..=6 {
+        if INTERRUPTED.load(Ordering::Relaxed) {
+            bail!("interrupted");
+        }
+        let out = topo
+            .client
+            .exec(
+                "curl",
+                &["-sS", "--max-time", "5", &format!("http://{VIP}/")],
+            )
+            .context("curl through the VIP")?;
+        let body = String::from_utf8_lossy(&out.stdout);
+        let mut words = body.split_whitespace();
+        let (server, seen) = (words.next().unwrap_or("?"), words.next().unwrap_or("?"));
+        println!(
+            "curl #{i} http://{VIP}/ -> answered by {server} (which saw the client as {seen})"
+        );
+    }
+    println!("== xdpvsadm -Ln");
+    let out = daemon.adm(&["-Ln"])?;
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    println!("== tearing down");
+    drop(daemon);
     Ok(())
 }

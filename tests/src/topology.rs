@@ -1,1 +1,153 @@
-//! placeholder
+//! The direct-routing test topology: a client, a director and real servers in their own
+//! namespaces, joined by a bridge in a further namespace, all on 10.77.0.0/24.
+//!
+//! Real servers own the VIP on `lo` with arp_ignore=1 and arp_announce=2; the director owns it
+//! on its interface, so it alone answers ARP for it. Everything is removed on drop.
+
+use std::net::Ipv4Addr;
+
+use anyhow::{Context, Result};
+use aya::{
+    Ebpf, EbpfLoader,
+    programs::{Xdp, XdpMode},
+};
+use lb_common::{map_names, program_names};
+
+use crate::netns::{Netns, enter_current_thread, unique_name};
+
+/// The virtual IP.
+pub const VIP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 100);
+/// The client's address.
+pub const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 10);
+/// The director's own address.
+pub const DIRECTOR_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
+/// The director's MAC.
+pub const DIRECTOR_MAC: &str = "02:00:00:00:00:02";
+/// The client's MAC.
+pub const CLIENT_MAC: &str = "02:00:00:00:00:10";
+/// The interface name inside every host namespace.
+pub const IFACE: &str = "eth0";
+
+/// Address of real server `i` (0-based).
+pub fn real_server_ip(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(10, 77, 0, 21 + i as u8)
+}
+
+/// MAC of real server `i` (0-based).
+pub fn real_server_mac(i: usize) -> String {
+    format!("02:00:00:00:00:{:02x}", 0x21 + i)
+}
+
+/// The name real server `i` answers with.
+pub fn real_server_name(i: usize) -> String {
+    format!("rs{}", i + 1)
+}
+
+/// A built topology.
+pub struct Topology {
+    /// Keeps the pass-through program on the director's bridge port (see `attach_peer_pass`).
+    _peer_pass: Ebpf,
+    /// The client.
+    pub client: Netns,
+    /// The director (where xdpvsd runs).
+    pub director: Netns,
+    /// The real servers.
+    pub real_servers: Vec<Netns>,
+    /// The switch. Dropped last.
+    pub bridge: Netns,
+}
+
+impl Topology {
+    /// Builds a topology with `n` real servers; `tag` goes into the namespace names.
+    pub fn build(tag: &str, n: usize) -> Result<Self> {
+        let bridge = Netns::create(unique_name(&format!("{tag}-br")))?;
+        bridge.ip(&["link", "add", "br0", "type", "bridge"])?;
+        bridge.ip(&["link", "set", "br0", "up"])?;
+        let client = host(
+            &bridge,
+            &unique_name(&format!("{tag}-cl")),
+            "pcl",
+            CLIENT_MAC,
+            CLIENT_IP,
+        )?;
+        // Forwarded TCP segments would otherwise reach the real servers with a partial checksum.
+        client.exec("ethtool", &["-K", IFACE, "tx", "off"])?;
+        let director = host(
+            &bridge,
+            &unique_name(&format!("{tag}-dir")),
+            "pdir",
+            DIRECTOR_MAC,
+            DIRECTOR_IP,
+        )?;
+        director.ip(&["addr", "add", &format!("{VIP}/32"), "dev", IFACE])?;
+        let mut real_servers = Vec::with_capacity(n);
+        for i in 0..n {
+            let rs = host(
+                &bridge,
+                &unique_name(&format!("{tag}-rs{}", i + 1)),
+                &format!("prs{i}"),
+                &real_server_mac(i),
+                real_server_ip(i),
+            )?;
+            for conf in ["all", IFACE] {
+                rs.sysctl(&format!("net.ipv4.conf.{conf}.arp_ignore"), "1")?;
+                rs.sysctl(&format!("net.ipv4.conf.{conf}.arp_announce"), "2")?;
+            }
+            rs.ip(&["addr", "add", &format!("{VIP}/32"), "dev", "lo"])?;
+            real_servers.push(rs);
+        }
+        let peer_pass = attach_peer_pass(&bridge, "pdir")?;
+        Ok(Self {
+            _peer_pass: peer_pass,
+            client,
+            director,
+            real_servers,
+            bridge,
+        })
+    }
+}
+
+/// A namespace joined to the bridge by a veth pair: `IFACE` inside, `port` on the bridge.
+fn host(bridge: &Netns, name: &str, port: &str, mac: &str, ip: Ipv4Addr) -> Result<Netns> {
+    let ns = Netns::create(name.to_owned())?;
+    bridge.ip(&[
+        "link",
+        "add",
+        port,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        IFACE,
+        "netns",
+        ns.name(),
+    ])?;
+    bridge.ip(&["link", "set", port, "master", "br0", "up"])?;
+    ns.ip(&["link", "set", IFACE, "address", mac, "up"])?;
+    ns.ip(&["addr", "add", &format!("{ip}/24"), "dev", IFACE])?;
+    Ok(ns)
+}
+
+/// Native XDP_TX on a veth delivers frames only when the peer has an XDP program too, so the
+/// bridge-side port of the director gets the object's pass-through program.
+fn attach_peer_pass(bridge: &Netns, port: &str) -> Result<Ebpf> {
+    let path = bridge.path();
+    let port = port.to_owned();
+    std::thread::spawn(move || -> Result<Ebpf> {
+        enter_current_thread(&path)?;
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries(map_names::FLOWS, 1)
+            .load(lb_userspace::EBPF_OBJECT)
+            .context("loading the XDP object (built by `cargo xtask build`?)")?;
+        let prog: &mut Xdp = ebpf
+            .program_mut(program_names::PASS)
+            .context("pass program")?
+            .try_into()?;
+        prog.load()?;
+        prog.attach(&port, XdpMode::Driver)
+            .context("attaching the pass program")?;
+        Ok(ebpf)
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("attach thread panicked"))?
+}

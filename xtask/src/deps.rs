@@ -8,7 +8,13 @@ use anyhow::{Context, Result, bail};
 use crate::root;
 
 /// Debian packages the tests and the demo call: (command, package).
-const PACKAGES: &[(&str, &str)] = &[("ethtool", "ethtool"), ("curl", "curl"), ("ss", "iproute2")];
+const PACKAGES: &[(&str, &str)] = &[
+    ("ethtool", "ethtool"),
+    ("curl", "curl"),
+    ("ss", "iproute2"),
+    ("ping", "iputils-ping"),
+    ("nsenter", "util-linux"),
+];
 
 /// The bpf-linker binary, installed if missing.
 pub fn bpf_linker() -> Result<PathBuf> {

@@ -14,6 +14,30 @@ pub fn object_path() -> PathBuf {
     root().join("target/ebpf/xdpvs.bpf.o")
 }
 
+/// Runs clippy on lb-ebpf for the host target with panic=abort, as it is built.
+pub fn clippy() -> Result<()> {
+    let status = Command::new("cargo")
+        .args([
+            "clippy",
+            "--package",
+            "lb-ebpf",
+            "--release",
+            "--target",
+            HOST,
+        ])
+        .arg("--target-dir")
+        .arg(root().join("target/ebpf-clippy"))
+        .args(["--", "-D", "warnings"])
+        .current_dir(root())
+        .env_remove("RUSTFLAGS")
+        .env("CARGO_ENCODED_RUSTFLAGS", "-Cpanic=abort")
+        .status()?;
+    if !status.success() {
+        bail!("clippy found problems in lb-ebpf");
+    }
+    Ok(())
+}
+
 /// Builds the XDP object and returns its path.
 pub fn build() -> Result<PathBuf> {
     let linker = deps::bpf_linker()?;

@@ -43,9 +43,10 @@ pub fn run(linker: PathBuf, args: Vec<String>) -> Result<()> {
             cmd.arg("-o").arg(it.next().context("-o without a path")?);
         } else if let Some(script) = arg.strip_prefix("-Wl,--version-script=") {
             exports.extend(exported(script)?);
-        } else if [".o", ".rlib", ".a"].iter().any(|ext| arg.ends_with(ext)) {
-            cmd.arg(arg);
-        } else if arg.starts_with("--") {
+        } else if [".o", ".rlib", ".a"].iter().any(|ext| arg.ends_with(ext))
+            || arg.starts_with("--")
+        {
+            // Inputs, and link-args meant for bpf-linker itself.
             cmd.arg(arg);
         }
     }

@@ -22,7 +22,9 @@ enum Task {
     BuildEbpf,
     /// Build the XDP object and every binary.
     Build,
-    /// Install what the tests need, build, and run every test (as root).
+    /// Check formatting and run clippy (warnings are errors) on every crate.
+    Lint,
+    /// Lint, install what the tests need, build, and run every test (as root).
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
         #[arg(trailing_var_arg = true)]
@@ -39,11 +41,15 @@ fn main() -> Result<()> {
     match Cli::parse().task {
         Task::BuildEbpf => ebpf::build().map(drop),
         Task::Build => build_all().map(drop),
-        Task::Test { args } => test(args),
+        Task::Lint => lint(),
+        Task::Test { args } => {
+            lint()?;
+            test(args)
+        }
         Task::Demo => {
             deps::runtime()?;
-            let object = build_all()?;
-            xdpvs_tests::demo::run(&object, &bin_dir())
+            build_all()?;
+            xdpvs_tests::demo::run(&bin_dir())
         }
     }
 }
@@ -76,14 +82,24 @@ fn cargo(args: &[&str], object: &std::path::Path) -> Result<()> {
 /// Builds the object, then every binary with the object embedded in xdpvsd.
 fn build_all() -> Result<PathBuf> {
     let object = ebpf::build()?;
-    cargo(&["build", "--workspace", "--bins"], &object)?;
+    cargo(&["build", "--bins"], &object)?;
     Ok(object)
+}
+
+fn lint() -> Result<()> {
+    let object = ebpf::build()?;
+    cargo(&["fmt", "--all", "--", "--check"], &object)?;
+    cargo(
+        &["clippy", "--all-targets", "--", "-D", "warnings"],
+        &object,
+    )?;
+    ebpf::clippy()
 }
 
 fn test(args: Vec<String>) -> Result<()> {
     deps::runtime()?;
     let object = build_all()?;
-    let mut cargo_args = vec!["test", "--workspace"];
+    let mut cargo_args = vec!["test"];
     cargo_args.extend(args.iter().map(String::as_str));
     cargo(&cargo_args, &object)
 }

@@ -15,7 +15,7 @@ enum Mode {
 
 /// XDP Virtual Server daemon: IPVS-style direct routing in XDP.
 #[derive(Parser)]
-#[command(version)]
+#[command(version, args_override_self = true)]
 struct Cli {
     /// Interface to attach to (the one that receives traffic for the VIPs).
     #[arg(short, long)]
