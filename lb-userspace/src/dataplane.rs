@@ -139,36 +139,36 @@ impl DataPlane {
         }
     }
 
-    fn array<T: aya::Pod>(&mut self, name: &'static str) -> Result<Array<&mut MapData, T>> {
-        let map = self
-            .ebpf
+    fn map(&self, name: &str) -> Result<&aya::maps::Map> {
+        self.ebpf
+            .map(name)
+            .with_context(|| format!("map {name} missing"))
+    }
+
+    fn map_mut(&mut self, name: &str) -> Result<&mut aya::maps::Map> {
+        self.ebpf
             .map_mut(name)
-            .with_context(|| format!("map {name} missing"))?;
-        Array::try_from(map).map_err(map_err(name))
+            .with_context(|| format!("map {name} missing"))
+    }
+
+    fn array<T: aya::Pod>(&mut self, name: &'static str) -> Result<Array<&mut MapData, T>> {
+        Array::try_from(self.map_mut(name)?).map_err(map_err(name))
     }
 
     fn array_ref<T: aya::Pod>(&self, name: &'static str) -> Result<Array<&MapData, T>> {
-        let map = self
-            .ebpf
-            .map(name)
-            .with_context(|| format!("map {name} missing"))?;
-        Array::try_from(map).map_err(map_err(name))
+        Array::try_from(self.map(name)?).map_err(map_err(name))
     }
 
     fn per_cpu<T: aya::Pod>(&self, name: &'static str) -> Result<PerCpuArray<&MapData, T>> {
-        let map = self
-            .ebpf
-            .map(name)
-            .with_context(|| format!("map {name} missing"))?;
-        PerCpuArray::try_from(map).map_err(map_err(name))
+        PerCpuArray::try_from(self.map(name)?).map_err(map_err(name))
     }
 
     fn flows_map(&mut self) -> Result<HashMap<&mut MapData, FlowKey, Flow>> {
-        let map = self
-            .ebpf
-            .map_mut(names::FLOWS)
-            .context("map FLOWS missing")?;
-        HashMap::try_from(map).map_err(map_err(names::FLOWS))
+        HashMap::try_from(self.map_mut(names::FLOWS)?).map_err(map_err(names::FLOWS))
+    }
+
+    fn services_map(&mut self) -> Result<HashMap<&mut MapData, ServiceKey, Service>> {
+        HashMap::try_from(self.map_mut(names::SERVICES)?).map_err(map_err(names::SERVICES))
     }
 
     /// Sets the source MAC of forwarded frames.
@@ -223,25 +223,15 @@ impl DataPlane {
                 0,
             )
             .map_err(map_err(names::SERVICE_SCHED))?;
-        let map = self
-            .ebpf
-            .map_mut(names::SERVICES)
-            .context("map SERVICES missing")?;
-        let mut services: HashMap<_, ServiceKey, Service> =
-            HashMap::try_from(map).map_err(map_err(names::SERVICES))?;
-        services
+        self.services_map()?
             .insert(key, svc, 0)
             .map_err(map_err(names::SERVICES))
     }
 
     /// Every service key in the map.
     pub fn service_keys(&self) -> Result<Vec<ServiceKey>> {
-        let map = self
-            .ebpf
-            .map(names::SERVICES)
-            .context("map SERVICES missing")?;
         let services: HashMap<_, ServiceKey, Service> =
-            HashMap::try_from(map).map_err(map_err(names::SERVICES))?;
+            HashMap::try_from(self.map(names::SERVICES)?).map_err(map_err(names::SERVICES))?;
         services
             .keys()
             .collect::<Result<_, _>>()
@@ -250,13 +240,9 @@ impl DataPlane {
 
     /// Removes a service from the map.
     pub fn remove_service(&mut self, key: &ServiceKey) -> Result<()> {
-        let map = self
-            .ebpf
-            .map_mut(names::SERVICES)
-            .context("map SERVICES missing")?;
-        let mut services: HashMap<_, ServiceKey, Service> =
-            HashMap::try_from(map).map_err(map_err(names::SERVICES))?;
-        services.remove(key).map_err(map_err(names::SERVICES))
+        self.services_map()?
+            .remove(key)
+            .map_err(map_err(names::SERVICES))
     }
 
     /// Live connection counts of real server `id`.

@@ -1,7 +1,6 @@
 //! `cargo xtask demo`: a direct-routing cluster in namespaces, curled through its VIP.
 
 use std::{
-    net::SocketAddr,
     path::Path,
     sync::atomic::{AtomicBool, Ordering},
 };
@@ -11,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use crate::{
     daemon::Daemon,
     netns::unique_name,
-    servers::NamedServers,
+    servers,
     topology::{self, Topology, VIP},
 };
 
@@ -48,19 +47,7 @@ pub fn run(bin_dir: &Path) -> Result<()> {
     }
     println!("== building the topology: client, director, 2 real servers on a bridge (namespaces)");
     let topo = Topology::build("demo", 2)?;
-    let _servers: Vec<NamedServers> = topo
-        .real_servers
-        .iter()
-        .enumerate()
-        .map(|(i, ns)| {
-            NamedServers::start(
-                ns,
-                &topology::real_server_name(i),
-                80,
-                SocketAddr::from((VIP, 53)),
-            )
-        })
-        .collect::<Result<_>>()?;
+    let _servers = servers::on_real_servers(&topo)?;
     println!(
         "== starting xdpvsd on the director ({})",
         topo.director.name()

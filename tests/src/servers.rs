@@ -14,7 +14,10 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
-use crate::netns::Netns;
+use crate::{
+    netns::Netns,
+    topology::{Topology, VIP, real_server_name},
+};
 
 const POLL: Duration = Duration::from_millis(20);
 
@@ -43,6 +46,17 @@ impl NamedServers {
         ];
         Ok(Self { stop, threads })
     }
+}
+
+/// Starts named servers on every real server of `topo`: HTTP on port 80, UDP on VIP:53.
+pub fn on_real_servers(topo: &Topology) -> Result<Vec<NamedServers>> {
+    topo.real_servers
+        .iter()
+        .enumerate()
+        .map(|(i, ns)| {
+            NamedServers::start(ns, &real_server_name(i), 80, SocketAddr::from((VIP, 53)))
+        })
+        .collect()
 }
 
 fn spawn_loop(

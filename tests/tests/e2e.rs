@@ -14,7 +14,7 @@ use xdpvs_tests::{
     daemon::{Daemon, default_bin_dir},
     demo,
     netns::unique_name,
-    servers::{HttpClient, NamedServers, http_get, udp_ask, udp_ask_on},
+    servers::{self, HttpClient, NamedServers, http_get, udp_ask, udp_ask_on},
     topology::{self, CLIENT_IP, DIRECTOR_IP, IFACE, Topology, VIP},
 };
 
@@ -29,19 +29,7 @@ struct Cluster {
 impl Cluster {
     fn start(tag: &str, n: usize, config: &str) -> Result<Self> {
         let topo = Topology::build(tag, n)?;
-        let servers = topo
-            .real_servers
-            .iter()
-            .enumerate()
-            .map(|(i, ns)| {
-                NamedServers::start(
-                    ns,
-                    &topology::real_server_name(i),
-                    80,
-                    SocketAddr::from((VIP, 53)),
-                )
-            })
-            .collect::<Result<_>>()?;
+        let servers = servers::on_real_servers(&topo)?;
         let daemon = Daemon::start(
             &default_bin_dir(),
             &topo.director,

@@ -1,7 +1,10 @@
 //! Builds lb-ebpf on stable Rust: host-target LLVM bitcode (`-C linker-plugin-lto`) linked
 //! for BPF by bpf-linker, with this very binary as the link shim rustc calls.
 
-use std::{path::PathBuf, process::Command};
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
 
 use anyhow::{Context, Result, bail};
 
@@ -14,24 +17,36 @@ pub fn object_path() -> PathBuf {
     root().join("target/ebpf/xdpvs.bpf.o")
 }
 
+/// `cargo SUBCOMMAND` for lb-ebpf alone (release, host target) with its own target directory
+/// and rustflags, free of the caller's RUSTFLAGS and rustc wrapper.
+fn cargo_ebpf(subcommand: &str, target_dir: &Path, rustflags: &str) -> Command {
+    let mut cmd = Command::new("cargo");
+    cmd.args([
+        subcommand,
+        "--package",
+        "lb-ebpf",
+        "--release",
+        "--target",
+        HOST,
+    ])
+    .arg("--target-dir")
+    .arg(target_dir)
+    .current_dir(root())
+    .env_remove("RUSTFLAGS")
+    .env_remove("RUSTC_WRAPPER")
+    .env("CARGO_ENCODED_RUSTFLAGS", rustflags);
+    cmd
+}
+
 /// Runs clippy on lb-ebpf for the host target with panic=abort, as it is built.
 pub fn clippy() -> Result<()> {
-    let status = Command::new("cargo")
-        .args([
-            "clippy",
-            "--package",
-            "lb-ebpf",
-            "--release",
-            "--target",
-            HOST,
-        ])
-        .arg("--target-dir")
-        .arg(root().join("target/ebpf-clippy"))
-        .args(["--", "-D", "warnings"])
-        .current_dir(root())
-        .env_remove("RUSTFLAGS")
-        .env("CARGO_ENCODED_RUSTFLAGS", "-Cpanic=abort")
-        .status()?;
+    let status = cargo_ebpf(
+        "clippy",
+        &root().join("target/ebpf-clippy"),
+        "-Cpanic=abort",
+    )
+    .args(["--", "-D", "warnings"])
+    .status()?;
     if !status.success() {
         bail!("clippy found problems in lb-ebpf");
     }
@@ -54,21 +69,7 @@ pub fn build() -> Result<PathBuf> {
     ]
     .join("\x1f");
     let target_dir = root().join("target/ebpf");
-    let status = Command::new("cargo")
-        .args([
-            "build",
-            "--package",
-            "lb-ebpf",
-            "--release",
-            "--target",
-            HOST,
-        ])
-        .arg("--target-dir")
-        .arg(&target_dir)
-        .current_dir(root())
-        .env_remove("RUSTFLAGS")
-        .env_remove("RUSTC_WRAPPER")
-        .env("CARGO_ENCODED_RUSTFLAGS", rustflags)
+    let status = cargo_ebpf("build", &target_dir, &rustflags)
         .env(link::LINKER_ENV, &linker)
         .status()
         .context("running cargo build for lb-ebpf")?;
