@@ -40,6 +40,8 @@ pub struct DestConns {
     pub active: u32,
     /// Connections in any other state (IPVS InActConn).
     pub inactive: u32,
+    /// Non-zero while the server is over its connection thresholds (data path only).
+    pub overloaded: u32,
 }
 
 impl DestConns {
@@ -48,6 +50,7 @@ impl DestConns {
         DestConns {
             active: self.active.wrapping_sub(released.active),
             inactive: self.inactive.wrapping_sub(released.inactive),
+            overloaded: self.overloaded,
         }
     }
 

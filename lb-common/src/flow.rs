@@ -14,10 +14,8 @@ pub struct FlowKey {
     pub src_port: u16,
     /// Virtual port.
     pub dst_port: u16,
-    /// IP protocol number.
-    pub proto: u8,
-    /// Explicit padding.
-    pub _pad: [u8; 3],
+    /// IP protocol number, widened so that the key has no padding to zero.
+    pub proto: u32,
 }
 
 /// What the table keeps per flow.
@@ -32,21 +30,19 @@ pub struct Flow {
     pub dest_generation: u32,
     /// The service's id.
     pub service: u32,
-    /// [`ConnState`] as u8.
-    pub state: u8,
-    /// Explicit padding.
-    pub _pad: [u8; 3],
+    /// [`ConnState`] as u32 (no padding to zero).
+    pub state: u32,
 }
 
 impl Flow {
     /// The flow's connection state.
     pub fn state(&self) -> ConnState {
-        ConnState::from_u8(self.state).unwrap_or(ConnState::None)
+        ConnState::from_u8(self.state as u8).unwrap_or(ConnState::None)
     }
 
     /// The state a new flow starts in, before its first packet is applied.
-    pub const fn initial_state(proto: u8) -> ConnState {
-        if proto == crate::ip_proto::UDP {
+    pub const fn initial_state(proto: u32) -> ConnState {
+        if proto == crate::ip_proto::UDP as u32 {
             ConnState::Udp
         } else {
             ConnState::None

@@ -19,6 +19,9 @@ pub mod map_names {
     pub const SERVICE_DESTS: &str = "SERVICE_DESTS";
     /// Per-service scheduler state written by the data path.
     pub const SERVICE_SCHED: &str = "SERVICE_SCHED";
+    /// Per-service sh/dh bucket tables, two halves each: slot
+    /// `(service * 2 + half) * TABLE_SIZE + bucket` -> list position (`u32::MAX` = empty).
+    pub const SERVICE_TABLES: &str = "SERVICE_TABLES";
     /// Real servers by dest id: [`crate::dest::Dest`].
     pub const DESTS: &str = "DESTS";
     /// Connections counted in per dest id by the data path: [`crate::dest::DestConns`].
@@ -36,10 +39,11 @@ pub mod map_names {
     /// Single-entry director configuration: [`crate::config::Director`].
     pub const DIRECTOR: &str = "DIRECTOR";
     /// Every map, for pinning and cleaning up.
-    pub const ALL: [&str; 11] = [
+    pub const ALL: [&str; 12] = [
         SERVICES,
         SERVICE_DESTS,
         SERVICE_SCHED,
+        SERVICE_TABLES,
         DESTS,
         DEST_CONNS,
         DEST_RELEASED,

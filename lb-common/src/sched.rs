@@ -1,5 +1,8 @@
-//! Scheduler choice for a new flow, as a fold over the service's real servers in list order.
-//! The XDP program and the host tests run this same code.
+//! Choosing a real server for a new flow, with the semantics of the kernel's IPVS schedulers.
+//! One implementation serves the XDP program (which walks the list under `bpf_loop`) and the
+//! host tests (which walk it with a plain loop), through [`Servers`].
+
+use crate::service::SchedState;
 
 /// The IPVS schedulers, numbered as stored in [`crate::service::Service::scheduler`].
 #[repr(u8)]
@@ -15,11 +18,37 @@ pub enum Scheduler {
     Sed = 3,
     /// Never queue.
     Nq = 4,
+    /// Weighted round robin.
+    Wrr = 5,
+    /// Source hashing.
+    Sh = 6,
+    /// Destination hashing.
+    Dh = 7,
 }
+
+/// Scheduler flags (ipvsadm `-b`).
+pub mod flags {
+    /// sh: when the hashed server is unusable, probe further buckets (`sh-fallback`, flag-1).
+    pub const SH_FALLBACK: u8 = 1;
+    /// sh: hash the source port too (`sh-port`, flag-2).
+    pub const SH_PORT: u8 = 2;
+}
+
+/// Buckets in an sh or dh table.
+pub const TABLE_SIZE: u32 = 256;
 
 impl Scheduler {
     /// Every scheduler the data path implements.
-    pub const ALL: [Scheduler; 5] = [Self::Rr, Self::Lc, Self::Wlc, Self::Sed, Self::Nq];
+    pub const ALL: [Scheduler; 8] = [
+        Self::Rr,
+        Self::Lc,
+        Self::Wlc,
+        Self::Sed,
+        Self::Nq,
+        Self::Wrr,
+        Self::Sh,
+        Self::Dh,
+    ];
 
     /// Decodes a stored scheduler byte.
     pub fn from_u8(v: u8) -> Option<Self> {
@@ -34,6 +63,9 @@ impl Scheduler {
             Self::Wlc => "wlc",
             Self::Sed => "sed",
             Self::Nq => "nq",
+            Self::Wrr => "wrr",
+            Self::Sh => "sh",
+            Self::Dh => "dh",
         }
     }
 
@@ -42,12 +74,9 @@ impl Scheduler {
         Self::ALL.into_iter().find(|s| s.name() == name)
     }
 
-    /// The list position the walk starts at: after the last pick for rr, the head otherwise.
-    pub fn first_position(self, count: u32, last: u32) -> u32 {
-        match self {
-            Self::Rr => last.wrapping_add(1).checked_rem(count).unwrap_or(0),
-            _ => 0,
-        }
+    /// Whether the scheduler reads a bucket table the daemon fills.
+    pub const fn uses_table(self) -> bool {
+        matches!(self, Self::Sh | Self::Dh)
     }
 }
 
@@ -81,36 +110,127 @@ impl Candidate {
     }
 }
 
-/// The fold state of one scheduling decision.
+/// IPVS's overload rule with hysteresis: with an upper threshold `upper` (0 = none) a server
+/// becomes overloaded at `total >= upper` connections and recovers below `lower`, or below 3/4
+/// of `upper` when `lower` is 0.
+pub const fn overloaded(was: bool, total: u32, upper: u32, lower: u32) -> bool {
+    if upper == 0 {
+        return false;
+    }
+    if total >= upper {
+        return true;
+    }
+    let recovered = if lower != 0 {
+        total < lower
+    } else {
+        (total as u64) * 4 < (upper as u64) * 3
+    };
+    was && !recovered
+}
+
+/// The real servers of one service, as a scheduler reads them.
+pub trait Servers {
+    /// Length of the list.
+    fn count(&self) -> u32;
+    /// The real server at list position `pos`.
+    fn candidate(&self, pos: u32) -> Option<Candidate>;
+    /// The list position in bucket `bucket` of the live sh/dh table, `None` if empty.
+    fn bucket(&self, bucket: u32) -> Option<u32>;
+    /// Calls `f(i)` for `i` in `0..n`, in order, until it returns true.
+    fn each<F: FnMut(u32) -> bool>(&self, n: u32, f: F);
+}
+
+/// The service settings a pick reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Params {
+    /// Scheduler.
+    pub scheduler: Scheduler,
+    /// [`flags`].
+    pub flags: u8,
+    /// Largest weight (wrr).
+    pub max_weight: u32,
+    /// GCD of the positive weights (wrr).
+    pub weight_gcd: u32,
+}
+
+/// The addresses of the packet being scheduled, host byte order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Addresses {
+    /// Client address.
+    pub src_addr: u32,
+    /// Client port.
+    pub src_port: u16,
+    /// Destination (virtual) address.
+    pub dst_addr: u32,
+}
+
+/// Chooses a real server for a new flow: its list position, or `None` when no server is
+/// usable. Updates the rr/wrr state in `state`.
+pub fn pick(
+    p: &Params,
+    state: &mut SchedState,
+    pkt: &Addresses,
+    servers: &impl Servers,
+) -> Option<u32> {
+    match p.scheduler {
+        Scheduler::Wrr => wrr(p, state, servers),
+        Scheduler::Sh => sh(p.flags, pkt, servers),
+        Scheduler::Dh => {
+            let pos = servers.bucket(dh_bucket(pkt.dst_addr))?;
+            servers.candidate(pos)?.usable().then_some(pos)
+        }
+        s => {
+            let n = servers.count();
+            let start = match s {
+                Scheduler::Rr => state.last.wrapping_add(1).checked_rem(n).unwrap_or(0),
+                _ => 0,
+            };
+            let mut selection = Selection::new(s);
+            servers.each(n, |i| {
+                let pos = if start + i >= n {
+                    start + i - n
+                } else {
+                    start + i
+                };
+                servers
+                    .candidate(pos)
+                    .is_some_and(|c| selection.offer(pos, c))
+            });
+            let chosen = selection.chosen()?;
+            if s == Scheduler::Rr {
+                state.last = chosen;
+            }
+            Some(chosen)
+        }
+    }
+}
+
+/// The fold state of a connection-count or rr decision over the list in walk order.
 #[derive(Clone, Copy, Debug)]
-pub struct Selection {
+struct Selection {
     scheduler: Scheduler,
     best: Option<(u32, Candidate)>,
 }
 
 impl Selection {
-    /// Starts a decision for `scheduler`.
-    pub const fn new(scheduler: Scheduler) -> Self {
+    const fn new(scheduler: Scheduler) -> Self {
         Self {
             scheduler,
             best: None,
         }
     }
 
-    /// Offers the real server at list `position`, visited in walk order (see
-    /// [`Scheduler::first_position`]). Returns true when the decision is final and the walk
-    /// can stop.
-    pub fn offer(&mut self, position: u32, c: Candidate) -> bool {
+    /// Offers the server at `position`; true when the decision is final.
+    fn offer(&mut self, position: u32, c: Candidate) -> bool {
         if !c.usable() {
             return false;
         }
         let Some((_, least)) = self.best else {
             self.best = Some((position, c));
-            return matches!(self.scheduler, Scheduler::Rr)
+            return self.scheduler == Scheduler::Rr
                 || (self.scheduler == Scheduler::Nq && c.active == 0);
         };
         let better = match self.scheduler {
-            Scheduler::Rr => false,
             Scheduler::Lc => c.overhead() < least.overhead(),
             Scheduler::Wlc => weighted_less(c.overhead(), c.weight, least.overhead(), least.weight),
             Scheduler::Nq if c.active == 0 => {
@@ -123,6 +243,7 @@ impl Selection {
                 least.sed_overhead(),
                 least.weight,
             ),
+            _ => false,
         };
         if better {
             self.best = Some((position, c));
@@ -130,8 +251,7 @@ impl Selection {
         false
     }
 
-    /// The chosen list position, if any server was usable.
-    pub fn chosen(&self) -> Option<u32> {
+    fn chosen(&self) -> Option<u32> {
         self.best.map(|(p, _)| p)
     }
 }
@@ -141,115 +261,128 @@ const fn weighted_less(doh: u64, dw: u32, loh: u64, lw: u32) -> bool {
     loh * dw as u64 > doh * lw as u64
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn c(weight: u32, active: u32, inactive: u32) -> Candidate {
-        Candidate {
-            weight,
-            active,
-            inactive,
-            reachable: true,
+/// Interleaved weighted round robin. The next server after the last pick with weight >= cw;
+/// at the end of the list cw drops by the weights' gcd (back to the largest weight below 1).
+/// Levels no usable server reaches are skipped at once, which gives IPVS's sequence in at most
+/// three walks of the list.
+fn wrr(p: &Params, state: &mut SchedState, servers: &impl Servers) -> Option<u32> {
+    let n = servers.count();
+    let from = if state.last < n { state.last + 1 } else { n };
+    let cw = state.cw;
+    let first_at = |from: u32, level: u32| {
+        let mut found = None;
+        servers.each(n - from, |i| {
+            let c = servers.candidate(from + i);
+            if c.is_some_and(|c| c.usable() && c.weight >= level) {
+                found = Some(from + i);
+            }
+            found.is_some()
+        });
+        found
+    };
+    let pos = match first_at(from, cw) {
+        Some(pos) => pos,
+        None => {
+            let mut max_usable = 0;
+            servers.each(n, |pos| {
+                if let Some(c) = servers.candidate(pos).filter(Candidate::usable) {
+                    max_usable = max_usable.max(c.weight);
+                }
+                false
+            });
+            if max_usable == 0 {
+                return None;
+            }
+            let next = if cw <= p.weight_gcd {
+                p.max_weight
+            } else {
+                cw - p.weight_gcd
+            };
+            state.cw = next.min(max_usable);
+            first_at(0, state.cw)?
         }
-    }
+    };
+    state.last = pos;
+    Some(pos)
+}
 
-    fn pick(s: Scheduler, last: u32, servers: &[Candidate]) -> Option<u32> {
-        let n = servers.len() as u32;
-        let mut sel = Selection::new(s);
-        let start = s.first_position(n, last);
-        for i in 0..n {
-            let pos = (start + i) % n;
-            if sel.offer(pos, servers[pos as usize]) {
-                break;
+/// The kernel's `hash_32(value, 8)`.
+const fn hash_32_8(value: u32) -> u32 {
+    value.wrapping_mul(0x61C8_8647) >> 24
+}
+
+/// sh's bucket for a client (port 0 unless sh-port), as `ip_vs_sh_hashkey`.
+pub const fn sh_bucket(addr: u32, port: u16, offset: u32) -> u32 {
+    offset.wrapping_add(hash_32_8((port as u32).wrapping_add(addr))) & (TABLE_SIZE - 1)
+}
+
+/// dh's bucket for a destination, as `ip_vs_dh_hashkey`.
+pub const fn dh_bucket(addr: u32) -> u32 {
+    addr.wrapping_mul(2_654_435_761) & (TABLE_SIZE - 1)
+}
+
+fn sh(flags: u8, pkt: &Addresses, servers: &impl Servers) -> Option<u32> {
+    let port = if flags & self::flags::SH_PORT != 0 {
+        pkt.src_port
+    } else {
+        0
+    };
+    let ihash = sh_bucket(pkt.src_addr, port, 0);
+    let pos = servers.bucket(ihash)?;
+    if servers.candidate(pos)?.usable() {
+        return Some(pos);
+    }
+    if flags & self::flags::SH_FALLBACK == 0 {
+        return None;
+    }
+    // As the kernel: probe bucket hashkey(offset = (ihash + i) % size) for i in 0..size.
+    let mut found = None;
+    servers.each(TABLE_SIZE, |i| {
+        let offset = (ihash + i) & (TABLE_SIZE - 1);
+        match servers.bucket(sh_bucket(pkt.src_addr, port, offset)) {
+            None => true,
+            Some(pos) => {
+                if servers.candidate(pos).is_some_and(|c| c.usable()) {
+                    found = Some(pos);
+                }
+                found.is_some()
             }
         }
-        sel.chosen()
-    }
-
-    #[test]
-    fn names_round_trip() {
-        for s in Scheduler::ALL {
-            assert_eq!(Scheduler::from_name(s.name()), Some(s));
-            assert_eq!(Scheduler::from_u8(s as u8), Some(s));
-        }
-        assert_eq!(Scheduler::from_name("xyz"), None);
-    }
-
-    #[test]
-    fn rr_cycles_and_skips_unusable() {
-        let servers = [
-            c(1, 0, 0),
-            c(0, 0, 0),
-            c(1, 0, 0),
-            Candidate {
-                reachable: false,
-                ..c(1, 0, 0)
-            },
-        ];
-        let mut last = u32::MAX;
-        let mut seq = vec![];
-        for _ in 0..4 {
-            last = pick(Scheduler::Rr, last, &servers).unwrap();
-            seq.push(last);
-        }
-        assert_eq!(seq, [0, 2, 0, 2]);
-    }
-
-    #[test]
-    fn nothing_usable_gives_none() {
-        for s in Scheduler::ALL {
-            assert_eq!(pick(s, u32::MAX, &[c(0, 0, 0), c(0, 5, 0)]), None, "{s:?}");
-            assert_eq!(pick(s, u32::MAX, &[]), None, "{s:?}");
-        }
-    }
-
-    #[test]
-    fn lc_smallest_overhead_first_on_tie() {
-        // overheads: 1*256+0 = 256, 0*256+300 = 300, 256 (tie with the first).
-        assert_eq!(
-            pick(Scheduler::Lc, 0, &[c(1, 1, 0), c(1, 0, 300), c(1, 1, 0)]),
-            Some(0)
-        );
-        assert_eq!(
-            pick(Scheduler::Lc, 0, &[c(1, 2, 0), c(5, 1, 10), c(1, 1, 9)]),
-            Some(2)
-        );
-    }
-
-    #[test]
-    fn wlc_cross_multiplies_and_keeps_earlier_on_tie() {
-        // 256/1 vs 512/2: equal, keep the first.
-        assert_eq!(pick(Scheduler::Wlc, 0, &[c(1, 1, 0), c(2, 2, 0)]), Some(0));
-        // 256/1 vs 256/2: the second is better.
-        assert_eq!(pick(Scheduler::Wlc, 0, &[c(1, 1, 0), c(2, 1, 0)]), Some(1));
-        // Weight 0 is never picked even when idle.
-        assert_eq!(pick(Scheduler::Wlc, 0, &[c(0, 0, 0), c(1, 9, 9)]), Some(1));
-        // Inactive connections weigh 1/256 of an active one.
-        assert_eq!(
-            pick(Scheduler::Wlc, 0, &[c(1, 0, 255), c(1, 1, 0)]),
-            Some(0)
-        );
-        assert_eq!(
-            pick(Scheduler::Wlc, 0, &[c(1, 0, 257), c(1, 1, 0)]),
-            Some(1)
-        );
-    }
-
-    #[test]
-    fn sed_ignores_inactive() {
-        // (0+1)/1 vs (1+1)/3: the second is better although it has more connections.
-        assert_eq!(pick(Scheduler::Sed, 0, &[c(1, 0, 0), c(3, 1, 0)]), Some(1));
-        assert_eq!(
-            pick(Scheduler::Sed, 0, &[c(1, 0, 1000), c(1, 0, 0)]),
-            Some(0)
-        );
-    }
-
-    #[test]
-    fn nq_takes_an_idle_server_at_once() {
-        // The sed choice would be the heavy-weight busy server; nq prefers the idle one.
-        assert_eq!(pick(Scheduler::Nq, 0, &[c(10, 1, 0), c(1, 0, 0)]), Some(1));
-        assert_eq!(pick(Scheduler::Nq, 0, &[c(10, 1, 0), c(1, 1, 0)]), Some(0));
-    }
+    });
+    found
 }
+
+/// The sh table for servers with `weights` in list order: walking the list cyclically, each
+/// server takes `weight` consecutive buckets (at least one). Entries are list positions.
+pub fn sh_table(weights: &[u32]) -> [Option<u32>; TABLE_SIZE as usize] {
+    let mut table = [None; TABLE_SIZE as usize];
+    if weights.is_empty() {
+        return table;
+    }
+    let (mut pos, mut taken) = (0usize, 0u32);
+    for slot in table.iter_mut() {
+        *slot = Some(pos as u32);
+        taken += 1;
+        if taken >= weights[pos] {
+            pos = (pos + 1) % weights.len();
+            taken = 0;
+        }
+    }
+    table
+}
+
+/// The dh table for `n` servers: one bucket each in turn, weights ignored.
+pub fn dh_table(n: usize) -> [Option<u32>; TABLE_SIZE as usize] {
+    core::array::from_fn(|i| (n > 0).then(|| (i % n) as u32))
+}
+
+/// Greatest common divisor of the positive weights (1 if there are none).
+pub fn weight_gcd(weights: impl Iterator<Item = u32>) -> u32 {
+    fn gcd(a: u32, b: u32) -> u32 {
+        if b == 0 { a } else { gcd(b, a % b) }
+    }
+    weights.filter(|w| *w > 0).fold(0, gcd).max(1)
+}
+
+#[cfg(test)]
+mod tests;

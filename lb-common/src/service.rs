@@ -16,7 +16,8 @@ pub struct ServiceKey {
     pub _pad: u8,
 }
 
-/// A virtual service as the data path needs it. Written only by the daemon.
+/// A virtual service as the data path needs it. Written only by the daemon, whole, so that
+/// a packet sees either the old or the new list length, table half and weights.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Service {
@@ -24,10 +25,18 @@ pub struct Service {
     pub id: u32,
     /// Number of real servers in the service's list.
     pub dest_count: u32,
+    /// Largest weight in the list (wrr).
+    pub max_weight: u32,
+    /// Greatest common divisor of the positive weights (wrr).
+    pub weight_gcd: u32,
+    /// Which half of the service's bucket table is live (sh, dh): 0 or 1.
+    pub table: u32,
     /// The scheduler ([`Scheduler`] as u8).
     pub scheduler: u8,
+    /// Scheduler flags ([`crate::sched::flags`]).
+    pub flags: u8,
     /// Explicit padding.
-    pub _pad: [u8; 3],
+    pub _pad: [u8; 2],
 }
 
 impl Service {
@@ -37,12 +46,22 @@ impl Service {
     }
 }
 
-/// Scheduler state the data path keeps per service.
+/// Scheduler state the data path keeps per service; the daemon resets it whenever it rewrites
+/// the service, which restarts rr and wrr at the list head as IPVS does.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SchedState {
-    /// List position of the last round-robin pick (`u32::MAX`: none yet).
+    /// List position of the last rr/wrr pick (`u32::MAX`: none yet).
     pub last: u32,
-    /// Explicit padding.
-    pub _pad: u32,
+    /// wrr's current weight (0: start a new round).
+    pub cw: u32,
+}
+
+impl Default for SchedState {
+    fn default() -> Self {
+        Self {
+            last: u32::MAX,
+            cw: 0,
+        }
+    }
 }

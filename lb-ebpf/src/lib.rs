@@ -16,7 +16,8 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use lb_common::{
-    dest::DestConns, flow::Flow, service::ServiceKey, state::ConnState, stats::Global,
+    dest::DestConns, flow::Flow, sched::Addresses, service::ServiceKey, state::ConnState,
+    stats::Global,
 };
 use maps::{
     DEST_CONNS, DEST_STATS, DESTS, DIRECTOR, FLOWS, SERVICE_STATS, SERVICES, account, count,
@@ -84,7 +85,7 @@ fn balance(ctx: &XdpContext) -> u32 {
     let service_key = ServiceKey {
         addr: pkt.key.dst_addr,
         port: pkt.key.dst_port,
-        proto: pkt.key.proto,
+        proto: pkt.key.proto as u8,
         _pad: 0,
     };
     // SAFETY: service values are replaced whole by the daemon, never freed under us.
@@ -110,7 +111,7 @@ fn balance(ctx: &XdpContext) -> u32 {
             let from = flow.state();
             let to = from.after_tcp(pkt.tcp_flags);
             if to != from {
-                flow.state = to as u8;
+                flow.state = to as u32;
                 if let Some(conns) = DEST_CONNS.get_ptr_mut(flow.dest) {
                     recount(conns, Some(from), to);
                 }
@@ -119,7 +120,12 @@ fn balance(ctx: &XdpContext) -> u32 {
             (flow.dest, dest, false)
         }
         None => {
-            let Some(dest_id) = schedule::pick(svc) else {
+            let client = Addresses {
+                src_addr: u32::from_be(pkt.key.src_addr),
+                src_port: u16::from_be(pkt.key.src_port),
+                dst_addr: u32::from_be(pkt.key.dst_addr),
+            };
+            let Some(dest_id) = schedule::pick(svc, &client) else {
                 count(Global::NoDest);
                 return xdp_action::XDP_DROP;
             };
@@ -132,8 +138,7 @@ fn balance(ctx: &XdpContext) -> u32 {
                 dest: dest_id,
                 dest_generation: dest.generation,
                 service: svc.id,
-                state: state as u8,
-                _pad: [0; 3],
+                state: state as u32,
             };
             // A stale entry is overwritten; otherwise only a missing key is filled, so that
             // when two CPUs race on a flow's first packets one choice wins.

@@ -10,6 +10,7 @@ use lb_common::{
     config::Director,
     dest::{Dest, DestConns},
     flow::{Flow, FlowKey},
+    sched::TABLE_SIZE,
     service::{SchedState, Service, ServiceKey},
     stats::{Global, Traffic},
 };
@@ -23,6 +24,9 @@ pub static SERVICE_DESTS: Array<u32> =
 
 #[map(name = "SERVICE_SCHED")]
 pub static SERVICE_SCHED: Array<SchedState> = Array::with_max_entries(MAX_SERVICES, 0);
+
+#[map(name = "SERVICE_TABLES")]
+pub static SERVICE_TABLES: Array<u32> = Array::with_max_entries(MAX_SERVICES * 2 * TABLE_SIZE, 0);
 
 #[map(name = "DESTS")]
 pub static DESTS: Array<Dest> = Array::with_max_entries(MAX_DESTS, 0);

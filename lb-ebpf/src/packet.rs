@@ -102,8 +102,7 @@ impl Packet {
             dst_addr: u32::from_ne_bytes([hdr[16], hdr[17], hdr[18], hdr[19]]),
             src_port: u16::from_ne_bytes([ports[0], ports[1]]),
             dst_port: u16::from_ne_bytes([ports[2], ports[3]]),
-            proto,
-            _pad: [0; 3],
+            proto: proto as u32,
         };
         Some(Self {
             macs,

@@ -1,85 +1,116 @@
-//! The walk over a service's real servers that picks one for a new flow. It runs under
-//! `bpf_loop` so that the verifier checks the body once, whatever the list length.
+//! The data path's side of scheduling: the service's real servers read from the maps, walked
+//! under `bpf_loop` so that the verifier checks the walk once, whatever the list length.
 
 use core::ffi::c_void;
 
 use aya_ebpf::helpers::generated::bpf_loop;
 use lb_common::{
     MAX_DESTS_PER_SERVICE,
-    sched::{Candidate, Scheduler, Selection},
+    dest::DestConns,
+    sched::{self, Addresses, Candidate, Params, Servers, TABLE_SIZE},
     service::Service,
 };
 
-use crate::maps::{DEST_CONNS, DEST_RELEASED, DESTS, SERVICE_DESTS, SERVICE_SCHED};
+use crate::maps::{DEST_CONNS, DEST_RELEASED, DESTS, SERVICE_DESTS, SERVICE_SCHED, SERVICE_TABLES};
 
-struct Walk {
+/// One service's list, table half and real servers, as the maps hold them.
+struct MapServers {
     base: u32,
+    table_base: u32,
     count: u32,
-    start: u32,
-    selection: Selection,
 }
 
-/// The dest id at list position `pos` of the service whose list starts at `base`.
-#[inline(always)]
-fn dest_at(base: u32, pos: u32) -> Option<u32> {
-    SERVICE_DESTS.get(base + pos).copied()
-}
-
-#[inline(always)]
-fn candidate(dest_id: u32) -> Option<Candidate> {
-    let dest = DESTS.get(dest_id)?;
-    let conns = DEST_CONNS.get(dest_id)?.minus(DEST_RELEASED.get(dest_id)?);
-    Some(Candidate {
-        weight: dest.weight,
-        active: conns.active,
-        inactive: conns.inactive,
-        reachable: dest.is_resolved(),
-    })
-}
-
-unsafe extern "C" fn visit(i: u64, ctx: *mut c_void) -> i64 {
-    // SAFETY: bpf_loop hands back the `Walk` that `pick` passed it.
-    let walk = unsafe { &mut *(ctx as *mut Walk) };
-    let mut pos = walk.start + i as u32;
-    if pos >= walk.count {
-        pos -= walk.count;
+impl MapServers {
+    #[inline(always)]
+    fn dest_id(&self, pos: u32) -> Option<u32> {
+        if pos >= self.count {
+            return None;
+        }
+        SERVICE_DESTS.get(self.base + pos).copied()
     }
-    let Some(c) = dest_at(walk.base, pos).and_then(candidate) else {
-        return 0;
-    };
-    walk.selection.offer(pos, c) as i64
+}
+
+/// Calls the closure behind `ctx` with the loop index; non-zero stops the loop.
+unsafe extern "C" fn trampoline<F: FnMut(u32) -> bool>(i: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: `each` passes a pointer to its `F`, alive for the whole bpf_loop call.
+    let f = unsafe { &mut *(ctx as *mut F) };
+    // The verifier needs to see a return value in [0, 1]; LLVM would drop a plain mask on a
+    // bool, so the value goes through black_box first.
+    core::hint::black_box(f(i as u32) as i64) & 1
+}
+
+impl Servers for MapServers {
+    #[inline(always)]
+    fn count(&self) -> u32 {
+        self.count
+    }
+
+    #[inline(always)]
+    fn candidate(&self, pos: u32) -> Option<Candidate> {
+        let id = self.dest_id(pos)?;
+        let dest = DESTS.get(id)?;
+        let conns_ptr = DEST_CONNS.get_ptr_mut(id)?;
+        // SAFETY: a map value pointer; the overload flag is only written here.
+        let conns: &mut DestConns = unsafe { &mut *conns_ptr };
+        let live = conns.minus(DEST_RELEASED.get(id)?);
+        let total = live.active.wrapping_add(live.inactive);
+        let overloaded = sched::overloaded(
+            conns.overloaded != 0,
+            total,
+            dest.u_threshold,
+            dest.l_threshold,
+        );
+        if overloaded != (conns.overloaded != 0) {
+            conns.overloaded = overloaded as u32;
+        }
+        Some(Candidate {
+            weight: dest.weight,
+            active: live.active,
+            inactive: live.inactive,
+            reachable: dest.is_resolved() && !overloaded,
+        })
+    }
+
+    #[inline(always)]
+    fn bucket(&self, bucket: u32) -> Option<u32> {
+        let pos = *SERVICE_TABLES.get(self.table_base + (bucket & (TABLE_SIZE - 1)))?;
+        (pos != u32::MAX).then_some(pos)
+    }
+
+    #[inline(always)]
+    fn each<F: FnMut(u32) -> bool>(&self, n: u32, mut f: F) {
+        // SAFETY: the callback has bpf_loop's signature and `f` outlives the call.
+        unsafe {
+            bpf_loop(
+                n,
+                trampoline::<F> as *mut c_void,
+                &mut f as *mut F as *mut c_void,
+                0,
+            );
+        }
+    }
 }
 
 /// Picks a real server for a new flow of `svc`: its dest id, or `None` if none is usable.
 #[inline(always)]
-pub fn pick(svc: &Service) -> Option<u32> {
+pub fn pick(svc: &Service, pkt: &Addresses) -> Option<u32> {
     let scheduler = svc.scheduler()?;
-    let count = svc.dest_count;
-    if count == 0 || count > MAX_DESTS_PER_SERVICE {
+    if svc.dest_count > MAX_DESTS_PER_SERVICE {
         return None;
     }
-    let sched_state = SERVICE_SCHED.get_ptr_mut(svc.id)?;
-    // SAFETY: a valid map value pointer; a racing update only changes which server rr picks.
-    let last = unsafe { (*sched_state).last };
-    let mut walk = Walk {
+    let servers = MapServers {
         base: svc.id * MAX_DESTS_PER_SERVICE,
-        count,
-        start: scheduler.first_position(count, last),
-        selection: Selection::new(scheduler),
+        table_base: (svc.id * 2 + (svc.table & 1)) * TABLE_SIZE,
+        count: svc.dest_count,
     };
-    // SAFETY: `visit` has the callback signature bpf_loop expects and `walk` outlives the call.
-    unsafe {
-        bpf_loop(
-            count,
-            visit as *mut c_void,
-            &mut walk as *mut Walk as *mut c_void,
-            0,
-        );
-    }
-    let pos = walk.selection.chosen()?;
-    if scheduler == Scheduler::Rr {
-        // SAFETY: as above.
-        unsafe { (*sched_state).last = pos };
-    }
-    dest_at(walk.base, pos)
+    let params = Params {
+        scheduler,
+        flags: svc.flags,
+        max_weight: svc.max_weight,
+        weight_gcd: svc.weight_gcd,
+    };
+    let state = SERVICE_SCHED.get_ptr_mut(svc.id)?;
+    // SAFETY: a map value pointer; racing CPUs only change which server rr/wrr picks next.
+    let pos = sched::pick(&params, unsafe { &mut *state }, pkt, &servers)?;
+    servers.dest_id(pos)
 }

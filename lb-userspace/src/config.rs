@@ -7,6 +7,7 @@
 //! protocol = "tcp"              # tcp | udp
 //! address = "10.0.0.100:80"     # VIP:port
 //! scheduler = "rr"              # default wlc, as ipvsadm
+//! sched_flags = []              # sh only: "sh-port", "sh-fallback" (ipvsadm -b)
 //!
 //! [[service.real_server]]
 //! address = "10.0.0.2"          # DR: the port is the service's; "10.0.0.2:80" is accepted
@@ -44,6 +45,8 @@ struct ServiceEntry {
     address: SocketAddrV4,
     #[serde(default = "default_scheduler")]
     scheduler: String,
+    #[serde(default)]
+    sched_flags: Vec<SchedFlag>,
     #[serde(default, rename = "real_server")]
     real_servers: Vec<RealServerEntry>,
 }
@@ -58,6 +61,22 @@ struct RealServerEntry {
     upper_threshold: u32,
     #[serde(default)]
     lower_threshold: u32,
+}
+
+/// One of ipvsadm's scheduler flag names.
+#[derive(Deserialize)]
+#[serde(try_from = "String")]
+struct SchedFlag(u8);
+
+impl TryFrom<String> for SchedFlag {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        model::SCHED_FLAG_NAMES
+            .iter()
+            .find(|(name, _)| *name == s)
+            .map(|(_, bit)| Self(*bit))
+            .ok_or_else(|| format!("unknown scheduler flag {s:?} (sh-port, sh-fallback)"))
+    }
 }
 
 /// `IP` or `IP:port`.
@@ -120,9 +139,11 @@ impl Config {
                     l_threshold: r.lower_threshold,
                 });
             }
+            let flags = s.sched_flags.iter().fold(0, |acc, f| acc | f.0);
             services.push(ServiceSpec {
                 addr,
                 scheduler: s.scheduler,
+                flags,
                 dests,
             });
         }
@@ -188,5 +209,13 @@ address = "10.0.0.100:53"
         assert!(format!("{:#}", e.unwrap_err()).contains("direct routing"));
         let e = Config::parse(&format!("{base}scheduler = \"nope\"\n"));
         assert!(format!("{:#}", e.unwrap_err()).contains("not found"));
+        let e = Config::parse(&format!(
+            "{base}scheduler = \"sh\"\nsched_flags = [\"sh-pork\"]\n"
+        ));
+        assert!(format!("{:#}", e.unwrap_err()).contains("line 5"));
+        let ok = Config::parse(&format!(
+            "{base}scheduler = \"sh\"\nsched_flags = [\"sh-port\", \"sh-fallback\"]\n"
+        ));
+        assert_eq!(ok.unwrap().services[0].flags, 3);
     }
 }

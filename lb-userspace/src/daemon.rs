@@ -13,7 +13,6 @@ use std::{
 use anyhow::{Context, Result, bail};
 use lb_common::{
     dest::{DEST_F_RESOLVED, Dest},
-    service::Service,
     state::Timeouts,
 };
 use tokio::{
@@ -133,15 +132,13 @@ impl Daemon {
                 d.dataplane.write_dest(dest_id, &dest)?;
                 dest_ids.push(dest_id);
             }
-            let scheduler = spec.scheduler().context("validated scheduler")?;
-            let svc = Service {
-                id: id as u32,
-                dest_count: dest_ids.len() as u32,
-                scheduler: scheduler as u8,
-                _pad: [0; 3],
-            };
-            d.dataplane
-                .write_service(spec.addr.map_key(), svc, &dest_ids)?;
+            let svc = spec.map_value(id as u32, 0);
+            d.dataplane.write_service(
+                spec.addr.map_key(),
+                svc,
+                &dest_ids,
+                spec.table().as_ref(),
+            )?;
             log::info!(
                 "service {} ({}) with {} real servers",
                 spec.addr,

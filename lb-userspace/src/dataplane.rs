@@ -17,6 +17,7 @@ use lb_common::{
     dest::{Dest, DestConns},
     flow::{Flow, FlowKey},
     map_names as names, program_names,
+    sched::TABLE_SIZE,
     service::{SchedState, Service, ServiceKey},
     state::Timeouts,
     stats::{Global, Traffic},
@@ -206,22 +207,32 @@ impl DataPlane {
         Ok(generation)
     }
 
-    /// Writes service `svc.id`'s real server list, then the service itself.
-    pub fn write_service(&mut self, key: ServiceKey, svc: Service, dest_ids: &[u32]) -> Result<()> {
+    /// Writes service `svc.id`'s real server list and (for sh/dh) its bucket table into table
+    /// half `svc.table`, resets its scheduler state, then writes the service itself, so that a
+    /// packet sees the old service or the new one, never a half-written table.
+    pub fn write_service(
+        &mut self,
+        key: ServiceKey,
+        svc: Service,
+        dest_ids: &[u32],
+        table: Option<&[Option<u32>; TABLE_SIZE as usize]>,
+    ) -> Result<()> {
         let mut list = self.array::<u32>(names::SERVICE_DESTS)?;
         for (i, id) in dest_ids.iter().enumerate() {
             list.set(svc.id * MAX_DESTS_PER_SERVICE + i as u32, id, 0)
                 .map_err(map_err(names::SERVICE_DESTS))?;
         }
+        if let Some(table) = table {
+            let mut tables = self.array::<u32>(names::SERVICE_TABLES)?;
+            let base = (svc.id * 2 + (svc.table & 1)) * TABLE_SIZE;
+            for (bucket, pos) in table.iter().enumerate() {
+                tables
+                    .set(base + bucket as u32, pos.unwrap_or(u32::MAX), 0)
+                    .map_err(map_err(names::SERVICE_TABLES))?;
+            }
+        }
         self.array(names::SERVICE_SCHED)?
-            .set(
-                svc.id,
-                SchedState {
-                    last: u32::MAX,
-                    _pad: 0,
-                },
-                0,
-            )
+            .set(svc.id, SchedState::default(), 0)
             .map_err(map_err(names::SERVICE_SCHED))?;
         self.services_map()?
             .insert(key, svc, 0)

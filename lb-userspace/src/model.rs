@@ -4,7 +4,9 @@
 use std::{fmt, net::Ipv4Addr};
 
 use lb_common::{
-    MAX_DESTS, MAX_DESTS_PER_SERVICE, MAX_SERVICES, ip_proto, sched::Scheduler, service::ServiceKey,
+    MAX_DESTS, MAX_DESTS_PER_SERVICE, MAX_SERVICES, ip_proto,
+    sched::{self, Scheduler, TABLE_SIZE},
+    service::{Service, ServiceKey},
 };
 use serde::{Deserialize, Serialize};
 
@@ -85,14 +87,48 @@ pub struct ServiceSpec {
     pub addr: ServiceAddr,
     /// Scheduler name, one of [`Scheduler::ALL`].
     pub scheduler: String,
+    /// Scheduler flags ([`sched::flags`]).
+    pub flags: u8,
     /// Real servers.
     pub dests: Vec<DestSpec>,
 }
+
+/// ipvsadm's names of the scheduler flags (`-b`), with their bits.
+pub const SCHED_FLAG_NAMES: [(&str, u8); 2] = [
+    ("sh-fallback", sched::flags::SH_FALLBACK),
+    ("sh-port", sched::flags::SH_PORT),
+];
 
 impl ServiceSpec {
     /// The scheduler, if the name is known.
     pub fn scheduler(&self) -> Option<Scheduler> {
         Scheduler::from_name(&self.scheduler)
+    }
+
+    /// The SERVICES map value for this service under `id`, its table in half `table`.
+    pub fn map_value(&self, id: u32, table: u32) -> Service {
+        let weights = || self.dests.iter().map(|d| d.weight);
+        Service {
+            id,
+            dest_count: self.dests.len() as u32,
+            max_weight: weights().max().unwrap_or(0),
+            weight_gcd: sched::weight_gcd(weights()),
+            table,
+            scheduler: self.scheduler().map_or(u8::MAX, |s| s as u8),
+            flags: self.flags,
+            _pad: [0; 2],
+        }
+    }
+
+    /// The bucket table (list positions) for table-driven schedulers.
+    pub fn table(&self) -> Option<[Option<u32>; TABLE_SIZE as usize]> {
+        match self.scheduler()? {
+            Scheduler::Sh => Some(sched::sh_table(
+                &self.dests.iter().map(|d| d.weight).collect::<Vec<_>>(),
+            )),
+            Scheduler::Dh => Some(sched::dh_table(self.dests.len())),
+            _ => None,
+        }
     }
 }
 
@@ -109,6 +145,8 @@ pub enum SpecError {
     Weight(ServiceAddr, Ipv4Addr),
     /// Port 0.
     ZeroPort(ServiceAddr),
+    /// Scheduler flags the scheduler does not take.
+    Flags(ServiceAddr, String),
     /// More services, or real servers, than the maps hold.
     TooMany(&'static str, u32),
 }
@@ -125,6 +163,10 @@ impl fmt::Display for SpecError {
             Self::ZeroPort(s) => write!(
                 f,
                 "service {s}: zero port specified for non-persistent service"
+            ),
+            Self::Flags(s, n) => write!(
+                f,
+                "service {s}: scheduler {n} takes no sh-port/sh-fallback flags"
             ),
             Self::TooMany(what, max) => write!(f, "more than {max} {what}"),
         }
@@ -150,8 +192,12 @@ pub fn validate(services: &[ServiceSpec]) -> Result<(), SpecError> {
         if a.port == 0 {
             return Err(SpecError::ZeroPort(a));
         }
-        if svc.scheduler().is_none() {
-            return Err(SpecError::UnknownScheduler(a, svc.scheduler.clone()));
+        match svc.scheduler() {
+            None => return Err(SpecError::UnknownScheduler(a, svc.scheduler.clone())),
+            Some(s) if svc.flags != 0 && s != Scheduler::Sh => {
+                return Err(SpecError::Flags(a, svc.scheduler.clone()));
+            }
+            Some(_) => {}
         }
         if svc.dests.len() > MAX_DESTS_PER_SERVICE as usize {
             return Err(SpecError::TooMany(
@@ -183,6 +229,7 @@ mod tests {
                 port,
             },
             scheduler: sched.into(),
+            flags: 0,
             dests: dests
                 .iter()
                 .map(|d| DestSpec {
@@ -228,6 +275,26 @@ mod tests {
         let mut heavy = svc(80, "rr", &["10.0.0.2"]);
         heavy.dests[0].weight = 65536;
         assert!(matches!(validate(&[heavy]), Err(SpecError::Weight(..))));
+    }
+
+    #[test]
+    fn map_value_carries_wrr_parameters_and_tables() {
+        let mut s = svc(80, "wrr", &["10.0.0.2", "10.0.0.3", "10.0.0.4"]);
+        for (d, w) in s.dests.iter_mut().zip([8, 0, 6]) {
+            d.weight = w;
+        }
+        let v = s.map_value(7, 1);
+        assert_eq!(
+            (v.id, v.dest_count, v.max_weight, v.weight_gcd, v.table),
+            (7, 3, 8, 2, 1)
+        );
+        assert_eq!(v.scheduler, Scheduler::Wrr as u8);
+        assert_eq!(s.table(), None);
+        s.scheduler = "sh".into();
+        assert_eq!(
+            s.table().unwrap()[..9],
+            [0, 0, 0, 0, 0, 0, 0, 0, 1].map(Some)
+        );
     }
 
     #[test]

@@ -7,14 +7,16 @@ use aya::programs::{TestRun, TestRunOptions};
 use lb_common::{
     dest::{DEST_F_RESOLVED, Dest},
     program_names,
-    sched::Scheduler,
-    service::Service,
-    state::tcp_flags::{ACK, FIN, RST, SYN},
+    sched::flags::{SH_FALLBACK, SH_PORT},
+    state::{
+        Timeouts,
+        tcp_flags::{ACK, FIN, RST, SYN},
+    },
     stats::Global,
 };
 use lb_userspace::{
-    dataplane::DataPlane,
-    model::{Protocol, ServiceAddr},
+    dataplane::{DataPlane, monotonic_ns},
+    model::{DestSpec, Protocol, ServiceAddr, ServiceSpec},
 };
 use xdpvs_tests::packets::{Frame, IP_OFFSET, L4};
 
@@ -24,13 +26,18 @@ const XDP_TX: u32 = 3;
 
 const DIRECTOR_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
 const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x10];
-const RS_MACS: [[u8; 6]; 2] = [[2, 0, 0, 0, 0, 0x21], [2, 0, 0, 0, 0, 0x22]];
+const RS_MACS: [[u8; 6]; 3] = [
+    [2, 0, 0, 0, 0, 0x21],
+    [2, 0, 0, 0, 0, 0x22],
+    [2, 0, 0, 0, 0, 0x23],
+];
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 100);
 const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 10);
 
-/// A private data plane (no pins) with TCP and UDP services on VIP port 80 / 53, round robin
-/// over two real servers whose MACs are `RS_MACS` (unless `resolved` is false).
-fn dataplane(resolved: bool) -> DataPlane {
+/// A private data plane (no pins) with a TCP service on VIP:80 and a UDP service on VIP:53,
+/// both with `scheduler` over real servers of the given weights, whose MACs are `RS_MACS`
+/// (known unless `resolved` is false).
+fn dataplane_with(scheduler: &str, flags: u8, weights: &[u32], resolved: bool) -> DataPlane {
     let mut dp = DataPlane::load(None, 1024).expect("the object loads and passes the verifier");
     dp.set_director(DIRECTOR_MAC).unwrap();
     let mut next_dest = 0;
@@ -38,40 +45,66 @@ fn dataplane(resolved: bool) -> DataPlane {
         .into_iter()
         .enumerate()
     {
+        let spec = ServiceSpec {
+            addr: ServiceAddr {
+                protocol,
+                addr: VIP,
+                port,
+            },
+            scheduler: scheduler.into(),
+            flags,
+            dests: weights
+                .iter()
+                .enumerate()
+                .map(|(i, w)| DestSpec {
+                    addr: rs_ip(i),
+                    weight: *w,
+                    u_threshold: 0,
+                    l_threshold: 0,
+                })
+                .collect(),
+        };
         let mut ids = vec![];
-        for (i, mac) in RS_MACS.iter().enumerate() {
+        for (i, d) in spec.dests.iter().enumerate() {
             let generation = dp.claim_dest(next_dest).unwrap();
             let dest = Dest {
-                addr: u32::from_ne_bytes([10, 77, 0, 21 + i as u8]),
-                weight: 1,
+                addr: u32::from_ne_bytes(d.addr.octets()),
+                weight: d.weight,
                 generation,
                 flags: if resolved { DEST_F_RESOLVED } else { 0 },
-                mac: *mac,
+                mac: RS_MACS[i],
                 ..Dest::default()
             };
             dp.write_dest(next_dest, &dest).unwrap();
             ids.push(next_dest);
             next_dest += 1;
         }
-        let svc = Service {
-            id: id as u32,
-            dest_count: 2,
-            scheduler: Scheduler::Rr as u8,
-            _pad: [0; 3],
-        };
         dp.write_service(
-            ServiceAddr {
-                protocol,
-                addr: VIP,
-                port,
-            }
-            .map_key(),
-            svc,
+            spec.addr.map_key(),
+            spec.map_value(id as u32, 0),
             &ids,
+            spec.table().as_ref(),
         )
         .unwrap();
     }
     dp
+}
+
+/// Round robin over two real servers of weight 1.
+fn dataplane(resolved: bool) -> DataPlane {
+    dataplane_with("rr", 0, &[1, 1], resolved)
+}
+
+fn rs_ip(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(10, 77, 0, 21 + i as u8)
+}
+
+/// Index of the real server a forwarded frame was addressed to.
+fn rs_of(out: &[u8]) -> usize {
+    RS_MACS
+        .iter()
+        .position(|m| out[..6] == m[..])
+        .expect("forwarded to a real server")
 }
 
 fn tcp(sport: u16, dport: u16, flags: u8) -> Frame {
@@ -280,4 +313,150 @@ fn unresolved_real_servers_are_never_sent_to() {
     let frame = tcp(4000, 80, SYN).build(b"");
     assert_eq!(run(&dp, &frame), (XDP_DROP, frame.clone()));
     assert_eq!(global(&dp, Global::NoDest), 1);
+}
+
+fn new_flows(dp: &DataPlane, src: Ipv4Addr, ports: std::ops::Range<u16>) -> Vec<usize> {
+    ports
+        .map(|p| {
+            rs_of(
+                &run(
+                    dp,
+                    &Frame {
+                        src,
+                        ..tcp(p, 80, SYN)
+                    }
+                    .build(b""),
+                )
+                .1,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn wrr_gives_ipvs_interleaved_sequence() {
+    let dp = dataplane_with("wrr", 0, &[4, 3, 2], true);
+    let picks = new_flows(&dp, CLIENT, 100..118);
+    assert_eq!(
+        picks,
+        [0, 0, 1, 0, 1, 2, 0, 1, 2, 0, 0, 1, 0, 1, 2, 0, 1, 2]
+    );
+}
+
+#[test]
+fn weighted_least_connection_schedulers_steer_away_from_busy_servers() {
+    for sched in ["lc", "wlc", "sed", "nq"] {
+        let dp = dataplane_with(sched, 0, &[1, 1, 1], true);
+        // Two established connections on each of rs1 and rs2 (scheduled in turn).
+        let first = new_flows(&dp, CLIENT, 200..202);
+        for p in 200..202 {
+            run(&dp, &tcp(p, 80, ACK).build(b""));
+        }
+        let next = new_flows(&dp, CLIENT, 300..301);
+        assert_eq!(first.len(), 2);
+        assert!(
+            !first.contains(&next[0]),
+            "{sched}: {first:?} then {next:?}"
+        );
+    }
+}
+
+#[test]
+fn sh_keeps_a_client_on_one_server_and_spreads_clients() {
+    let dp = dataplane_with("sh", 0, &[1, 1, 1], true);
+    let mut seen = std::collections::BTreeSet::new();
+    for last in 1..=40u8 {
+        let client = Ipv4Addr::new(10, 77, 1, last);
+        let picks = new_flows(&dp, client, 1000..1004);
+        assert!(picks.iter().all(|p| *p == picks[0]), "{client}: {picks:?}");
+        seen.insert(picks[0]);
+    }
+    assert_eq!(seen.len(), 3);
+    // With sh-port, the source port picks the bucket too.
+    let dp = dataplane_with("sh", SH_PORT, &[1, 1, 1], true);
+    let picks: std::collections::BTreeSet<_> =
+        new_flows(&dp, CLIENT, 1000..1030).into_iter().collect();
+    assert_eq!(picks.len(), 3);
+}
+
+#[test]
+fn sh_fallback_moves_clients_of_a_drained_server() {
+    for (flags, expect_forwarded) in [(0, false), (SH_FALLBACK, true)] {
+        let mut dp = dataplane_with("sh", flags, &[1, 1], true);
+        let home = new_flows(&dp, CLIENT, 10..11)[0];
+        let mut dest = dp.dest(home as u32).unwrap();
+        dest.weight = 0;
+        dp.write_dest(home as u32, &dest).unwrap();
+        let (verdict, out) = run(&dp, &tcp(11, 80, SYN).build(b""));
+        if expect_forwarded {
+            assert_eq!((verdict, rs_of(&out)), (XDP_TX, 1 - home));
+        } else {
+            assert_eq!(verdict, XDP_DROP);
+        }
+    }
+}
+
+#[test]
+fn dh_sends_every_client_of_one_destination_to_one_server() {
+    let dp = dataplane_with("dh", 0, &[1, 1, 1], true);
+    let mut picks = vec![];
+    for last in 1..=10u8 {
+        picks.extend(new_flows(&dp, Ipv4Addr::new(10, 77, 1, last), 50..52));
+    }
+    let expected = (u32::from(VIP).wrapping_mul(2_654_435_761) & 255) as usize % 3;
+    assert!(picks.iter().all(|p| *p == expected), "{picks:?}");
+}
+
+#[test]
+fn weight_zero_drains_and_upper_threshold_overloads() {
+    let mut dp = dataplane_with("rr", 0, &[1, 1], true);
+    assert_eq!(new_flows(&dp, CLIENT, 1..2), [0]);
+    // Drain rs1: its flow stays, new flows avoid it.
+    let mut rs1 = dp.dest(0).unwrap();
+    rs1.weight = 0;
+    dp.write_dest(0, &rs1).unwrap();
+    assert_eq!(rs_of(&run(&dp, &tcp(1, 80, ACK).build(b"")).1), 0);
+    assert_eq!(new_flows(&dp, CLIENT, 2..5), [1, 1, 1]);
+    // Back to weight 1 with an upper threshold of 2 connections (it holds 1).
+    rs1.weight = 1;
+    rs1.u_threshold = 2;
+    dp.write_dest(0, &rs1).unwrap();
+    let picks = new_flows(&dp, CLIENT, 10..16);
+    assert_eq!(
+        picks.iter().filter(|p| **p == 0).count(),
+        1,
+        "rs1 takes one more, then is overloaded: {picks:?}"
+    );
+    // Expire everything: the counts drop to zero and rs1 recovers.
+    let later = monotonic_ns() + 3_600_000_000_000;
+    dp.expire(&Timeouts::default(), later).unwrap();
+    for id in 0..2 {
+        let c = dp.conns(id).unwrap();
+        assert_eq!((c.active, c.inactive), (0, 0), "dest {id}");
+    }
+    assert!(new_flows(&dp, CLIENT, 20..24).contains(&0));
+}
+
+#[test]
+fn expiry_keeps_counts_equal_to_live_flows() {
+    let mut dp = dataplane_with("rr", 0, &[1, 1], true);
+    // Three established, two half-open; then the half-open ones time out (SYN_RECV 60 s).
+    for p in 1..6 {
+        run(&dp, &tcp(p, 80, SYN).build(b""));
+    }
+    for p in 1..4 {
+        run(&dp, &tcp(p, 80, ACK).build(b""));
+    }
+    let total = |dp: &DataPlane| {
+        (0..2)
+            .map(|i| dp.conns(i).unwrap())
+            .fold((0, 0), |a, c| (a.0 + c.active, a.1 + c.inactive))
+    };
+    assert_eq!(total(&dp), (3, 2));
+    let removed = dp
+        .expire(&Timeouts::default(), monotonic_ns() + 61_000_000_000)
+        .unwrap();
+    assert_eq!(removed, 2);
+    assert_eq!(total(&dp), (3, 0));
+    assert_eq!(dp.flows().unwrap().len(), 3);
 }

@@ -1,0 +1,311 @@
+//! Hand-worked IPVS sequences for every scheduler.
+
+use std::{cell::Cell, vec::Vec};
+
+use super::*;
+
+/// A plain list with its table, as the daemon would write them.
+struct List {
+    servers: Vec<Cell<Candidate>>,
+    table: [Option<u32>; TABLE_SIZE as usize],
+}
+
+impl List {
+    fn new(servers: &[Candidate], scheduler: Scheduler) -> Self {
+        let weights: Vec<u32> = servers.iter().map(|c| c.weight).collect();
+        let table = match scheduler {
+            Scheduler::Dh => dh_table(servers.len()),
+            _ => sh_table(&weights),
+        };
+        Self {
+            servers: servers.iter().copied().map(Cell::new).collect(),
+            table,
+        }
+    }
+
+    fn params(&self, scheduler: Scheduler, flags: u8) -> Params {
+        let weights = || self.servers.iter().map(|c| c.get().weight);
+        Params {
+            scheduler,
+            flags,
+            max_weight: weights().max().unwrap_or(0),
+            weight_gcd: weight_gcd(weights()),
+        }
+    }
+}
+
+impl Servers for List {
+    fn count(&self) -> u32 {
+        self.servers.len() as u32
+    }
+    fn candidate(&self, pos: u32) -> Option<Candidate> {
+        self.servers.get(pos as usize).map(Cell::get)
+    }
+    fn bucket(&self, bucket: u32) -> Option<u32> {
+        self.table[bucket as usize]
+    }
+    fn each<F: FnMut(u32) -> bool>(&self, n: u32, mut f: F) {
+        for i in 0..n {
+            if f(i) {
+                break;
+            }
+        }
+    }
+}
+
+fn c(weight: u32, active: u32, inactive: u32) -> Candidate {
+    Candidate {
+        weight,
+        active,
+        inactive,
+        reachable: true,
+    }
+}
+
+fn seq(s: Scheduler, servers: &[Candidate], picks: usize) -> Vec<Option<u32>> {
+    let list = List::new(servers, s);
+    let p = list.params(s, 0);
+    let mut state = SchedState::default();
+    (0..picks)
+        .map(|_| pick(&p, &mut state, &Addresses::default(), &list))
+        .collect()
+}
+
+fn once(s: Scheduler, servers: &[Candidate]) -> Option<u32> {
+    seq(s, servers, 1)[0]
+}
+
+fn letters(picks: &[Option<u32>]) -> std::string::String {
+    picks
+        .iter()
+        .map(|p| p.map_or('-', |p| (b'a' + p as u8) as char))
+        .collect()
+}
+
+#[test]
+fn names_round_trip() {
+    for s in Scheduler::ALL {
+        assert_eq!(Scheduler::from_name(s.name()), Some(s));
+        assert_eq!(Scheduler::from_u8(s as u8), Some(s));
+    }
+    assert_eq!(Scheduler::from_name("xyz"), None);
+}
+
+#[test]
+fn rr_cycles_and_skips_unusable() {
+    let servers = [
+        c(1, 0, 0),
+        c(0, 0, 0),
+        c(1, 0, 0),
+        Candidate {
+            reachable: false,
+            ..c(1, 0, 0)
+        },
+    ];
+    assert_eq!(letters(&seq(Scheduler::Rr, &servers, 4)), "acac");
+}
+
+#[test]
+fn nothing_usable_gives_none() {
+    for s in Scheduler::ALL {
+        assert_eq!(once(s, &[c(0, 0, 0), c(0, 5, 0)]), None, "{s:?}");
+        assert_eq!(once(s, &[]), None, "{s:?}");
+    }
+}
+
+#[test]
+fn lc_smallest_overhead_first_on_tie() {
+    // overheads: 1*256+0 = 256, 0*256+300 = 300, 256 (tie with the first).
+    assert_eq!(
+        once(Scheduler::Lc, &[c(1, 1, 0), c(1, 0, 300), c(1, 1, 0)]),
+        Some(0)
+    );
+    assert_eq!(
+        once(Scheduler::Lc, &[c(1, 2, 0), c(5, 1, 10), c(1, 1, 9)]),
+        Some(2)
+    );
+}
+
+#[test]
+fn wlc_cross_multiplies_and_keeps_earlier_on_tie() {
+    // 256/1 vs 512/2: equal, keep the first.
+    assert_eq!(once(Scheduler::Wlc, &[c(1, 1, 0), c(2, 2, 0)]), Some(0));
+    // 256/1 vs 256/2: the second is better.
+    assert_eq!(once(Scheduler::Wlc, &[c(1, 1, 0), c(2, 1, 0)]), Some(1));
+    // Weight 0 is never picked even when idle.
+    assert_eq!(once(Scheduler::Wlc, &[c(0, 0, 0), c(1, 9, 9)]), Some(1));
+    // Inactive connections weigh 1/256 of an active one.
+    assert_eq!(once(Scheduler::Wlc, &[c(1, 0, 255), c(1, 1, 0)]), Some(0));
+    assert_eq!(once(Scheduler::Wlc, &[c(1, 0, 257), c(1, 1, 0)]), Some(1));
+}
+
+#[test]
+fn sed_ignores_inactive() {
+    // (0+1)/1 vs (1+1)/3: the second is better although it has more connections.
+    assert_eq!(once(Scheduler::Sed, &[c(1, 0, 0), c(3, 1, 0)]), Some(1));
+    assert_eq!(once(Scheduler::Sed, &[c(1, 0, 1000), c(1, 0, 0)]), Some(0));
+}
+
+#[test]
+fn nq_takes_an_idle_server_at_once() {
+    // The sed choice would be the heavy-weight busy server; nq prefers the idle one.
+    assert_eq!(once(Scheduler::Nq, &[c(10, 1, 0), c(1, 0, 0)]), Some(1));
+    assert_eq!(once(Scheduler::Nq, &[c(10, 1, 0), c(1, 1, 0)]), Some(0));
+}
+
+#[test]
+fn wrr_interleaves_like_ipvs() {
+    let abc = [c(4, 0, 0), c(3, 0, 0), c(2, 0, 0)];
+    assert_eq!(
+        letters(&seq(Scheduler::Wrr, &abc, 18)),
+        "aababcabcaababcabc"
+    );
+    // A gcd above 1 gives the same shape.
+    let scaled = [c(8, 0, 0), c(6, 0, 0), c(4, 0, 0)];
+    assert_eq!(letters(&seq(Scheduler::Wrr, &scaled, 9)), "aababcabc");
+    // Equal weights are plain round robin; weight 0 never appears.
+    assert_eq!(
+        letters(&seq(
+            Scheduler::Wrr,
+            &[c(2, 0, 0), c(0, 0, 0), c(2, 0, 0)],
+            4
+        )),
+        "acac"
+    );
+    assert_eq!(
+        letters(&seq(Scheduler::Wrr, &[c(1, 0, 0), c(5, 0, 0)], 6)),
+        "bbbbab"
+    );
+}
+
+#[test]
+fn wrr_skips_unusable_heaviest_server() {
+    // The weight-4 server cannot take flows: levels 4 and 3 hold no usable server.
+    let servers = [
+        Candidate {
+            reachable: false,
+            ..c(4, 0, 0)
+        },
+        c(2, 0, 0),
+        c(1, 0, 0),
+    ];
+    assert_eq!(letters(&seq(Scheduler::Wrr, &servers, 6)), "bbcbbc");
+}
+
+#[test]
+fn sh_table_gives_weight_consecutive_buckets() {
+    let t = sh_table(&[2, 0, 3]);
+    let firsts: Vec<_> = t[..12].iter().map(|p| p.unwrap()).collect();
+    assert_eq!(firsts, [0, 0, 1, 2, 2, 2, 0, 0, 1, 2, 2, 2]);
+    assert!(sh_table(&[]).iter().all(Option::is_none));
+    assert_eq!(
+        dh_table(3)[..5],
+        [Some(0), Some(1), Some(2), Some(0), Some(1)]
+    );
+}
+
+#[test]
+fn kernel_hashes() {
+    // hash_32(x, 8) = (x * 0x61C88647) >> 24; dh = (x * 2654435761) & 255.
+    let a = u32::from_be_bytes([10, 77, 0, 10]);
+    assert_eq!(sh_bucket(a, 0, 0), a.wrapping_mul(0x61C8_8647) >> 24);
+    assert_eq!(
+        sh_bucket(a, 0, 3),
+        ((a.wrapping_mul(0x61C8_8647) >> 24) + 3) & 255
+    );
+    assert_ne!(sh_bucket(a, 1000, 0), sh_bucket(a, 0, 0));
+    assert_eq!(dh_bucket(a), a.wrapping_mul(2_654_435_761) & 255);
+}
+
+fn sh_pick(list: &List, flags: u8, addr: u32, port: u16) -> Option<u32> {
+    let p = list.params(Scheduler::Sh, flags);
+    pick(
+        &p,
+        &mut SchedState::default(),
+        &Addresses {
+            src_addr: addr,
+            src_port: port,
+            dst_addr: 0,
+        },
+        list,
+    )
+}
+
+#[test]
+fn sh_keeps_a_client_and_spreads_clients() {
+    let list = List::new(&[c(1, 0, 0), c(1, 0, 0), c(1, 0, 0)], Scheduler::Sh);
+    let addrs: Vec<u32> = (1..=60)
+        .map(|i| u32::from_be_bytes([10, 0, 0, i]))
+        .collect();
+    let picks: Vec<_> = addrs
+        .iter()
+        .map(|a| sh_pick(&list, 0, *a, 1).unwrap())
+        .collect();
+    for (a, p) in addrs.iter().zip(&picks) {
+        assert_eq!(
+            sh_pick(&list, 0, *a, 2),
+            Some(*p),
+            "port must not matter without sh-port"
+        );
+        assert_eq!(Some(*p), list.table[sh_bucket(*a, 0, 0) as usize]);
+    }
+    for s in 0..3 {
+        assert!(picks.iter().filter(|p| **p == s).count() >= 10, "{picks:?}");
+    }
+    // With sh-port, ports spread one client.
+    let by_port: Vec<_> = (0..30)
+        .map(|port| sh_pick(&list, flags::SH_PORT, addrs[0], port).unwrap())
+        .collect();
+    assert!((0..3).all(|s| by_port.contains(&s)), "{by_port:?}");
+}
+
+#[test]
+fn sh_unusable_server_gives_none_unless_fallback() {
+    let list = List::new(&[c(1, 0, 0), c(1, 0, 0)], Scheduler::Sh);
+    let addr = (0..)
+        .map(|i: u32| i.wrapping_mul(7919))
+        .find(|a| list.table[sh_bucket(*a, 0, 0) as usize] == Some(0))
+        .unwrap();
+    list.servers[0].set(c(0, 0, 0));
+    assert_eq!(sh_pick(&list, 0, addr, 0), None);
+    assert_eq!(sh_pick(&list, flags::SH_FALLBACK, addr, 0), Some(1));
+}
+
+#[test]
+fn dh_hashes_the_destination() {
+    let list = List::new(&[c(1, 0, 0), c(5, 0, 0), c(1, 0, 0)], Scheduler::Dh);
+    let p = list.params(Scheduler::Dh, 0);
+    let at = |dst: u32| {
+        pick(
+            &p,
+            &mut SchedState::default(),
+            &Addresses {
+                src_addr: 1,
+                src_port: 1,
+                dst_addr: dst,
+            },
+            &list,
+        )
+    };
+    for dst in [1u32, 99, 12345, 0xdead_beef] {
+        assert_eq!(at(dst), Some(dh_bucket(dst) % 3));
+    }
+}
+
+#[test]
+fn overload_has_hysteresis() {
+    assert!(!overloaded(false, 100, 0, 0));
+    assert!(overloaded(false, 10, 10, 0));
+    assert!(overloaded(true, 8, 10, 0), "8*4 = 32 is not below 30");
+    assert!(!overloaded(true, 7, 10, 0), "7*4 = 28 < 30");
+    assert!(overloaded(true, 5, 10, 5));
+    assert!(!overloaded(true, 4, 10, 5));
+    assert!(!overloaded(false, 9, 10, 5));
+}
+
+#[test]
+fn gcd_of_positive_weights() {
+    assert_eq!(weight_gcd([8, 0, 6, 4].into_iter()), 2);
+    assert_eq!(weight_gcd([0, 0].into_iter()), 1);
+    assert_eq!(weight_gcd([7].into_iter()), 7);
+}
