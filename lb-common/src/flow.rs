@@ -49,3 +49,25 @@ impl Flow {
         }
     }
 }
+
+/// Key of a persistence template: one client (masked by the service's netmask) of one service.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PersistKey {
+    /// The service's id.
+    pub service: u32,
+    /// Client address & netmask, network byte order.
+    pub client: u32,
+}
+
+/// A persistence template: new flows of the client go to `dest` while it is usable.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Persist {
+    /// Monotonic time (ns) the template was last given a new flow.
+    pub last_used_ns: u64,
+    /// The real server's dest id.
+    pub dest: u32,
+    /// The dest slot's generation when the template was made.
+    pub dest_generation: u32,
+}

@@ -30,6 +30,8 @@ pub mod map_names {
     pub const DEST_RELEASED: &str = "DEST_RELEASED";
     /// Connection table: [`crate::flow::FlowKey`] -> [`crate::flow::Flow`].
     pub const FLOWS: &str = "FLOWS";
+    /// Persistence templates: [`crate::flow::PersistKey`] -> [`crate::flow::Persist`].
+    pub const PERSIST: &str = "PERSIST";
     /// Per-CPU traffic counters per service id.
     pub const SERVICE_STATS: &str = "SERVICE_STATS";
     /// Per-CPU traffic counters per dest id.
@@ -39,7 +41,7 @@ pub mod map_names {
     /// Single-entry director configuration: [`crate::config::Director`].
     pub const DIRECTOR: &str = "DIRECTOR";
     /// Every map, for pinning and cleaning up.
-    pub const ALL: [&str; 12] = [
+    pub const ALL: [&str; 13] = [
         SERVICES,
         SERVICE_DESTS,
         SERVICE_SCHED,
@@ -48,6 +50,7 @@ pub mod map_names {
         DEST_CONNS,
         DEST_RELEASED,
         FLOWS,
+        PERSIST,
         SERVICE_STATS,
         DEST_STATS,
         GLOBAL_STATS,
@@ -95,6 +98,8 @@ mod pod {
         dest::DestConns,
         flow::FlowKey,
         flow::Flow,
+        flow::PersistKey,
+        flow::Persist,
         service::ServiceKey,
         service::Service,
         service::SchedState,

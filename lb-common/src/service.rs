@@ -31,6 +31,10 @@ pub struct Service {
     pub weight_gcd: u32,
     /// Which half of the service's bucket table is live (sh, dh): 0 or 1.
     pub table: u32,
+    /// Persistence timeout in seconds (0: not persistent).
+    pub persist_timeout: u32,
+    /// Persistence netmask, network byte order (applied to the client address).
+    pub persist_mask: u32,
     /// The scheduler ([`Scheduler`] as u8).
     pub scheduler: u8,
     /// Scheduler flags ([`crate::sched::flags`]).

@@ -125,7 +125,7 @@ fn balance(ctx: &XdpContext) -> u32 {
                 src_port: u16::from_be(pkt.key.src_port),
                 dst_addr: u32::from_be(pkt.key.dst_addr),
             };
-            let Some(dest_id) = schedule::pick(svc, &client) else {
+            let Some(dest_id) = schedule::assign(svc, &client, pkt.key.src_addr, now) else {
                 count(Global::NoDest);
                 return xdp_action::XDP_DROP;
             };

@@ -9,7 +9,7 @@ use lb_common::{
     DEFAULT_MAX_FLOWS, MAX_DESTS, MAX_DESTS_PER_SERVICE, MAX_SERVICES,
     config::Director,
     dest::{Dest, DestConns},
-    flow::{Flow, FlowKey},
+    flow::{Flow, FlowKey, Persist, PersistKey},
     sched::TABLE_SIZE,
     service::{SchedState, Service, ServiceKey},
     stats::{Global, Traffic},
@@ -39,6 +39,9 @@ pub static DEST_RELEASED: Array<DestConns> = Array::with_max_entries(MAX_DESTS, 
 
 #[map(name = "FLOWS")]
 pub static FLOWS: HashMap<FlowKey, Flow> = HashMap::with_max_entries(DEFAULT_MAX_FLOWS, 0);
+
+#[map(name = "PERSIST")]
+pub static PERSIST: HashMap<PersistKey, Persist> = HashMap::with_max_entries(DEFAULT_MAX_FLOWS, 0);
 
 #[map(name = "SERVICE_STATS")]
 pub static SERVICE_STATS: PerCpuArray<Traffic> = PerCpuArray::with_max_entries(MAX_SERVICES, 0);

@@ -7,11 +7,14 @@ use aya_ebpf::helpers::generated::bpf_loop;
 use lb_common::{
     MAX_DESTS_PER_SERVICE,
     dest::DestConns,
+    flow::{Persist, PersistKey},
     sched::{self, Addresses, Candidate, Params, Servers, TABLE_SIZE},
     service::Service,
 };
 
-use crate::maps::{DEST_CONNS, DEST_RELEASED, DESTS, SERVICE_DESTS, SERVICE_SCHED, SERVICE_TABLES};
+use crate::maps::{
+    DEST_CONNS, DEST_RELEASED, DESTS, PERSIST, SERVICE_DESTS, SERVICE_SCHED, SERVICE_TABLES,
+};
 
 /// One service's list, table half and real servers, as the maps hold them.
 struct MapServers {
@@ -91,9 +94,43 @@ impl Servers for MapServers {
     }
 }
 
+/// The real server for a new flow of `svc` from client `src_be` (network order): the one of
+/// the client's persistence template while it is usable, else the scheduler's pick (which a
+/// persistent service then records as the client's template).
+#[inline(always)]
+pub fn assign(svc: &Service, pkt: &Addresses, src_be: u32, now: u64) -> Option<u32> {
+    let persistent = svc.persist_timeout != 0;
+    let key = PersistKey {
+        service: svc.id,
+        client: src_be & svc.persist_mask,
+    };
+    if persistent && let Some(t) = PERSIST.get_ptr_mut(key) {
+        // SAFETY: a map value pointer; only this program writes templates.
+        let t = unsafe { &mut *t };
+        let usable = DESTS
+            .get(t.dest)
+            .is_some_and(|d| d.generation == t.dest_generation && d.weight > 0 && d.is_resolved());
+        if usable {
+            t.last_used_ns = now;
+            return Some(t.dest);
+        }
+    }
+    let dest = pick(svc, pkt)?;
+    if persistent {
+        let template = Persist {
+            last_used_ns: now,
+            dest,
+            dest_generation: DESTS.get(dest)?.generation,
+        };
+        // A full template table only costs stickiness: the flow is still forwarded.
+        let _ = PERSIST.insert(key, template, 0);
+    }
+    Some(dest)
+}
+
 /// Picks a real server for a new flow of `svc`: its dest id, or `None` if none is usable.
 #[inline(always)]
-pub fn pick(svc: &Service, pkt: &Addresses) -> Option<u32> {
+fn pick(svc: &Service, pkt: &Addresses) -> Option<u32> {
     let scheduler = svc.scheduler()?;
     if svc.dest_count > MAX_DESTS_PER_SERVICE {
         return None;

@@ -3,11 +3,18 @@
 //! ```toml
 //! interface = "eth0"            # optional; --interface wins
 //!
+//! [timeouts]                    # optional, seconds, as ipvsadm --set tcp tcpfin udp
+//! tcp = 900
+//! tcpfin = 120
+//! udp = 300
+//!
 //! [[service]]
 //! protocol = "tcp"              # tcp | udp
 //! address = "10.0.0.100:80"     # VIP:port
 //! scheduler = "rr"              # default wlc, as ipvsadm
 //! sched_flags = []              # sh only: "sh-port", "sh-fallback" (ipvsadm -b)
+//! persistence_timeout = 300     # optional: client persistence in seconds (ipvsadm -p)
+//! persistence_granularity = "255.255.255.0"  # optional netmask (ipvsadm -M), default /32
 //!
 //! [[service.real_server]]
 //! address = "10.0.0.2"          # DR: the port is the service's; "10.0.0.2:80" is accepted
@@ -19,7 +26,9 @@ use std::{fs, net::SocketAddrV4, path::Path};
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
-use crate::model::{self, DestSpec, Protocol, ServiceAddr, ServiceSpec};
+use lb_common::state::Timeouts;
+
+use crate::model::{self, DestSpec, Persistence, Protocol, ServiceAddr, ServiceSpec};
 
 /// A parsed and validated configuration.
 #[derive(Debug, PartialEq, Eq)]
@@ -28,12 +37,16 @@ pub struct Config {
     pub interface: Option<String>,
     /// Virtual services in file order.
     pub services: Vec<ServiceSpec>,
+    /// Connection timeouts.
+    pub timeouts: Timeouts,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
     interface: Option<String>,
+    #[serde(default)]
+    timeouts: TimeoutsEntry,
     #[serde(default, rename = "service")]
     services: Vec<ServiceEntry>,
 }
@@ -47,6 +60,8 @@ struct ServiceEntry {
     scheduler: String,
     #[serde(default)]
     sched_flags: Vec<SchedFlag>,
+    persistence_timeout: Option<u32>,
+    persistence_granularity: Option<std::net::Ipv4Addr>,
     #[serde(default, rename = "real_server")]
     real_servers: Vec<RealServerEntry>,
 }
@@ -61,6 +76,18 @@ struct RealServerEntry {
     upper_threshold: u32,
     #[serde(default)]
     lower_threshold: u32,
+}
+
+/// `[timeouts]`: 0 or absent keeps IPVS's default.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TimeoutsEntry {
+    #[serde(default)]
+    tcp: u32,
+    #[serde(default)]
+    tcpfin: u32,
+    #[serde(default)]
+    udp: u32,
 }
 
 /// One of ipvsadm's scheduler flag names.
@@ -140,15 +167,28 @@ impl Config {
                 });
             }
             let flags = s.sched_flags.iter().fold(0, |acc, f| acc | f.0);
+            if s.persistence_granularity.is_some() && s.persistence_timeout.is_none() {
+                bail!("service {addr}: persistence_granularity needs persistence_timeout");
+            }
+            let persistence = s.persistence_timeout.map(|timeout| Persistence {
+                timeout,
+                netmask: s
+                    .persistence_granularity
+                    .unwrap_or(std::net::Ipv4Addr::BROADCAST),
+            });
             services.push(ServiceSpec {
                 addr,
                 scheduler: s.scheduler,
                 flags,
+                persistence,
                 dests,
             });
         }
         model::validate(&services)?;
+        let mut timeouts = Timeouts::default();
+        timeouts.set(file.timeouts.tcp, file.timeouts.tcpfin, file.timeouts.udp);
         Ok(Self {
+            timeouts,
             interface: file.interface,
             services,
         })
@@ -185,6 +225,27 @@ address = "10.0.0.100:53"
         assert_eq!(c.services[0].dests[1].weight, 3);
         assert_eq!(c.services[1].scheduler, "wlc");
         assert_eq!(c.services[1].addr.protocol, Protocol::Udp);
+        assert_eq!(c.services[0].persistence, None);
+        assert_eq!(c.timeouts, Timeouts::default());
+    }
+
+    #[test]
+    fn persistence_and_timeouts() {
+        let c = Config::parse(
+            "[timeouts]\ntcpfin = 5\n[[service]]\nprotocol = \"tcp\"\naddress = \"10.0.0.1:80\"\npersistence_timeout = 60\npersistence_granularity = \"255.255.255.0\"\n",
+        )
+        .unwrap();
+        let p = c.services[0].persistence.unwrap();
+        assert_eq!(
+            (p.timeout, p.netmask.to_string().as_str()),
+            (60, "255.255.255.0")
+        );
+        assert_eq!(c.timeouts.of(lb_common::state::ConnState::FinWait), 5);
+        assert_eq!(c.timeouts.of(lb_common::state::ConnState::Established), 900);
+        let e = Config::parse(
+            "[[service]]\nprotocol = \"tcp\"\naddress = \"10.0.0.1:80\"\npersistence_granularity = \"255.0.0.0\"\n",
+        );
+        assert!(format!("{:#}", e.unwrap_err()).contains("needs persistence_timeout"));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! resolves real servers' MACs, expires idle flows and answers xdpvsadm.
 
 use std::{
+    collections::HashMap,
     fs,
     io::ErrorKind,
     net::Ipv4Addr,
@@ -13,6 +14,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 use lb_common::{
     dest::{DEST_F_RESOLVED, Dest},
+    flow::{Flow, FlowKey, PersistKey},
     state::Timeouts,
 };
 use tokio::{
@@ -27,7 +29,7 @@ use crate::{
     dataplane::{DataPlane, monotonic_ns},
     iface,
     listing::{DestStatus, Listing, ServiceStatus},
-    model::ServiceSpec,
+    model::{Persistence, ServiceSpec},
     neigh,
 };
 
@@ -51,6 +53,8 @@ pub struct Options {
     pub max_flows: u32,
     /// Fall back to generic XDP when native fails.
     pub allow_generic: bool,
+    /// Connection timeouts.
+    pub timeouts: Timeouts,
 }
 
 impl Options {
@@ -62,6 +66,7 @@ impl Options {
             .context("no interface: give --interface IF or `interface` in the configuration")?;
         Ok(Self {
             interface,
+            timeouts: config.as_ref().map(|c| c.timeouts).unwrap_or_default(),
             services: config.map(|c| c.services).unwrap_or_default(),
             pin_dir: crate::DEFAULT_PIN_DIR.into(),
             socket: crate::DEFAULT_SOCKET.into(),
@@ -85,6 +90,8 @@ pub struct Daemon {
     services: Vec<InstalledService>,
     timeouts: Timeouts,
     ticks: u32,
+    /// When each persistence template was last seen controlling a live flow (monotonic ns).
+    template_in_use: HashMap<PersistKey, u64>,
 }
 
 impl Daemon {
@@ -94,8 +101,9 @@ impl Daemon {
             interface: opts.interface.clone(),
             max_flows: opts.max_flows,
             services: Vec::new(),
-            timeouts: Timeouts::default(),
+            timeouts: opts.timeouts,
             ticks: 0,
+            template_in_use: HashMap::new(),
         }
     }
 
@@ -191,9 +199,42 @@ impl Daemon {
     fn tick(&mut self) -> Result<()> {
         self.ticks = self.ticks.wrapping_add(1);
         self.refresh_neighbours()?;
-        let expired = self.dataplane.expire(&self.timeouts, monotonic_ns())?;
-        if expired > 0 {
-            log::debug!("expired {expired} flows");
+        let now = monotonic_ns();
+        let live = self.dataplane.expire(&self.timeouts, now)?;
+        self.expire_templates(&live, now)
+    }
+
+    /// Removes persistence templates that control no live flow and have not for their
+    /// service's timeout, as IPVS expires a template after its last connection.
+    fn expire_templates(&mut self, live: &[(FlowKey, Flow)], now: u64) -> Result<()> {
+        let persistence: HashMap<u32, Persistence> = self
+            .services
+            .iter()
+            .filter_map(|s| Some((s.id, s.spec.persistence?)))
+            .collect();
+        for (key, flow) in live {
+            if let Some(p) = persistence.get(&flow.service) {
+                let client = key.src_addr & u32::from_ne_bytes(p.netmask.octets());
+                self.template_in_use.insert(
+                    PersistKey {
+                        service: flow.service,
+                        client,
+                    },
+                    now,
+                );
+            }
+        }
+        for (key, t) in self.dataplane.templates()? {
+            let last = t
+                .last_used_ns
+                .max(self.template_in_use.get(&key).copied().unwrap_or(0));
+            let timeout = persistence
+                .get(&key.service)
+                .map_or(0, |p| u64::from(p.timeout) * 1_000_000_000);
+            if now.saturating_sub(last) > timeout {
+                self.dataplane.remove_template(&key)?;
+                self.template_in_use.remove(&key);
+            }
         }
         Ok(())
     }
@@ -219,6 +260,8 @@ impl Daemon {
             services.push(ServiceStatus {
                 addr: s.spec.addr,
                 scheduler: s.spec.scheduler.clone(),
+                flags: s.spec.flags,
+                persistence: s.spec.persistence,
                 dests,
                 traffic: self.dataplane.service_traffic(s.id)?.into(),
             });

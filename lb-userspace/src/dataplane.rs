@@ -15,7 +15,7 @@ use lb_common::{
     MAX_DESTS_PER_SERVICE,
     config::Director,
     dest::{Dest, DestConns},
-    flow::{Flow, FlowKey},
+    flow::{Flow, FlowKey, Persist, PersistKey},
     map_names as names, program_names,
     sched::TABLE_SIZE,
     service::{SchedState, Service, ServiceKey},
@@ -56,6 +56,7 @@ impl DataPlane {
         }
         let mut loader = EbpfLoader::new();
         loader.map_max_entries(names::FLOWS, max_flows);
+        loader.map_max_entries(names::PERSIST, max_flows);
         if let Some(dir) = pin_dir {
             iface::ensure_bpffs(dir)?;
             for name in names::ALL {
@@ -315,17 +316,32 @@ impl DataPlane {
             .map_err(map_err(names::FLOWS))
     }
 
+    fn templates_map(&mut self) -> Result<HashMap<&mut MapData, PersistKey, Persist>> {
+        HashMap::try_from(self.map_mut(names::PERSIST)?).map_err(map_err(names::PERSIST))
+    }
+
+    /// Every persistence template.
+    pub fn templates(&mut self) -> Result<Vec<(PersistKey, Persist)>> {
+        self.templates_map()?
+            .iter()
+            .collect::<Result<_, _>>()
+            .map_err(map_err(names::PERSIST))
+    }
+
+    /// Removes a persistence template.
+    pub fn remove_template(&mut self, key: &PersistKey) -> Result<()> {
+        self.templates_map()?
+            .remove(key)
+            .map_err(map_err(names::PERSIST))
+    }
+
     /// Removes the flows idle longer than their state's timeout at monotonic time `now_ns`,
-    /// counting each out of its real server. Returns how many were removed.
-    pub fn expire(&mut self, timeouts: &Timeouts, now_ns: u64) -> Result<usize> {
-        let expired: Vec<(FlowKey, Flow)> = self
-            .flows()?
-            .into_iter()
-            .filter(|(_, f)| {
-                now_ns.saturating_sub(f.last_seen_ns)
-                    > u64::from(timeouts.of(f.state())) * 1_000_000_000
-            })
-            .collect();
+    /// counting each out of its real server. Returns the flows that remain.
+    pub fn expire(&mut self, timeouts: &Timeouts, now_ns: u64) -> Result<Vec<(FlowKey, Flow)>> {
+        let (expired, live): (Vec<_>, Vec<_>) = self.flows()?.into_iter().partition(|(_, f)| {
+            now_ns.saturating_sub(f.last_seen_ns)
+                > u64::from(timeouts.of(f.state())) * 1_000_000_000
+        });
         for (key, flow) in &expired {
             if self.flows_map()?.remove(key).is_err() {
                 continue;
@@ -344,7 +360,7 @@ impl DataPlane {
                 .set(flow.dest, r, 0)
                 .map_err(map_err(names::DEST_RELEASED))?;
         }
-        Ok(expired.len())
+        Ok(live)
     }
 }
 

@@ -27,6 +27,10 @@ pub struct ServiceStatus {
     pub addr: ServiceAddr,
     /// Scheduler name.
     pub scheduler: String,
+    /// Scheduler flags ([`lb_common::sched::flags`]).
+    pub flags: u8,
+    /// Persistence, if any.
+    pub persistence: Option<crate::model::Persistence>,
     /// Real servers in list order.
     pub dests: Vec<DestStatus>,
     /// Traffic of the whole service.
@@ -85,7 +89,7 @@ pub fn numeric(l: &Listing) -> String {
     out.push_str("  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n");
     for s in &l.services {
         let a = &s.addr;
-        let _ = writeln!(
+        let _ = write!(
             out,
             "{}  {}:{} {}",
             a.protocol.label(),
@@ -93,6 +97,21 @@ pub fn numeric(l: &Listing) -> String {
             a.port,
             s.scheduler
         );
+        let flags: Vec<&str> = crate::model::SCHED_FLAG_NAMES
+            .iter()
+            .filter(|(_, bit)| s.flags & bit != 0)
+            .map(|(name, _)| *name)
+            .collect();
+        if !flags.is_empty() {
+            let _ = write!(out, " ({})", flags.join(","));
+        }
+        if let Some(p) = s.persistence {
+            let _ = write!(out, " persistent {}", p.timeout);
+            if p.netmask != Ipv4Addr::BROADCAST {
+                let _ = write!(out, " mask {}", p.netmask);
+            }
+        }
+        out.push('\n');
         for d in &s.dests {
             let _ = writeln!(
                 out,
@@ -133,6 +152,8 @@ mod tests {
                     port: 80,
                 },
                 scheduler: "rr".into(),
+                flags: 0,
+                persistence: None,
                 dests: vec![dest(14, 3, 0), dest(15, 0, 12)],
                 traffic: TrafficStatus::default(),
             }],
@@ -145,5 +166,32 @@ TCP  192.168.88.20:80 rr\n\
 \x20 -> 192.168.88.14:80             Route   1      3          0         \n\
 \x20 -> 192.168.88.15:80             Route   1      0          12        \n";
         assert_eq!(numeric(&l), expected);
+    }
+
+    #[test]
+    fn numeric_prints_flags_and_persistence() {
+        let l = Listing {
+            flow_table_size: 4096,
+            services: vec![ServiceStatus {
+                addr: ServiceAddr {
+                    protocol: Protocol::Udp,
+                    addr: Ipv4Addr::new(10, 0, 0, 3),
+                    port: 53,
+                },
+                scheduler: "sh".into(),
+                flags: 3,
+                persistence: Some(crate::model::Persistence {
+                    timeout: 20,
+                    netmask: Ipv4Addr::new(255, 255, 255, 0),
+                }),
+                dests: vec![],
+                traffic: TrafficStatus::default(),
+            }],
+            counters: vec![],
+        };
+        assert_eq!(
+            numeric(&l).lines().nth(3),
+            Some("UDP  10.0.0.3:53 sh (sh-fallback,sh-port) persistent 20 mask 255.255.255.0")
+        );
     }
 }

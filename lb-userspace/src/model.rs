@@ -89,8 +89,21 @@ pub struct ServiceSpec {
     pub scheduler: String,
     /// Scheduler flags ([`sched::flags`]).
     pub flags: u8,
+    /// Client persistence (ipvsadm `-p`, `-M`), if any.
+    pub persistence: Option<Persistence>,
     /// Real servers.
     pub dests: Vec<DestSpec>,
+}
+
+/// Persistence settings: new connections of a client (address & netmask) go to the server of
+/// its template while that server is usable; the template lives while it has connections and
+/// `timeout` seconds after.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Persistence {
+    /// Seconds (ipvsadm's default 300).
+    pub timeout: u32,
+    /// Netmask applied to client addresses (default 255.255.255.255).
+    pub netmask: Ipv4Addr,
 }
 
 /// ipvsadm's names of the scheduler flags (`-b`), with their bits.
@@ -115,6 +128,10 @@ impl ServiceSpec {
             weight_gcd: sched::weight_gcd(weights()),
             table,
             scheduler: self.scheduler().map_or(u8::MAX, |s| s as u8),
+            persist_timeout: self.persistence.map_or(0, |p| p.timeout),
+            persist_mask: self
+                .persistence
+                .map_or(u32::MAX, |p| u32::from_ne_bytes(p.netmask.octets())),
             flags: self.flags,
             _pad: [0; 2],
         }
@@ -230,6 +247,7 @@ mod tests {
             },
             scheduler: sched.into(),
             flags: 0,
+            persistence: None,
             dests: dests
                 .iter()
                 .map(|d| DestSpec {

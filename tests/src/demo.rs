@@ -1,17 +1,12 @@
 //! `cargo xtask demo`: a direct-routing cluster in namespaces, curled through its VIP.
 
-use std::{
-    path::Path,
-    sync::atomic::{AtomicBool, Ordering},
-};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, bail};
 
 use crate::{
-    daemon::Daemon,
-    netns::unique_name,
-    servers,
-    topology::{self, Topology, VIP},
+    cluster::Cluster,
+    topology::{self, VIP},
 };
 
 /// Set by SIGINT/SIGTERM so that the demo tears down before exiting.
@@ -39,25 +34,16 @@ pub fn config(real_servers: usize) -> String {
 }
 
 /// Runs the demo; everything it made is removed when it returns, also on failure or Ctrl-C.
-pub fn run(bin_dir: &Path) -> Result<()> {
+pub fn run() -> Result<()> {
     // SAFETY: the handler only stores to an atomic.
     unsafe {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
     }
     println!("== building the topology: client, director, 2 real servers on a bridge (namespaces)");
-    let topo = Topology::build("demo", 2)?;
-    let _servers = servers::on_real_servers(&topo)?;
-    println!(
-        "== starting xdpvsd on the director ({})",
-        topo.director.name()
-    );
-    let daemon = Daemon::start(
-        bin_dir,
-        &topo.director,
-        &unique_name("demo"),
-        Some(&config(2)),
-    )?;
+    println!("== starting the real servers' HTTP servers and xdpvsd on the director");
+    let cluster = Cluster::start("demo", 2, &config(2))?;
+    let (topo, daemon) = (&cluster.topo, &cluster.daemon);
     daemon.wait_resolved()?;
     for i in 1..=6 {
         if INTERRUPTED.load(Ordering::Relaxed) {
@@ -81,6 +67,6 @@ pub fn run(bin_dir: &Path) -> Result<()> {
     let out = daemon.adm(&["-Ln"])?;
     print!("{}", String::from_utf8_lossy(&out.stdout));
     println!("== tearing down");
-    drop(daemon);
+    drop(cluster);
     Ok(())
 }

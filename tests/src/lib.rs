@@ -3,6 +3,7 @@
 //! end-to-end tests and by `cargo xtask demo`.
 
 pub mod capture;
+pub mod cluster;
 pub mod daemon;
 pub mod demo;
 pub mod netns;

@@ -143,8 +143,18 @@ pub struct HttpClient {
 impl HttpClient {
     /// Connects to `addr` (call inside the client's namespace).
     pub fn connect(addr: SocketAddr) -> Result<Self> {
-        let s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))
+        Self::connect_from(None, addr)
+    }
+
+    /// Connects to `addr` from source address `src` (one of the client's addresses).
+    pub fn connect_from(src: Option<Ipv4Addr>, addr: SocketAddr) -> Result<Self> {
+        let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+        if let Some(src) = src {
+            sock.bind(&SocketAddr::from((src, 0)).into())?;
+        }
+        sock.connect_timeout(&addr.into(), Duration::from_secs(3))
             .with_context(|| format!("connecting to {addr}"))?;
+        let s: TcpStream = sock.into();
         s.set_read_timeout(Some(Duration::from_secs(5)))?;
         Ok(Self {
             reader: BufReader::new(s),

@@ -16,7 +16,7 @@ use lb_common::{
 };
 use lb_userspace::{
     dataplane::{DataPlane, monotonic_ns},
-    model::{DestSpec, Protocol, ServiceAddr, ServiceSpec},
+    model::{DestSpec, Persistence, Protocol, ServiceAddr, ServiceSpec},
 };
 use xdpvs_tests::packets::{Frame, IP_OFFSET, L4};
 
@@ -38,6 +38,17 @@ const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 10);
 /// both with `scheduler` over real servers of the given weights, whose MACs are `RS_MACS`
 /// (known unless `resolved` is false).
 fn dataplane_with(scheduler: &str, flags: u8, weights: &[u32], resolved: bool) -> DataPlane {
+    dataplane_from(scheduler, flags, None, weights, resolved)
+}
+
+/// As [`dataplane_with`], with client persistence.
+fn dataplane_from(
+    scheduler: &str,
+    flags: u8,
+    persistence: Option<Persistence>,
+    weights: &[u32],
+    resolved: bool,
+) -> DataPlane {
     let mut dp = DataPlane::load(None, 1024).expect("the object loads and passes the verifier");
     dp.set_director(DIRECTOR_MAC).unwrap();
     let mut next_dest = 0;
@@ -53,6 +64,7 @@ fn dataplane_with(scheduler: &str, flags: u8, weights: &[u32], resolved: bool) -
             },
             scheduler: scheduler.into(),
             flags,
+            persistence,
             dests: weights
                 .iter()
                 .enumerate()
@@ -453,10 +465,40 @@ fn expiry_keeps_counts_equal_to_live_flows() {
             .fold((0, 0), |a, c| (a.0 + c.active, a.1 + c.inactive))
     };
     assert_eq!(total(&dp), (3, 2));
-    let removed = dp
+    let live = dp
         .expire(&Timeouts::default(), monotonic_ns() + 61_000_000_000)
         .unwrap();
-    assert_eq!(removed, 2);
+    assert_eq!(live.len(), 3);
     assert_eq!(total(&dp), (3, 0));
     assert_eq!(dp.flows().unwrap().len(), 3);
+}
+
+#[test]
+fn persistence_keeps_a_client_and_its_netmask_on_one_server() {
+    let p = Persistence {
+        timeout: 300,
+        netmask: Ipv4Addr::new(255, 255, 255, 0),
+    };
+    let mut dp = dataplane_from("rr", 0, Some(p), &[1, 1, 1], true);
+    let a = new_flows(&dp, CLIENT, 1..6);
+    assert!(a.iter().all(|s| *s == a[0]), "{a:?}");
+    // Same /24: same template. Another /24: the scheduler's next pick, then sticky too.
+    assert!(
+        new_flows(&dp, Ipv4Addr::new(10, 77, 0, 99), 1..4)
+            .iter()
+            .all(|s| *s == a[0])
+    );
+    let b = new_flows(&dp, Ipv4Addr::new(10, 78, 0, 1), 1..4);
+    assert!(b.iter().all(|s| *s == b[0]) && b[0] != a[0], "{a:?} {b:?}");
+    let t = dp.templates().unwrap();
+    assert_eq!(t.len(), 2);
+    // The template's server drained: the client moves, and its new template sticks.
+    let mut home = dp.dest(a[0] as u32).unwrap();
+    home.weight = 0;
+    dp.write_dest(a[0] as u32, &home).unwrap();
+    let moved = new_flows(&dp, CLIENT, 10..14);
+    assert!(
+        moved.iter().all(|s| *s == moved[0] && *s != a[0]),
+        "{moved:?}"
+    );
 }

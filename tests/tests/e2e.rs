@@ -11,56 +11,13 @@ use std::{
 use anyhow::Result;
 use xdpvs_tests::{
     capture::Capture,
+    cluster::{Cluster, split, vip},
     daemon::{Daemon, default_bin_dir},
     demo,
     netns::unique_name,
-    servers::{self, HttpClient, NamedServers, http_get, udp_ask, udp_ask_on},
+    servers::{HttpClient, http_get, udp_ask, udp_ask_on},
     topology::{self, CLIENT_IP, DIRECTOR_IP, IFACE, Topology, VIP},
 };
-
-/// A topology with `n` real servers running named servers, and xdpvsd on the director with
-/// `config`, all real servers resolved.
-struct Cluster {
-    daemon: Daemon,
-    _servers: Vec<NamedServers>,
-    topo: Topology,
-}
-
-impl Cluster {
-    fn start(tag: &str, n: usize, config: &str) -> Result<Self> {
-        let topo = Topology::build(tag, n)?;
-        let servers = servers::on_real_servers(&topo)?;
-        let daemon = Daemon::start(
-            &default_bin_dir(),
-            &topo.director,
-            &unique_name(tag),
-            Some(config),
-        )?;
-        Ok(Self {
-            daemon,
-            _servers: servers,
-            topo,
-        })
-    }
-
-    /// `f` run in the client's namespace.
-    fn client<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-        self.topo.client.enter(f).unwrap()
-    }
-}
-
-fn vip(port: u16) -> SocketAddr {
-    SocketAddr::from((VIP, port))
-}
-
-/// "rs1 10.77.0.10" -> ("rs1", "10.77.0.10").
-fn split(answer: &str) -> (String, String) {
-    let mut w = answer.split_whitespace();
-    (
-        w.next().unwrap_or_default().into(),
-        w.next().unwrap_or_default().into(),
-    )
-}
 
 fn mac_bytes(s: &str) -> [u8; 6] {
     lb_userspace::neigh::parse_mac(s).unwrap()

@@ -49,7 +49,7 @@ fn main() -> Result<()> {
         Task::Demo => {
             deps::runtime()?;
             build_all()?;
-            xdpvs_tests::demo::run(&bin_dir())
+            xdpvs_tests::demo::run()
         }
     }
 }
@@ -60,10 +60,6 @@ pub fn root() -> PathBuf {
         .parent()
         .expect("xtask lives in the workspace")
         .to_path_buf()
-}
-
-fn bin_dir() -> PathBuf {
-    root().join("target/debug")
 }
 
 fn cargo(args: &[&str], object: &std::path::Path) -> Result<()> {

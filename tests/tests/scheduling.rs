@@ -1,0 +1,180 @@
+//! Schedulers, persistence and counts end to end, with three real servers: what a client in its
+//! namespace observes through the VIP.
+
+use std::{
+    net::Ipv4Addr,
+    time::{Duration, Instant},
+};
+
+use lb_common::sched::{sh_bucket, sh_table};
+use xdpvs_tests::{
+    cluster::{Cluster, split, tcp_service, vip},
+    servers::{HttpClient, http_get},
+    topology::real_server_name,
+};
+
+/// Names of the servers answering `n` fresh connections made one after the other.
+fn answers(c: &Cluster, n: usize) -> Vec<String> {
+    c.client(move || {
+        (0..n)
+            .map(|_| split(&http_get(vip(80)).unwrap()).0)
+            .collect()
+    })
+}
+
+fn names(pattern: &str) -> Vec<String> {
+    pattern
+        .bytes()
+        .map(|b| real_server_name((b - b'a') as usize))
+        .collect()
+}
+
+#[test]
+fn rr_and_wrr_split_connections_exactly() {
+    let c = Cluster::start("rr3", 3, &tcp_service("rr", &[1, 1, 1], "")).unwrap();
+    c.daemon.wait_resolved().unwrap();
+    assert_eq!(answers(&c, 12), names("abcabcabcabc"));
+    drop(c);
+
+    let c = Cluster::start("wrr3", 3, &tcp_service("wrr", &[3, 2, 1], "")).unwrap();
+    c.daemon.wait_resolved().unwrap();
+    // IPVS's interleaving for weights 3, 2, 1, three periods.
+    assert_eq!(answers(&c, 18), names("aababcaababcaababc"));
+    let l = c.daemon.listing().unwrap();
+    let conns: Vec<u64> = l.services[0]
+        .dests
+        .iter()
+        .map(|d| d.traffic.conns)
+        .collect();
+    assert_eq!(conns, [9, 6, 3]);
+}
+
+#[test]
+fn connection_count_schedulers_avoid_the_server_holding_long_connections() {
+    for sched in ["lc", "wlc", "sed", "nq"] {
+        let c = Cluster::start(sched, 3, &tcp_service(sched, &[1, 1, 1], "")).unwrap();
+        c.daemon.wait_resolved().unwrap();
+        // A long-lived connection: with all servers idle, every scheduler starts at rs1.
+        let (long, short) = c.client(|| {
+            let mut long = HttpClient::connect(vip(80)).unwrap();
+            let first = split(&long.get().unwrap()).0;
+            let short: Vec<String> = (0..8)
+                .map(|_| split(&http_get(vip(80)).unwrap()).0)
+                .collect();
+            // The long connection still works and kept its server.
+            assert_eq!(split(&long.get().unwrap()).0, first);
+            (first, short)
+        });
+        assert_eq!(long, "rs1", "{sched}: idle servers tie, the first wins");
+        assert!(
+            !short.contains(&long),
+            "{sched}: {short:?} went to the busy {long}"
+        );
+        if matches!(sched, "lc" | "wlc") {
+            // Closed connections count as inactive: the two idle servers share the load.
+            assert!(
+                short.contains(&"rs2".into()) && short.contains(&"rs3".into()),
+                "{sched}: {short:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn sh_keeps_each_client_address_on_its_hashed_server() {
+    let c = Cluster::start("sh3", 3, &tcp_service("sh", &[1, 1, 1], "")).unwrap();
+    let clients: Vec<Ipv4Addr> = (11..=18).map(|i| Ipv4Addr::new(10, 77, 0, i)).collect();
+    c.add_client_addresses(&clients).unwrap();
+    c.daemon.wait_resolved().unwrap();
+    let table = sh_table(&[1, 1, 1]);
+    let mut used = std::collections::BTreeSet::new();
+    for src in clients {
+        let got: Vec<String> = c.client(move || {
+            (0..3)
+                .map(|_| {
+                    split(
+                        &HttpClient::connect_from(Some(src), vip(80))
+                            .unwrap()
+                            .get()
+                            .unwrap(),
+                    )
+                    .0
+                })
+                .collect()
+        });
+        let expected =
+            real_server_name(table[sh_bucket(u32::from(src), 0, 0) as usize].unwrap() as usize);
+        assert!(
+            got.iter().all(|g| *g == expected),
+            "{src}: {got:?}, expected {expected}"
+        );
+        used.insert(expected);
+    }
+    assert!(
+        used.len() >= 2,
+        "eight clients all hashed to one server: {used:?}"
+    );
+}
+
+#[test]
+fn persistence_keeps_a_client_then_lets_it_move_after_the_timeout() {
+    // rr would alternate; persistence holds the client. Closed connections (FIN_WAIT) expire
+    // after 1 s, the template 2 s after its last connection.
+    let config = format!(
+        "[timeouts]\ntcpfin = 1\n{}",
+        tcp_service("rr", &[1, 1, 1], "persistence_timeout = 2\n")
+    );
+    let c = Cluster::start("persist", 3, &config).unwrap();
+    c.daemon.wait_resolved().unwrap();
+    let first = answers(&c, 6);
+    assert!(first.iter().all(|n| *n == first[0]), "{first:?}");
+    let listing = xdpvs_tests::daemon::Daemon::adm(&c.daemon, &["-Ln"]).unwrap();
+    assert!(String::from_utf8_lossy(&listing.stdout).contains("rr persistent 2\n"));
+    // Any new connection within the timeout would refresh the template, as in IPVS: stay
+    // quiet past FIN_WAIT (1 s) + persistence (2 s) + the daemon's 1 s ticks.
+    std::thread::sleep(Duration::from_secs(6));
+    let moved = answers(&c, 1).remove(0);
+    assert_ne!(moved, first[0], "the client did not move after the timeout");
+    // The new template holds the client again.
+    assert!(answers(&c, 4).iter().all(|n| *n == moved));
+}
+
+#[test]
+fn active_and_inactive_counts_follow_live_connections() {
+    let config = format!(
+        "[timeouts]\ntcpfin = 1\n{}",
+        tcp_service("rr", &[1, 1, 1], "")
+    );
+    let c = Cluster::start("counts", 3, &config).unwrap();
+    c.daemon.wait_resolved().unwrap();
+    let (open, _) = c.client(|| {
+        let mut open: Vec<HttpClient> = (0..3)
+            .map(|_| HttpClient::connect(vip(80)).unwrap())
+            .collect();
+        for h in &mut open {
+            h.get().unwrap();
+        }
+        let closed: Vec<_> = (0..3).map(|_| http_get(vip(80)).unwrap()).collect();
+        (open, closed)
+    });
+    let counts = |c: &Cluster| -> Vec<(u32, u32)> {
+        c.daemon.listing().unwrap().services[0]
+            .dests
+            .iter()
+            .map(|d| (d.active, d.inactive))
+            .collect()
+    };
+    assert_eq!(counts(&c), [(1, 1), (1, 1), (1, 1)]);
+    // The closed ones expire (FIN_WAIT 1 s): only the open ones remain, and nothing drifts.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while counts(&c) != [(1, 0), (1, 0), (1, 0)] {
+        assert!(Instant::now() < deadline, "{:?}", counts(&c));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop(open);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while counts(&c) != [(0, 0), (0, 0), (0, 0)] {
+        assert!(Instant::now() < deadline, "{:?}", counts(&c));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
