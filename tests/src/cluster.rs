@@ -55,6 +55,20 @@ impl Cluster {
     }
 }
 
+/// Polls `check` every 100 ms until it holds or `timeout` passes; whether it held.
+pub fn wait_until(timeout: std::time::Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if check() {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 /// The VIP at `port`.
 pub fn vip(port: u16) -> SocketAddr {
     SocketAddr::from((VIP, port))

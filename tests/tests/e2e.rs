@@ -5,13 +5,13 @@
 use std::{
     net::{SocketAddr, UdpSocket},
     process::Command,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::Result;
 use xdpvs_tests::{
     capture::Capture,
-    cluster::{Cluster, split, vip},
+    cluster::{Cluster, split, vip, wait_until},
     daemon::{Daemon, default_bin_dir},
     demo,
     netns::unique_name,
@@ -234,14 +234,12 @@ fn unknown_macs_are_not_scheduled_and_changed_macs_are_picked_up() {
         1,
     );
     let c = Cluster::start("macs", 2, &config).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while c.daemon.listing().unwrap().services[0].dests[..2]
-        .iter()
-        .any(|d| d.mac.is_none())
-    {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let resolved = |c: &Cluster| {
+        c.daemon.listing().unwrap().services[0].dests[..2]
+            .iter()
+            .all(|d| d.mac.is_some())
+    };
+    assert!(wait_until(Duration::from_secs(15), || resolved(&c)));
     let names: Vec<_> = c.client(|| {
         (0..6)
             .map(|_| split(&http_get(vip(80)).unwrap()).0)
@@ -270,15 +268,12 @@ fn unknown_macs_are_not_scheduled_and_changed_macs_are_picked_up() {
             IFACE,
         ])
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while c.daemon.listing().unwrap().services[0].dests[0]
-        .mac
-        .as_deref()
-        != Some(new_mac)
-    {
-        assert!(Instant::now() < deadline, "new MAC not picked up");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let rs1_mac = |c: &Cluster| c.daemon.listing().unwrap().services[0].dests[0].mac.clone();
+    assert!(
+        wait_until(Duration::from_secs(10), || rs1_mac(&c).as_deref()
+            == Some(new_mac)),
+        "new MAC not picked up"
+    );
     let names: Vec<_> = c.client(|| {
         (0..4)
             .map(|_| split(&http_get(vip(80)).unwrap()).0)

@@ -1,14 +1,11 @@
 //! Schedulers, persistence and counts end to end, with three real servers: what a client in its
 //! namespace observes through the VIP.
 
-use std::{
-    net::Ipv4Addr,
-    time::{Duration, Instant},
-};
+use std::{net::Ipv4Addr, time::Duration};
 
 use lb_common::sched::{sh_bucket, sh_table};
 use xdpvs_tests::{
-    cluster::{Cluster, split, tcp_service, vip},
+    cluster::{Cluster, split, tcp_service, vip, wait_until},
     servers::{HttpClient, http_get},
     topology::real_server_name,
 };
@@ -166,15 +163,17 @@ fn active_and_inactive_counts_follow_live_connections() {
     };
     assert_eq!(counts(&c), [(1, 1), (1, 1), (1, 1)]);
     // The closed ones expire (FIN_WAIT 1 s): only the open ones remain, and nothing drifts.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while counts(&c) != [(1, 0), (1, 0), (1, 0)] {
-        assert!(Instant::now() < deadline, "{:?}", counts(&c));
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    assert!(
+        wait_until(Duration::from_secs(10), || counts(&c)
+            == [(1, 0), (1, 0), (1, 0)]),
+        "{:?}",
+        counts(&c)
+    );
     drop(open);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while counts(&c) != [(0, 0), (0, 0), (0, 0)] {
-        assert!(Instant::now() < deadline, "{:?}", counts(&c));
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    assert!(
+        wait_until(Duration::from_secs(10), || counts(&c)
+            == [(0, 0), (0, 0), (0, 0)]),
+        "{:?}",
+        counts(&c)
+    );
 }
