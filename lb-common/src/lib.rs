@@ -6,6 +6,7 @@
 pub mod config;
 pub mod dest;
 pub mod flow;
+pub mod maglev;
 pub mod sched;
 pub mod service;
 pub mod state;
@@ -19,8 +20,8 @@ pub mod map_names {
     pub const SERVICE_DESTS: &str = "SERVICE_DESTS";
     /// Per-service scheduler state written by the data path.
     pub const SERVICE_SCHED: &str = "SERVICE_SCHED";
-    /// Per-service sh/dh bucket tables, two halves each: slot
-    /// `(service * 2 + half) * TABLE_SIZE + bucket` -> list position (`u32::MAX` = empty).
+    /// Pool of sh/dh/mh bucket tables: slot `table_offset + bucket` -> list position
+    /// (`u32::MAX` = empty). The daemon places each table in a free region.
     pub const SERVICE_TABLES: &str = "SERVICE_TABLES";
     /// Real servers by dest id: [`crate::dest::Dest`].
     pub const DESTS: &str = "DESTS";
@@ -74,6 +75,8 @@ pub const MAX_SERVICES: u32 = 1024;
 pub const MAX_DESTS_PER_SERVICE: u32 = 1024;
 /// Most real servers over all services (dest ids are below this).
 pub const MAX_DESTS: u32 = 131_072;
+/// Entries in the bucket table pool shared by all services.
+pub const TABLE_POOL_SIZE: u32 = 1 << 22;
 /// Default size of the connection table.
 pub const DEFAULT_MAX_FLOWS: u32 = 1 << 20;
 

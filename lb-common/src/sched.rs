@@ -24,13 +24,16 @@ pub enum Scheduler {
     Sh = 6,
     /// Destination hashing.
     Dh = 7,
+    /// Maglev hashing.
+    Mh = 8,
 }
 
-/// Scheduler flags (ipvsadm `-b`).
+/// Scheduler flags (ipvsadm `-b`); the same bits serve sh and mh, as in IPVS.
 pub mod flags {
-    /// sh: when the hashed server is unusable, probe further buckets (`sh-fallback`, flag-1).
+    /// When the hashed server is unusable, probe further buckets (`sh-fallback`/`mh-fallback`,
+    /// flag-1).
     pub const SH_FALLBACK: u8 = 1;
-    /// sh: hash the source port too (`sh-port`, flag-2).
+    /// Hash the source port too (`sh-port`/`mh-port`, flag-2).
     pub const SH_PORT: u8 = 2;
 }
 
@@ -39,7 +42,7 @@ pub const TABLE_SIZE: u32 = 256;
 
 impl Scheduler {
     /// Every scheduler the data path implements.
-    pub const ALL: [Scheduler; 8] = [
+    pub const ALL: [Scheduler; 9] = [
         Self::Rr,
         Self::Lc,
         Self::Wlc,
@@ -48,6 +51,7 @@ impl Scheduler {
         Self::Wrr,
         Self::Sh,
         Self::Dh,
+        Self::Mh,
     ];
 
     /// Decodes a stored scheduler byte.
@@ -66,6 +70,7 @@ impl Scheduler {
             Self::Wrr => "wrr",
             Self::Sh => "sh",
             Self::Dh => "dh",
+            Self::Mh => "mh",
         }
     }
 
@@ -76,7 +81,7 @@ impl Scheduler {
 
     /// Whether the scheduler reads a bucket table the daemon fills.
     pub const fn uses_table(self) -> bool {
-        matches!(self, Self::Sh | Self::Dh)
+        matches!(self, Self::Sh | Self::Dh | Self::Mh)
     }
 }
 
@@ -134,7 +139,8 @@ pub trait Servers {
     fn count(&self) -> u32;
     /// The real server at list position `pos`.
     fn candidate(&self, pos: u32) -> Option<Candidate>;
-    /// The list position in bucket `bucket` of the live sh/dh table, `None` if empty.
+    /// The list position in bucket `bucket` of the service's table, `None` if empty or
+    /// beyond the table.
     fn bucket(&self, bucket: u32) -> Option<u32>;
     /// Calls `f(i)` for `i` in `0..n`, in order, until it returns true.
     fn each<F: FnMut(u32) -> bool>(&self, n: u32, f: F);
@@ -151,6 +157,8 @@ pub struct Params {
     pub max_weight: u32,
     /// GCD of the positive weights (wrr).
     pub weight_gcd: u32,
+    /// Buckets in the service's table (sh, dh: [`TABLE_SIZE`]; mh: a prime).
+    pub table_size: u32,
 }
 
 /// The addresses of the packet being scheduled, host byte order.
@@ -175,6 +183,7 @@ pub fn pick(
     match p.scheduler {
         Scheduler::Wrr => wrr(p, state, servers),
         Scheduler::Sh => sh(p.flags, pkt, servers),
+        Scheduler::Mh => mh(p, pkt, servers),
         Scheduler::Dh => {
             let pos = servers.bucket(dh_bucket(pkt.dst_addr))?;
             servers.candidate(pos)?.usable().then_some(pos)
@@ -348,6 +357,40 @@ fn sh(flags: u8, pkt: &Addresses, servers: &impl Servers) -> Option<u32> {
                 found.is_some()
             }
         }
+    });
+    found
+}
+
+/// Maglev: the client's bucket in the table; with mh-fallback, an unusable server's clients
+/// take the next buckets in turn.
+fn mh(p: &Params, pkt: &Addresses, servers: &impl Servers) -> Option<u32> {
+    let port = if p.flags & flags::SH_PORT != 0 {
+        pkt.src_port
+    } else {
+        0
+    };
+    let home = crate::maglev::client_hash(pkt.src_addr, port).checked_rem(p.table_size)?;
+    let pos = servers.bucket(home)?;
+    if servers.candidate(pos)?.usable() {
+        return Some(pos);
+    }
+    if p.flags & flags::SH_FALLBACK == 0 {
+        return None;
+    }
+    let mut found = None;
+    servers.each(p.table_size, |i| {
+        let bucket = home + i;
+        let bucket = if bucket >= p.table_size {
+            bucket - p.table_size
+        } else {
+            bucket
+        };
+        if let Some(pos) = servers.bucket(bucket)
+            && servers.candidate(pos).is_some_and(|c| c.usable())
+        {
+            found = Some(pos);
+        }
+        found.is_some()
     });
     found
 }

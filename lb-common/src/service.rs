@@ -29,8 +29,10 @@ pub struct Service {
     pub max_weight: u32,
     /// Greatest common divisor of the positive weights (wrr).
     pub weight_gcd: u32,
-    /// Which half of the service's bucket table is live (sh, dh): 0 or 1.
-    pub table: u32,
+    /// Start of the service's bucket table (sh, dh, mh) in the table pool.
+    pub table_offset: u32,
+    /// Number of buckets in that table.
+    pub table_size: u32,
     /// Persistence timeout in seconds (0: not persistent).
     pub persist_timeout: u32,
     /// Persistence netmask, network byte order (applied to the client address).

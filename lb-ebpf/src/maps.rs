@@ -6,11 +6,10 @@ use aya_ebpf::{
     maps::{Array, HashMap, PerCpuArray},
 };
 use lb_common::{
-    DEFAULT_MAX_FLOWS, MAX_DESTS, MAX_DESTS_PER_SERVICE, MAX_SERVICES,
+    DEFAULT_MAX_FLOWS, MAX_DESTS, MAX_DESTS_PER_SERVICE, MAX_SERVICES, TABLE_POOL_SIZE,
     config::Director,
     dest::{Dest, DestConns},
     flow::{Flow, FlowKey, Persist, PersistKey},
-    sched::TABLE_SIZE,
     service::{SchedState, Service, ServiceKey},
     stats::{Global, Traffic},
 };
@@ -26,7 +25,7 @@ pub static SERVICE_DESTS: Array<u32> =
 pub static SERVICE_SCHED: Array<SchedState> = Array::with_max_entries(MAX_SERVICES, 0);
 
 #[map(name = "SERVICE_TABLES")]
-pub static SERVICE_TABLES: Array<u32> = Array::with_max_entries(MAX_SERVICES * 2 * TABLE_SIZE, 0);
+pub static SERVICE_TABLES: Array<u32> = Array::with_max_entries(TABLE_POOL_SIZE, 0);
 
 #[map(name = "DESTS")]
 pub static DESTS: Array<Dest> = Array::with_max_entries(MAX_DESTS, 0);

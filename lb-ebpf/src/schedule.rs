@@ -8,7 +8,7 @@ use lb_common::{
     MAX_DESTS_PER_SERVICE,
     dest::DestConns,
     flow::{Persist, PersistKey},
-    sched::{self, Addresses, Candidate, Params, Servers, TABLE_SIZE},
+    sched::{self, Addresses, Candidate, Params, Servers},
     service::Service,
 };
 
@@ -19,7 +19,8 @@ use crate::maps::{
 /// One service's list, table half and real servers, as the maps hold them.
 struct MapServers {
     base: u32,
-    table_base: u32,
+    table_offset: u32,
+    table_size: u32,
     count: u32,
 }
 
@@ -76,7 +77,10 @@ impl Servers for MapServers {
 
     #[inline(always)]
     fn bucket(&self, bucket: u32) -> Option<u32> {
-        let pos = *SERVICE_TABLES.get(self.table_base + (bucket & (TABLE_SIZE - 1)))?;
+        if bucket >= self.table_size {
+            return None;
+        }
+        let pos = *SERVICE_TABLES.get(self.table_offset.wrapping_add(bucket))?;
         (pos != u32::MAX).then_some(pos)
     }
 
@@ -137,7 +141,8 @@ fn pick(svc: &Service, pkt: &Addresses) -> Option<u32> {
     }
     let servers = MapServers {
         base: svc.id * MAX_DESTS_PER_SERVICE,
-        table_base: (svc.id * 2 + (svc.table & 1)) * TABLE_SIZE,
+        table_offset: svc.table_offset,
+        table_size: svc.table_size,
         count: svc.dest_count,
     };
     let params = Params {
@@ -145,6 +150,7 @@ fn pick(svc: &Service, pkt: &Addresses) -> Option<u32> {
         flags: svc.flags,
         max_weight: svc.max_weight,
         weight_gcd: svc.weight_gcd,
+        table_size: svc.table_size,
     };
     let state = SERVICE_SCHED.get_ptr_mut(svc.id)?;
     // SAFETY: a map value pointer; racing CPUs only change which server rr/wrr picks next.

@@ -31,6 +31,7 @@ use crate::{
     listing::{DestStatus, Listing, ServiceStatus},
     model::{Persistence, ServiceSpec},
     neigh,
+    tables::TablePool,
 };
 
 /// How often neighbours are refreshed and idle flows expired.
@@ -92,6 +93,8 @@ pub struct Daemon {
     ticks: u32,
     /// When each persistence template was last seen controlling a live flow (monotonic ns).
     template_in_use: HashMap<PersistKey, u64>,
+    /// Regions of the bucket-table pool.
+    tables: TablePool,
 }
 
 impl Daemon {
@@ -104,6 +107,7 @@ impl Daemon {
             timeouts: opts.timeouts,
             ticks: 0,
             template_in_use: HashMap::new(),
+            tables: TablePool::default(),
         }
     }
 
@@ -140,12 +144,16 @@ impl Daemon {
                 d.dataplane.write_dest(dest_id, &dest)?;
                 dest_ids.push(dest_id);
             }
-            let svc = spec.map_value(id as u32, 0);
+            let table_offset = d
+                .tables
+                .alloc(spec.table_size())
+                .with_context(|| format!("service {}: the table pool is full", spec.addr))?;
+            let svc = spec.map_value(id as u32, table_offset);
             d.dataplane.write_service(
                 spec.addr.map_key(),
                 svc,
                 &dest_ids,
-                spec.table().as_ref(),
+                spec.table().as_deref(),
             )?;
             log::info!(
                 "service {} ({}) with {} real servers",

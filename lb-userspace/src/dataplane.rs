@@ -17,7 +17,6 @@ use lb_common::{
     dest::{Dest, DestConns},
     flow::{Flow, FlowKey, Persist, PersistKey},
     map_names as names, program_names,
-    sched::TABLE_SIZE,
     service::{SchedState, Service, ServiceKey},
     state::Timeouts,
     stats::{Global, Traffic},
@@ -208,15 +207,15 @@ impl DataPlane {
         Ok(generation)
     }
 
-    /// Writes service `svc.id`'s real server list and (for sh/dh) its bucket table into table
-    /// half `svc.table`, resets its scheduler state, then writes the service itself, so that a
-    /// packet sees the old service or the new one, never a half-written table.
+    /// Writes service `svc.id`'s real server list and (for sh/dh/mh) its bucket table at
+    /// `svc.table_offset` in the pool, resets its scheduler state, then writes the service
+    /// itself, so that a packet sees the old service or the new one, never a half-written table.
     pub fn write_service(
         &mut self,
         key: ServiceKey,
         svc: Service,
         dest_ids: &[u32],
-        table: Option<&[Option<u32>; TABLE_SIZE as usize]>,
+        table: Option<&[Option<u32>]>,
     ) -> Result<()> {
         let mut list = self.array::<u32>(names::SERVICE_DESTS)?;
         for (i, id) in dest_ids.iter().enumerate() {
@@ -225,10 +224,9 @@ impl DataPlane {
         }
         if let Some(table) = table {
             let mut tables = self.array::<u32>(names::SERVICE_TABLES)?;
-            let base = (svc.id * 2 + (svc.table & 1)) * TABLE_SIZE;
             for (bucket, pos) in table.iter().enumerate() {
                 tables
-                    .set(base + bucket as u32, pos.unwrap_or(u32::MAX), 0)
+                    .set(svc.table_offset + bucket as u32, pos.unwrap_or(u32::MAX), 0)
                     .map_err(map_err(names::SERVICE_TABLES))?;
             }
         }

@@ -9,6 +9,7 @@ pub mod iface;
 pub mod listing;
 pub mod model;
 pub mod neigh;
+pub mod tables;
 
 /// The XDP object, as built by `cargo xtask build-ebpf` (empty if it was not built).
 pub static EBPF_OBJECT: &[u8] =

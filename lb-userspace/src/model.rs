@@ -4,7 +4,7 @@
 use std::{fmt, net::Ipv4Addr};
 
 use lb_common::{
-    MAX_DESTS, MAX_DESTS_PER_SERVICE, MAX_SERVICES, ip_proto,
+    MAX_DESTS, MAX_DESTS_PER_SERVICE, MAX_SERVICES, ip_proto, maglev,
     sched::{self, Scheduler, TABLE_SIZE},
     service::{Service, ServiceKey},
 };
@@ -118,15 +118,17 @@ impl ServiceSpec {
         Scheduler::from_name(&self.scheduler)
     }
 
-    /// The SERVICES map value for this service under `id`, its table in half `table`.
-    pub fn map_value(&self, id: u32, table: u32) -> Service {
+    /// The SERVICES map value for this service under `id`, its table at `table_offset` in the
+    /// pool (see [`ServiceSpec::table`]).
+    pub fn map_value(&self, id: u32, table_offset: u32) -> Service {
         let weights = || self.dests.iter().map(|d| d.weight);
         Service {
             id,
             dest_count: self.dests.len() as u32,
             max_weight: weights().max().unwrap_or(0),
             weight_gcd: sched::weight_gcd(weights()),
-            table,
+            table_offset,
+            table_size: self.table_size(),
             scheduler: self.scheduler().map_or(u8::MAX, |s| s as u8),
             persist_timeout: self.persistence.map_or(0, |p| p.timeout),
             persist_mask: self
@@ -137,13 +139,31 @@ impl ServiceSpec {
         }
     }
 
+    /// Buckets in this service's table (0 for schedulers without one).
+    pub fn table_size(&self) -> u32 {
+        match self.scheduler() {
+            Some(Scheduler::Sh | Scheduler::Dh) => TABLE_SIZE,
+            Some(Scheduler::Mh) => maglev::table_size(self.dests.len()),
+            _ => 0,
+        }
+    }
+
     /// The bucket table (list positions) for table-driven schedulers.
-    pub fn table(&self) -> Option<[Option<u32>; TABLE_SIZE as usize]> {
+    pub fn table(&self) -> Option<Vec<Option<u32>>> {
+        let weights: Vec<u32> = self.dests.iter().map(|d| d.weight).collect();
         match self.scheduler()? {
-            Scheduler::Sh => Some(sched::sh_table(
-                &self.dests.iter().map(|d| d.weight).collect::<Vec<_>>(),
-            )),
-            Scheduler::Dh => Some(sched::dh_table(self.dests.len())),
+            Scheduler::Sh => Some(sched::sh_table(&weights).to_vec()),
+            Scheduler::Dh => Some(sched::dh_table(self.dests.len()).to_vec()),
+            Scheduler::Mh => {
+                let backends: Vec<_> = self
+                    .dests
+                    .iter()
+                    .map(|d| (u32::from(d.addr), self.addr.port, d.weight))
+                    .collect();
+                let mut table = vec![None; self.table_size() as usize];
+                maglev::populate(&backends, &mut table, &mut vec![0; backends.len()]);
+                Some(table)
+            }
             _ => None,
         }
     }
@@ -303,8 +323,15 @@ mod tests {
         }
         let v = s.map_value(7, 1);
         assert_eq!(
-            (v.id, v.dest_count, v.max_weight, v.weight_gcd, v.table),
-            (7, 3, 8, 2, 1)
+            (
+                v.id,
+                v.dest_count,
+                v.max_weight,
+                v.weight_gcd,
+                v.table_offset,
+                v.table_size
+            ),
+            (7, 3, 8, 2, 1, 0)
         );
         assert_eq!(v.scheduler, Scheduler::Wrr as u8);
         assert_eq!(s.table(), None);
@@ -312,6 +339,13 @@ mod tests {
         assert_eq!(
             s.table().unwrap()[..9],
             [0, 0, 0, 0, 0, 0, 0, 0, 1].map(Some)
+        );
+        s.scheduler = "mh".into();
+        let t = s.table().unwrap();
+        assert_eq!((t.len(), s.map_value(0, 0).table_size), (509, 509));
+        assert!(
+            t.iter().all(|p| matches!(p, Some(0) | Some(2))),
+            "weight 0 gets no slot"
         );
     }
 

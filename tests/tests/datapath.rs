@@ -93,9 +93,9 @@ fn dataplane_from(
         }
         dp.write_service(
             spec.addr.map_key(),
-            spec.map_value(id as u32, 0),
+            spec.map_value(id as u32, id as u32 * 131_072),
             &ids,
-            spec.table().as_ref(),
+            spec.table().as_deref(),
         )
         .unwrap();
     }
@@ -406,6 +406,18 @@ fn sh_fallback_moves_clients_of_a_drained_server() {
             assert_eq!(verdict, XDP_DROP);
         }
     }
+}
+
+#[test]
+fn mh_keeps_each_client_on_its_maglev_server() {
+    let dp = dataplane_with("mh", 0, &[1, 1, 1], true);
+    let mut seen = std::collections::BTreeSet::new();
+    for last in 1..=40u8 {
+        let picks = new_flows(&dp, Ipv4Addr::new(10, 77, 1, last), 3000..3004);
+        assert!(picks.iter().all(|p| *p == picks[0]), "{picks:?}");
+        seen.insert(picks[0]);
+    }
+    assert_eq!(seen.len(), 3);
 }
 
 #[test]

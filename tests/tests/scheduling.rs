@@ -3,7 +3,8 @@
 
 use std::{net::Ipv4Addr, time::Duration};
 
-use lb_common::sched::{sh_bucket, sh_table};
+use lb_common::{maglev, sched::sh_bucket};
+use lb_userspace::config::Config;
 use xdpvs_tests::{
     cluster::{Cluster, split, tcp_service, vip, wait_until},
     servers::{HttpClient, http_get},
@@ -78,39 +79,47 @@ fn connection_count_schedulers_avoid_the_server_holding_long_connections() {
 }
 
 #[test]
-fn sh_keeps_each_client_address_on_its_hashed_server() {
-    let c = Cluster::start("sh3", 3, &tcp_service("sh", &[1, 1, 1], "")).unwrap();
-    let clients: Vec<Ipv4Addr> = (11..=18).map(|i| Ipv4Addr::new(10, 77, 0, i)).collect();
-    c.add_client_addresses(&clients).unwrap();
-    c.daemon.wait_resolved().unwrap();
-    let table = sh_table(&[1, 1, 1]);
-    let mut used = std::collections::BTreeSet::new();
-    for src in clients {
-        let got: Vec<String> = c.client(move || {
-            (0..3)
-                .map(|_| {
-                    split(
-                        &HttpClient::connect_from(Some(src), vip(80))
-                            .unwrap()
-                            .get()
-                            .unwrap(),
-                    )
-                    .0
-                })
-                .collect()
-        });
-        let expected =
-            real_server_name(table[sh_bucket(u32::from(src), 0, 0) as usize].unwrap() as usize);
+fn sh_and_mh_keep_each_client_address_on_its_hashed_server() {
+    for sched in ["sh", "mh"] {
+        let config = tcp_service(sched, &[1, 1, 1], "");
+        let c = Cluster::start(sched, 3, &config).unwrap();
+        let clients: Vec<Ipv4Addr> = (11..=18).map(|i| Ipv4Addr::new(10, 77, 0, i)).collect();
+        c.add_client_addresses(&clients).unwrap();
+        c.daemon.wait_resolved().unwrap();
+        // The table the daemon computes from this very configuration.
+        let spec = &Config::parse(&config).unwrap().services[0];
+        let table = spec.table().unwrap();
+        let mut used = std::collections::BTreeSet::new();
+        for src in clients {
+            let got: Vec<String> = c.client(move || {
+                (0..3)
+                    .map(|_| {
+                        split(
+                            &HttpClient::connect_from(Some(src), vip(80))
+                                .unwrap()
+                                .get()
+                                .unwrap(),
+                        )
+                        .0
+                    })
+                    .collect()
+            });
+            let bucket = match sched {
+                "sh" => sh_bucket(u32::from(src), 0, 0),
+                _ => maglev::client_hash(u32::from(src), 0) % table.len() as u32,
+            };
+            let expected = real_server_name(table[bucket as usize].unwrap() as usize);
+            assert!(
+                got.iter().all(|g| *g == expected),
+                "{sched} {src}: {got:?}, expected {expected}"
+            );
+            used.insert(expected);
+        }
         assert!(
-            got.iter().all(|g| *g == expected),
-            "{src}: {got:?}, expected {expected}"
+            used.len() >= 2,
+            "{sched}: eight clients all on one server: {used:?}"
         );
-        used.insert(expected);
     }
-    assert!(
-        used.len() >= 2,
-        "eight clients all hashed to one server: {used:?}"
-    );
 }
 
 #[test]

@@ -1,21 +1,31 @@
 //! Hand-worked IPVS sequences for every scheduler.
 
-use std::{cell::Cell, vec::Vec};
+use std::{cell::Cell, vec, vec::Vec};
 
 use super::*;
 
 /// A plain list with its table, as the daemon would write them.
 struct List {
     servers: Vec<Cell<Candidate>>,
-    table: [Option<u32>; TABLE_SIZE as usize],
+    table: Vec<Option<u32>>,
 }
 
 impl List {
     fn new(servers: &[Candidate], scheduler: Scheduler) -> Self {
         let weights: Vec<u32> = servers.iter().map(|c| c.weight).collect();
         let table = match scheduler {
-            Scheduler::Dh => dh_table(servers.len()),
-            _ => sh_table(&weights),
+            Scheduler::Dh => dh_table(servers.len()).to_vec(),
+            Scheduler::Mh => {
+                let backends: Vec<_> = weights
+                    .iter()
+                    .enumerate()
+                    .map(|(i, w)| (i as u32 + 1, 80, *w))
+                    .collect();
+                let mut table = vec![None; crate::maglev::table_size(backends.len()) as usize];
+                crate::maglev::populate(&backends, &mut table, &mut vec![0; backends.len()]);
+                table
+            }
+            _ => sh_table(&weights).to_vec(),
         };
         Self {
             servers: servers.iter().copied().map(Cell::new).collect(),
@@ -30,6 +40,7 @@ impl List {
             flags,
             max_weight: weights().max().unwrap_or(0),
             weight_gcd: weight_gcd(weights()),
+            table_size: self.table.len() as u32,
         }
     }
 }
@@ -42,7 +53,7 @@ impl Servers for List {
         self.servers.get(pos as usize).map(Cell::get)
     }
     fn bucket(&self, bucket: u32) -> Option<u32> {
-        self.table[bucket as usize]
+        self.table.get(bucket as usize).copied().flatten()
     }
     fn each<F: FnMut(u32) -> bool>(&self, n: u32, mut f: F) {
         for i in 0..n {
@@ -217,8 +228,9 @@ fn kernel_hashes() {
     assert_eq!(dh_bucket(a), a.wrapping_mul(2_654_435_761) & 255);
 }
 
-fn sh_pick(list: &List, flags: u8, addr: u32, port: u16) -> Option<u32> {
-    let p = list.params(Scheduler::Sh, flags);
+/// One pick by a hashing scheduler for client `addr`:`port`.
+fn hash_pick(list: &List, s: Scheduler, flags: u8, addr: u32, port: u16) -> Option<u32> {
+    let p = list.params(s, flags);
     pick(
         &p,
         &mut SchedState::default(),
@@ -239,11 +251,11 @@ fn sh_keeps_a_client_and_spreads_clients() {
         .collect();
     let picks: Vec<_> = addrs
         .iter()
-        .map(|a| sh_pick(&list, 0, *a, 1).unwrap())
+        .map(|a| hash_pick(&list, Scheduler::Sh, 0, *a, 1).unwrap())
         .collect();
     for (a, p) in addrs.iter().zip(&picks) {
         assert_eq!(
-            sh_pick(&list, 0, *a, 2),
+            hash_pick(&list, Scheduler::Sh, 0, *a, 2),
             Some(*p),
             "port must not matter without sh-port"
         );
@@ -254,7 +266,7 @@ fn sh_keeps_a_client_and_spreads_clients() {
     }
     // With sh-port, ports spread one client.
     let by_port: Vec<_> = (0..30)
-        .map(|port| sh_pick(&list, flags::SH_PORT, addrs[0], port).unwrap())
+        .map(|port| hash_pick(&list, Scheduler::Sh, flags::SH_PORT, addrs[0], port).unwrap())
         .collect();
     assert!((0..3).all(|s| by_port.contains(&s)), "{by_port:?}");
 }
@@ -267,8 +279,11 @@ fn sh_unusable_server_gives_none_unless_fallback() {
         .find(|a| list.table[sh_bucket(*a, 0, 0) as usize] == Some(0))
         .unwrap();
     list.servers[0].set(c(0, 0, 0));
-    assert_eq!(sh_pick(&list, 0, addr, 0), None);
-    assert_eq!(sh_pick(&list, flags::SH_FALLBACK, addr, 0), Some(1));
+    assert_eq!(hash_pick(&list, Scheduler::Sh, 0, addr, 0), None);
+    assert_eq!(
+        hash_pick(&list, Scheduler::Sh, flags::SH_FALLBACK, addr, 0),
+        Some(1)
+    );
 }
 
 #[test]
@@ -308,4 +323,24 @@ fn gcd_of_positive_weights() {
     assert_eq!(weight_gcd([8, 0, 6, 4].into_iter()), 2);
     assert_eq!(weight_gcd([0, 0].into_iter()), 1);
     assert_eq!(weight_gcd([7].into_iter()), 7);
+}
+
+#[test]
+fn mh_keeps_clients_and_falls_back_only_when_asked() {
+    let list = List::new(&[c(1, 0, 0), c(1, 0, 0), c(1, 0, 0)], Scheduler::Mh);
+    let at = |flags, addr: u32, port| hash_pick(&list, Scheduler::Mh, flags, addr, port);
+    let picks: Vec<_> = (1..=60u32).map(|a| at(0, a, 1).unwrap()).collect();
+    assert!((0..3).all(|s| picks.contains(&s)));
+    for a in 1..=60u32 {
+        assert_eq!(
+            at(0, a, 2),
+            Some(picks[a as usize - 1]),
+            "port ignored without mh-port"
+        );
+    }
+    let home = picks[0];
+    list.servers[home as usize].set(c(0, 0, 0));
+    assert_eq!(at(0, 1, 1), None);
+    let moved = at(flags::SH_FALLBACK, 1, 1).unwrap();
+    assert_ne!(moved, home);
 }
