@@ -2,6 +2,7 @@
 //! small servers that name themselves, and the daemon run inside a namespace. Shared by the
 //! end-to-end tests and by `cargo xtask demo`.
 
+pub mod bench;
 pub mod capture;
 pub mod cluster;
 pub mod daemon;

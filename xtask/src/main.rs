@@ -32,6 +32,13 @@ enum Task {
     },
     /// Run a DR cluster in network namespaces and curl its VIP (as root).
     Demo,
+    /// Measure per-packet costs against the MAC-swap baseline (as root); writes
+    /// target/bench/bench.json.
+    Bench {
+        /// Fewer and shorter runs (CI smoke).
+        #[arg(long)]
+        quick: bool,
+    },
 }
 
 fn main() -> Result<()> {
@@ -44,7 +51,21 @@ fn main() -> Result<()> {
         Task::Lint => lint(),
         Task::Test { args } => {
             lint()?;
-            test(args)
+            test(args)?;
+            // The benchmark's quick mode as a smoke check: it must keep running.
+            xdpvs_tests::bench::run(
+                &xdpvs_tests::bench::Plan::QUICK,
+                &root().join("target/bench"),
+            )
+        }
+        Task::Bench { quick } => {
+            build_all()?;
+            let plan = if quick {
+                xdpvs_tests::bench::Plan::QUICK
+            } else {
+                xdpvs_tests::bench::Plan::FULL
+            };
+            xdpvs_tests::bench::run(&plan, &root().join("target/bench"))
         }
         Task::Demo => {
             deps::runtime()?;
