@@ -31,6 +31,17 @@ pub struct Request {
 pub enum Command {
     /// The services, real servers and counters.
     List,
+    /// The tcp, tcpfin and udp timeouts.
+    Timeouts,
+    /// Sets the tcp, tcpfin and udp timeouts in seconds; 0 keeps a value (ipvsadm `--set`).
+    SetTimeouts {
+        /// ESTABLISHED.
+        tcp: u32,
+        /// FIN_WAIT.
+        tcpfin: u32,
+        /// UDP.
+        udp: u32,
+    },
 }
 
 /// The daemon's answer.
@@ -48,6 +59,8 @@ pub struct Response {
 pub enum Reply {
     /// Answer to [`Command::List`].
     Listing(Listing),
+    /// Answer to [`Command::Timeouts`] and [`Command::SetTimeouts`]: tcp, tcpfin, udp.
+    Timeouts([u32; 3]),
 }
 
 /// Sends `command` to the daemon listening on `socket` and returns its reply.

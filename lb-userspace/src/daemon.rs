@@ -287,6 +287,11 @@ impl Daemon {
         })
     }
 
+    fn timeouts_reply(&self) -> Reply {
+        use lb_common::state::ConnState::{Established, FinWait, Udp};
+        Reply::Timeouts([Established, FinWait, Udp].map(|s| self.timeouts.of(s)))
+    }
+
     fn handle(&mut self, request: &str) -> Response {
         let result = match serde_json::from_str::<Request>(request) {
             Err(e) => Err(format!("malformed request: {e}")),
@@ -299,6 +304,12 @@ impl Daemon {
                     .listing()
                     .map(Reply::Listing)
                     .map_err(|e| format!("{e:#}")),
+                Command::Timeouts => Ok(self.timeouts_reply()),
+                Command::SetTimeouts { tcp, tcpfin, udp } => {
+                    self.timeouts.set(tcp, tcpfin, udp);
+                    log::info!("timeouts now tcp {tcp} tcpfin {tcpfin} udp {udp} (0 kept)");
+                    Ok(self.timeouts_reply())
+                }
             },
         };
         Response {

@@ -514,3 +514,77 @@ fn persistence_keeps_a_client_and_its_netmask_on_one_server() {
         "{moved:?}"
     );
 }
+
+#[test]
+fn adding_or_removing_servers_moves_only_the_removed_servers_flows() {
+    let mut dp = dataplane_with("rr", 0, &[1, 1], true);
+    let tcp_key = ServiceAddr {
+        protocol: Protocol::Tcp,
+        addr: VIP,
+        port: 80,
+    }
+    .map_key();
+    let flow = |dp: &DataPlane, port| rs_of(&run(dp, &tcp(port, 80, ACK).build(b"")).1);
+    assert_eq!(new_flows(&dp, CLIENT, 1..3), [0, 1]);
+    // Add rs3 (dest id 4: ids 0-3 are the two services' servers) at the end of the list.
+    let generation = dp.claim_dest(4).unwrap();
+    let rs3 = Dest {
+        addr: u32::from_ne_bytes(rs_ip(2).octets()),
+        weight: 1,
+        generation,
+        flags: DEST_F_RESOLVED,
+        mac: RS_MACS[2],
+        ..Dest::default()
+    };
+    dp.write_dest(4, &rs3).unwrap();
+    let spec = |n: usize| ServiceSpec {
+        addr: ServiceAddr {
+            protocol: Protocol::Tcp,
+            addr: VIP,
+            port: 80,
+        },
+        scheduler: "rr".into(),
+        flags: 0,
+        persistence: None,
+        dests: (0..n)
+            .map(|i| DestSpec {
+                addr: rs_ip(i),
+                weight: 1,
+                u_threshold: 0,
+                l_threshold: 0,
+            })
+            .collect(),
+    };
+    dp.write_service(tcp_key, spec(3).map_value(0, 0), &[0, 1, 4], None)
+        .unwrap();
+    assert_eq!(
+        (flow(&dp, 1), flow(&dp, 2)),
+        (0, 1),
+        "adding a server moved a flow"
+    );
+    assert!(new_flows(&dp, CLIENT, 10..13).contains(&2));
+    // Remove rs1: its slot is retired (new generation, no MAC) and the list shrinks.
+    let generation = dp.claim_dest(0).unwrap();
+    dp.write_dest(
+        0,
+        &Dest {
+            generation,
+            ..Dest::default()
+        },
+    )
+    .unwrap();
+    dp.write_service(tcp_key, spec(2).map_value(0, 0), &[1, 4], None)
+        .unwrap();
+    assert_eq!(flow(&dp, 2), 1, "a flow of a kept server moved");
+    assert_ne!(
+        flow(&dp, 1),
+        0,
+        "the removed server's flow is rescheduled to a live one"
+    );
+    let c = dp.conns(0).unwrap();
+    assert_eq!(
+        (c.active, c.inactive),
+        (0, 0),
+        "the retired slot counts nothing"
+    );
+}

@@ -186,3 +186,32 @@ fn active_and_inactive_counts_follow_live_connections() {
         counts(&c)
     );
 }
+
+#[test]
+fn set_changes_timeouts_and_expiry_follows() {
+    let c = Cluster::start("set", 3, &tcp_service("rr", &[1, 1, 1], "")).unwrap();
+    c.daemon.wait_resolved().unwrap();
+    let timeouts = |c: &Cluster| {
+        String::from_utf8(c.daemon.adm(&["-L", "--timeout"]).unwrap().stdout).unwrap()
+    };
+    assert_eq!(timeouts(&c), "Timeout (tcp tcpfin udp): 900 120 300\n");
+    assert_eq!(
+        c.daemon.adm(&["--set", "1", "2"]).unwrap().status.code(),
+        Some(2),
+        "malformed"
+    );
+    assert_eq!(
+        c.daemon
+            .adm(&["--set", "0", "1", "0"])
+            .unwrap()
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_eq!(timeouts(&c), "Timeout (tcp tcpfin udp): 900 1 300\n");
+    // A closed connection (FIN_WAIT) now expires within about a second.
+    answers(&c, 1);
+    let inactive = |c: &Cluster| c.daemon.listing().unwrap().services[0].dests[0].inactive;
+    assert_eq!(inactive(&c), 1);
+    assert!(wait_until(Duration::from_secs(5), || inactive(&c) == 0));
+}

@@ -51,12 +51,14 @@ fn main() -> Result<()> {
         Task::Lint => lint(),
         Task::Test { args } => {
             lint()?;
-            test(args)?;
+            let (passed, failed) = test(args)?;
             // The benchmark's quick mode as a smoke check: it must keep running.
             xdpvs_tests::bench::run(
                 &xdpvs_tests::bench::Plan::QUICK,
                 &root().join("target/bench"),
-            )
+            )?;
+            println!("xdpvs: {passed} passed, {failed} failed");
+            Ok(())
         }
         Task::Bench { quick } => {
             build_all()?;
@@ -113,10 +115,43 @@ fn lint() -> Result<()> {
     ebpf::clippy()
 }
 
-fn test(args: Vec<String>) -> Result<()> {
+/// Runs every test, echoing cargo's output; returns the passed and failed counts summed over
+/// all test binaries.
+fn test(args: Vec<String>) -> Result<(u64, u64)> {
     deps::runtime()?;
     let object = build_all()?;
-    let mut cargo_args = vec!["test"];
-    cargo_args.extend(args.iter().map(String::as_str));
-    cargo(&cargo_args, &object)
+    let mut child = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .arg("test")
+        .args(&args)
+        .current_dir(root())
+        .env(xdpvs_tests::OBJECT_ENV, &object)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("running cargo test")?;
+    let (mut passed, mut failed) = (0, 0);
+    for line in std::io::BufRead::lines(std::io::BufReader::new(
+        child.stdout.take().context("stdout")?,
+    )) {
+        let line = line?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            let count = |what: &str| {
+                rest.split(';')
+                    .find_map(|part| {
+                        part.trim()
+                            .trim_start_matches("ok. ")
+                            .trim_start_matches("FAILED. ")
+                            .strip_suffix(what)
+                    })
+                    .and_then(|n| n.trim().parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            passed += count(" passed");
+            failed += count(" failed");
+        }
+    }
+    if !child.wait()?.success() {
+        bail!("cargo test failed ({passed} passed, {failed} failed)");
+    }
+    Ok((passed, failed))
 }

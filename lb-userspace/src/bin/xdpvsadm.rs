@@ -21,6 +21,12 @@ struct Cli {
     /// Print the listing as JSON.
     #[arg(long)]
     json: bool,
+    /// With -L: the tcp, tcpfin and udp timeouts.
+    #[arg(long)]
+    timeout: bool,
+    /// Set the tcp, tcpfin and udp timeouts in seconds (0 keeps a value).
+    #[arg(long, num_args = 3, value_names = ["TCP", "TCPFIN", "UDP"])]
+    set: Option<Vec<u32>>,
     /// The daemon's control socket.
     #[arg(long, default_value = lb_userspace::DEFAULT_SOCKET)]
     socket: PathBuf,
@@ -43,21 +49,32 @@ fn main() -> ExitCode {
     };
     // As ipvsadm, no command lists the table; addresses are always printed numerically.
     let _ = (cli.list, cli.numeric);
-    match control::call(&cli.socket, Command::List) {
-        Ok(Reply::Listing(l)) => {
-            if cli.json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&l).expect("a listing serializes")
-                );
-            } else {
-                print!("{}", listing::numeric(&l));
-            }
-            ExitCode::SUCCESS
+    let command = match (&cli.set, cli.timeout) {
+        (Some(v), _) => Command::SetTimeouts {
+            tcp: v[0],
+            tcpfin: v[1],
+            udp: v[2],
+        },
+        (None, true) => Command::Timeouts,
+        (None, false) => Command::List,
+    };
+    let set = cli.set.is_some();
+    match control::call(&cli.socket, command) {
+        Ok(Reply::Listing(l)) if cli.json => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&l).expect("a listing serializes")
+            );
+        }
+        Ok(Reply::Listing(l)) => print!("{}", listing::numeric(&l)),
+        Ok(Reply::Timeouts(_)) if set => {}
+        Ok(Reply::Timeouts([tcp, tcpfin, udp])) => {
+            println!("Timeout (tcp tcpfin udp): {tcp} {tcpfin} {udp}")
         }
         Err(e) => {
             eprintln!("{e:#}");
-            ExitCode::from(255)
+            return ExitCode::from(255);
         }
     }
+    ExitCode::SUCCESS
 }
