@@ -33,6 +33,8 @@ pub enum Command {
     List,
     /// The tcp, tcpfin and udp timeouts.
     Timeouts,
+    /// Re-read the configuration file and apply the difference.
+    Reload,
     /// Sets the tcp, tcpfin and udp timeouts in seconds; 0 keeps a value (ipvsadm `--set`).
     SetTimeouts {
         /// ESTABLISHED.
@@ -61,6 +63,8 @@ pub enum Reply {
     Listing(Listing),
     /// Answer to [`Command::Timeouts`] and [`Command::SetTimeouts`]: tcp, tcpfin, udp.
     Timeouts([u32; 3]),
+    /// The command was carried out.
+    Done,
 }
 
 /// Sends `command` to the daemon listening on `socket` and returns its reply.

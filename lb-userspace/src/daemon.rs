@@ -31,7 +31,7 @@ use crate::{
     listing::{DestStatus, Listing, ServiceStatus},
     model::{Persistence, ServiceSpec},
     neigh,
-    tables::TablePool,
+    tables::{IdPool, TablePool},
 };
 
 /// How often neighbours are refreshed and idle flows expired.
@@ -56,11 +56,14 @@ pub struct Options {
     pub allow_generic: bool,
     /// Connection timeouts.
     pub timeouts: Timeouts,
+    /// The configuration file, re-read on SIGHUP and `xdpvsadm --reload`.
+    pub config: Option<PathBuf>,
 }
 
 impl Options {
     /// Settings from the command line and an optional configuration file.
     pub fn new(interface: Option<String>, config: Option<&Path>) -> Result<Self> {
+        let path = config.map(Path::to_owned);
         let config = config.map(Config::load).transpose()?;
         let interface = interface
             .or_else(|| config.as_ref().and_then(|c| c.interface.clone()))
@@ -73,6 +76,7 @@ impl Options {
             socket: crate::DEFAULT_SOCKET.into(),
             max_flows: lb_common::DEFAULT_MAX_FLOWS,
             allow_generic: true,
+            config: path,
         })
     }
 }
@@ -81,6 +85,8 @@ struct InstalledService {
     spec: ServiceSpec,
     id: u32,
     dest_ids: Vec<u32>,
+    /// Its region of the table pool (offset, size).
+    table: (u32, u32),
 }
 
 /// The running daemon's state.
@@ -95,6 +101,13 @@ pub struct Daemon {
     template_in_use: HashMap<PersistKey, u64>,
     /// Regions of the bucket-table pool.
     tables: TablePool,
+    /// Regions replaced by a newer table, freed at the next tick (once no packet can still be
+    /// reading them).
+    retired_tables: Vec<(u32, u32)>,
+    service_ids: IdPool,
+    dest_ids: IdPool,
+    /// The configuration file, for reloads.
+    config: Option<PathBuf>,
 }
 
 impl Daemon {
@@ -108,66 +121,165 @@ impl Daemon {
             ticks: 0,
             template_in_use: HashMap::new(),
             tables: TablePool::default(),
+            retired_tables: Vec::new(),
+            service_ids: IdPool::new(lb_common::MAX_SERVICES),
+            dest_ids: IdPool::new(lb_common::MAX_DESTS),
+            config: opts.config.clone(),
         }
     }
 
-    /// Writes the configured services into the maps and resolves what it can.
+    /// Sets the director's MAC, drops services a previous daemon left in pinned maps, and
+    /// installs the configured services.
     fn install(&mut self, opts: &Options) -> Result<()> {
-        let d = self;
-        d.dataplane.set_director(iface::mac(&opts.interface)?)?;
+        self.dataplane.set_director(iface::mac(&opts.interface)?)?;
         let wanted: Vec<_> = opts.services.iter().map(|s| s.addr.map_key()).collect();
-        for stale in d
+        for stale in self
             .dataplane
             .service_keys()?
             .into_iter()
             .filter(|k| !wanted.contains(k))
         {
-            d.dataplane.remove_service(&stale)?;
+            self.dataplane.remove_service(&stale)?;
         }
-        let neighbours = neigh::table(&d.interface);
-        let mut next_dest = 0u32;
-        for (id, spec) in opts.services.iter().enumerate() {
-            let mut dest_ids = Vec::with_capacity(spec.dests.len());
-            for ds in &spec.dests {
-                let dest_id = next_dest;
-                next_dest += 1;
-                let generation = d.dataplane.claim_dest(dest_id)?;
-                let mut dest = Dest {
-                    addr: u32::from_ne_bytes(ds.addr.octets()),
-                    weight: ds.weight,
-                    generation,
-                    u_threshold: ds.u_threshold,
-                    l_threshold: ds.l_threshold,
-                    ..Dest::default()
-                };
-                set_neighbour(&mut dest, neighbours.get(&ds.addr));
-                d.dataplane.write_dest(dest_id, &dest)?;
-                dest_ids.push(dest_id);
+        self.apply(&opts.services)
+    }
+
+    /// Makes the maps hold `specs` (validated), changing only what differs: unchanged services
+    /// are not touched, real servers kept in a changed service keep their slots (so their flows
+    /// stay), removed ones are retired (their flows are rescheduled on their next packet).
+    fn apply(&mut self, specs: &[ServiceSpec]) -> Result<()> {
+        let neighbours = neigh::table(&self.interface);
+        let mut old = std::mem::take(&mut self.services);
+        for spec in specs {
+            let prev = old
+                .iter()
+                .position(|o| o.spec.addr == spec.addr)
+                .map(|i| old.remove(i));
+            let installed = match prev {
+                Some(prev) if prev.spec == *spec => prev,
+                prev => {
+                    let s = self.install_service(spec, prev, &neighbours)?;
+                    log::info!(
+                        "service {} ({}) with {} real servers",
+                        spec.addr,
+                        spec.scheduler,
+                        s.dest_ids.len()
+                    );
+                    s
+                }
+            };
+            self.services.push(installed);
+        }
+        for gone in old {
+            log::info!("service {} removed", gone.spec.addr);
+            self.dataplane.remove_service(&gone.spec.addr.map_key())?;
+            for id in gone.dest_ids {
+                self.retire_dest(id)?;
             }
-            let table_offset = d
-                .tables
-                .alloc(spec.table_size())
-                .with_context(|| format!("service {}: the table pool is full", spec.addr))?;
-            let svc = spec.map_value(id as u32, table_offset);
-            d.dataplane.write_service(
-                spec.addr.map_key(),
-                svc,
-                &dest_ids,
-                spec.table().as_deref(),
-            )?;
-            log::info!(
-                "service {} ({}) with {} real servers",
-                spec.addr,
-                spec.scheduler,
-                dest_ids.len()
-            );
-            d.services.push(InstalledService {
-                spec: spec.clone(),
-                id: id as u32,
-                dest_ids,
-            });
+            self.service_ids.free(gone.id);
+            self.retired_tables.push(gone.table);
         }
-        d.refresh_neighbours()
+        self.refresh_neighbours()
+    }
+
+    /// Writes `spec` as a new service, or over `prev` (same identity), keeping the slots of
+    /// real servers present in both.
+    fn install_service(
+        &mut self,
+        spec: &ServiceSpec,
+        prev: Option<InstalledService>,
+        neighbours: &HashMap<Ipv4Addr, neigh::Neighbour>,
+    ) -> Result<InstalledService> {
+        let full = |what: &str| anyhow::anyhow!("service {}: no free {what}", spec.addr);
+        let (id, mut kept) = match prev {
+            Some(p) => {
+                self.retired_tables.push(p.table);
+                (
+                    p.id,
+                    p.spec
+                        .dests
+                        .iter()
+                        .map(|d| d.addr)
+                        .zip(p.dest_ids)
+                        .collect::<HashMap<_, _>>(),
+                )
+            }
+            None => (
+                self.service_ids.alloc().ok_or_else(|| full("service id"))?,
+                HashMap::new(),
+            ),
+        };
+        let mut dest_ids = Vec::with_capacity(spec.dests.len());
+        for ds in &spec.dests {
+            let (dest_id, mut dest) = match kept.remove(&ds.addr) {
+                Some(id) => (id, self.dataplane.dest(id)?),
+                None => {
+                    let id = self
+                        .dest_ids
+                        .alloc()
+                        .ok_or_else(|| full("real server slot"))?;
+                    let generation = self.dataplane.claim_dest(id)?;
+                    let mut dest = Dest {
+                        addr: u32::from_ne_bytes(ds.addr.octets()),
+                        generation,
+                        ..Dest::default()
+                    };
+                    set_neighbour(&mut dest, neighbours.get(&ds.addr));
+                    (id, dest)
+                }
+            };
+            dest.weight = ds.weight;
+            dest.u_threshold = ds.u_threshold;
+            dest.l_threshold = ds.l_threshold;
+            self.dataplane.write_dest(dest_id, &dest)?;
+            dest_ids.push(dest_id);
+        }
+        for (_, id) in kept {
+            self.retire_dest(id)?;
+        }
+        let size = spec.table_size();
+        let offset = self
+            .tables
+            .alloc(size)
+            .ok_or_else(|| full("room in the table pool"))?;
+        self.dataplane.write_service(
+            spec.addr.map_key(),
+            spec.map_value(id, offset),
+            &dest_ids,
+            spec.table().as_deref(),
+        )?;
+        Ok(InstalledService {
+            spec: spec.clone(),
+            id,
+            dest_ids,
+            table: (offset, size),
+        })
+    }
+
+    /// Takes a real server out of service: a new generation (its flows and templates no longer
+    /// match) and no MAC; the slot can be given out again.
+    fn retire_dest(&mut self, id: u32) -> Result<()> {
+        let generation = self.dataplane.claim_dest(id)?;
+        self.dataplane.write_dest(
+            id,
+            &Dest {
+                generation,
+                ..Dest::default()
+            },
+        )?;
+        self.dest_ids.free(id);
+        Ok(())
+    }
+
+    /// Re-reads the configuration file and applies the difference; on any error nothing changes.
+    fn reload(&mut self) -> Result<()> {
+        let path = self
+            .config
+            .clone()
+            .context("the daemon was started without --config")?;
+        let config = Config::load(&path)?;
+        self.timeouts = config.timeouts;
+        self.apply(&config.services)
     }
 
     fn dest_ids(&self) -> impl Iterator<Item = (Ipv4Addr, u32)> + '_ {
@@ -206,6 +318,9 @@ impl Daemon {
 
     fn tick(&mut self) -> Result<()> {
         self.ticks = self.ticks.wrapping_add(1);
+        for (offset, size) in self.retired_tables.drain(..) {
+            self.tables.free(offset, size);
+        }
         self.refresh_neighbours()?;
         let now = monotonic_ns();
         let live = self.dataplane.expire(&self.timeouts, now)?;
@@ -305,6 +420,10 @@ impl Daemon {
                     .map(Reply::Listing)
                     .map_err(|e| format!("{e:#}")),
                 Command::Timeouts => Ok(self.timeouts_reply()),
+                Command::Reload => self
+                    .reload()
+                    .map(|()| Reply::Done)
+                    .map_err(|e| format!("{e:#}")),
                 Command::SetTimeouts { tcp, tcpfin, udp } => {
                     self.timeouts.set(tcp, tcpfin, udp);
                     log::info!("timeouts now tcp {tcp} tcpfin {tcpfin} udp {udp} (0 kept)");
@@ -401,12 +520,17 @@ async fn serve(dataplane: DataPlane, opts: &Options, listener: UnixListener) -> 
         opts.socket.display()
     );
     let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut ticker = tokio::time::interval(TICK);
     let outcome = loop {
         tokio::select! {
             _ = term.recv() => break Ok(()),
             _ = int.recv() => break Ok(()),
+            _ = hup.recv() => match daemon.reload() {
+                Ok(()) => log::info!("configuration reloaded"),
+                Err(e) => log::error!("reload refused, nothing changed: {e:#}"),
+            },
             _ = ticker.tick() => {
                 if let Err(e) = daemon.tick() {
                     log::error!("periodic work failed: {e:#}");

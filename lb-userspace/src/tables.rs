@@ -1,5 +1,6 @@
-//! Regions of the bucket-table pool shared by all services. A new table is written into a
-//! free region before the service is switched to it; the old region is freed afterwards.
+//! Allocation of map slots: regions of the bucket-table pool shared by all services (a new
+//! table is written into a free region before the service is switched to it, and the old region
+//! is freed afterwards), and service and real server ids.
 
 use lb_common::TABLE_POOL_SIZE;
 
@@ -45,6 +46,41 @@ impl TablePool {
     }
 }
 
+/// Ids below a maximum, lowest free first.
+#[derive(Debug)]
+pub struct IdPool {
+    next: u32,
+    max: u32,
+    free: std::collections::BTreeSet<u32>,
+}
+
+impl IdPool {
+    /// Ids `0..max`.
+    pub fn new(max: u32) -> Self {
+        Self {
+            next: 0,
+            max,
+            free: Default::default(),
+        }
+    }
+
+    /// A free id.
+    pub fn alloc(&mut self) -> Option<u32> {
+        if let Some(id) = self.free.pop_first() {
+            return Some(id);
+        }
+        (self.next < self.max).then(|| {
+            self.next += 1;
+            self.next - 1
+        })
+    }
+
+    /// Returns an id.
+    pub fn free(&mut self, id: u32) {
+        self.free.insert(id);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,5 +99,22 @@ mod tests {
         p.free(c, 256);
         assert_eq!(p.free, vec![(0, TABLE_POOL_SIZE)]);
         assert_eq!(p.alloc(TABLE_POOL_SIZE + 1), None);
+    }
+}
+
+#[cfg(test)]
+mod id_tests {
+    use super::IdPool;
+
+    #[test]
+    fn reuses_lowest_free_id_and_stops_at_max() {
+        let mut p = IdPool::new(3);
+        assert_eq!(
+            (p.alloc(), p.alloc(), p.alloc(), p.alloc()),
+            (Some(0), Some(1), Some(2), None)
+        );
+        p.free(2);
+        p.free(0);
+        assert_eq!((p.alloc(), p.alloc(), p.alloc()), (Some(0), Some(2), None));
     }
 }

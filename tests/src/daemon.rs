@@ -59,11 +59,20 @@ impl Daemon {
             .arg("--socket")
             .arg(&self.socket);
         if let Some(text) = config {
-            let file = self.work_dir.join("xdpvsd.toml");
-            fs::write(&file, text)?;
-            cmd.arg("--config").arg(file);
+            self.write_config(text)?;
+            cmd.arg("--config").arg(self.config_path());
         }
         Ok(cmd)
+    }
+
+    /// Where this daemon's configuration file is.
+    pub fn config_path(&self) -> PathBuf {
+        self.work_dir.join("xdpvsd.toml")
+    }
+
+    /// Replaces the configuration file (the daemon reads it on start and on reload).
+    pub fn write_config(&self, text: &str) -> Result<()> {
+        Ok(fs::write(self.config_path(), text)?)
     }
 
     /// Starts xdpvsd in `ns` and waits until it answers.

@@ -21,6 +21,9 @@ struct Cli {
     /// Print the listing as JSON.
     #[arg(long)]
     json: bool,
+    /// Make the daemon re-read its configuration file and apply the difference.
+    #[arg(long)]
+    reload: bool,
     /// With -L: the tcp, tcpfin and udp timeouts.
     #[arg(long)]
     timeout: bool,
@@ -50,6 +53,7 @@ fn main() -> ExitCode {
     // As ipvsadm, no command lists the table; addresses are always printed numerically.
     let _ = (cli.list, cli.numeric);
     let command = match (&cli.set, cli.timeout) {
+        _ if cli.reload => Command::Reload,
         (Some(v), _) => Command::SetTimeouts {
             tcp: v[0],
             tcpfin: v[1],
@@ -68,6 +72,7 @@ fn main() -> ExitCode {
         }
         Ok(Reply::Listing(l)) => print!("{}", listing::numeric(&l)),
         Ok(Reply::Timeouts(_)) if set => {}
+        Ok(Reply::Done) => {}
         Ok(Reply::Timeouts([tcp, tcpfin, udp])) => {
             println!("Timeout (tcp tcpfin udp): {tcp} {tcpfin} {udp}")
         }
