@@ -78,11 +78,6 @@ impl Scheduler {
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|s| s.name() == name)
     }
-
-    /// Whether the scheduler reads a bucket table the daemon fills.
-    pub const fn uses_table(self) -> bool {
-        matches!(self, Self::Sh | Self::Dh | Self::Mh)
-    }
 }
 
 /// What a scheduler needs to know about one real server.

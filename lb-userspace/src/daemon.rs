@@ -282,7 +282,7 @@ impl Daemon {
         self.apply(&config.services)
     }
 
-    fn dest_ids(&self) -> impl Iterator<Item = (Ipv4Addr, u32)> + '_ {
+    fn installed_dests(&self) -> impl Iterator<Item = (Ipv4Addr, u32)> + '_ {
         self.services.iter().flat_map(|s| {
             s.spec
                 .dests
@@ -297,7 +297,7 @@ impl Daemon {
     fn refresh_neighbours(&mut self) -> Result<()> {
         let table = neigh::table(&self.interface);
         let reprobe = self.ticks.is_multiple_of(REPROBE_TICKS);
-        let ids: Vec<_> = self.dest_ids().collect();
+        let ids: Vec<_> = self.installed_dests().collect();
         for (addr, id) in ids {
             let mut dest = self.dataplane.dest(id)?;
             let before = dest;
