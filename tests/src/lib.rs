@@ -11,6 +11,3 @@ pub mod netns;
 pub mod packets;
 pub mod servers;
 pub mod topology;
-
-/// Environment variable naming the XDP object to embed (read by lb-userspace's build script).
-pub const OBJECT_ENV: &str = "XDPVS_EBPF_OBJECT";

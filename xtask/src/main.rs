@@ -53,29 +53,24 @@ fn main() -> Result<()> {
             lint()?;
             let (passed, failed) = test(args)?;
             // The benchmark's quick mode as a smoke check: it must keep running.
-            xdpvs_tests::bench::run(
-                &xdpvs_tests::bench::Plan::QUICK,
-                &root().join("target/bench"),
-            )?;
+            bench(true)?;
             println!("xdpvs: {passed} passed, {failed} failed");
             Ok(())
         }
         Task::Bench { quick } => {
             build_all()?;
-            let plan = if quick {
-                xdpvs_tests::bench::Plan::QUICK
-            } else {
-                xdpvs_tests::bench::Plan::FULL
-            };
-            xdpvs_tests::bench::run(&plan, &root().join("target/bench"))
+            bench(quick)
         }
         Task::Demo => {
             deps::runtime()?;
             build_all()?;
-            xdpvs_tests::demo::run()
+            run_bin("xdpvs-demo", &[])
         }
     }
 }
+
+/// Environment variable naming the XDP object lb-userspace's build script embeds.
+const OBJECT_ENV: &str = "XDPVS_EBPF_OBJECT";
 
 /// The workspace root.
 pub fn root() -> PathBuf {
@@ -89,7 +84,7 @@ fn cargo(args: &[&str], object: &std::path::Path) -> Result<()> {
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(args)
         .current_dir(root())
-        .env(xdpvs_tests::OBJECT_ENV, object)
+        .env(OBJECT_ENV, object)
         .status()
         .context("running cargo")?;
     if !status.success() {
@@ -103,6 +98,26 @@ fn build_all() -> Result<PathBuf> {
     let object = ebpf::build()?;
     cargo(&["build", "--bins"], &object)?;
     Ok(object)
+}
+
+/// Runs one of the workspace's binaries built by [`build_all`].
+fn run_bin(name: &str, args: &[&str]) -> Result<()> {
+    let path = root().join("target/debug").join(name);
+    let status = Command::new(&path)
+        .args(args)
+        .status()
+        .with_context(|| format!("running {}", path.display()))?;
+    if !status.success() {
+        bail!("{name} failed");
+    }
+    Ok(())
+}
+
+fn bench(quick: bool) -> Result<()> {
+    let out = root().join("target/bench");
+    let out = out.to_str().context("path")?;
+    let args: &[&str] = if quick { &["--quick", out] } else { &[out] };
+    run_bin("xdpvs-bench", args)
 }
 
 fn lint() -> Result<()> {
@@ -124,7 +139,7 @@ fn test(args: Vec<String>) -> Result<(u64, u64)> {
         .arg("test")
         .args(&args)
         .current_dir(root())
-        .env(xdpvs_tests::OBJECT_ENV, &object)
+        .env(OBJECT_ENV, &object)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .context("running cargo test")?;
