@@ -29,11 +29,12 @@ const EEXIST: i32 = 17;
 #[xdp]
 pub fn xdpvs(ctx: XdpContext) -> u32 {
     let action = balance(&ctx);
-    count(if action == xdp_action::XDP_PASS {
-        Global::Passed
-    } else {
-        Global::Forwarded
-    });
+    // Drops are counted where they happen, by cause.
+    match action {
+        xdp_action::XDP_PASS => count(Global::Passed),
+        xdp_action::XDP_TX => count(Global::Forwarded),
+        _ => {}
+    }
     action
 }
 

@@ -325,6 +325,7 @@ fn unresolved_real_servers_are_never_sent_to() {
     let frame = tcp(4000, 80, SYN).build(b"");
     assert_eq!(run(&dp, &frame), (XDP_DROP, frame.clone()));
     assert_eq!(global(&dp, Global::NoDest), 1);
+    assert_eq!(global(&dp, Global::Forwarded), 0, "a drop is not a forward");
 }
 
 fn new_flows(dp: &DataPlane, src: Ipv4Addr, ports: std::ops::Range<u16>) -> Vec<usize> {
