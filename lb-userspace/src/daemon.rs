@@ -148,7 +148,6 @@ impl Daemon {
     /// are not touched, real servers kept in a changed service keep their slots (so their flows
     /// stay), removed ones are retired (their flows are rescheduled on their next packet).
     fn apply(&mut self, specs: &[ServiceSpec]) -> Result<()> {
-        let neighbours = neigh::table(&self.interface);
         let mut old = std::mem::take(&mut self.services);
         for spec in specs {
             let prev = old
@@ -158,7 +157,7 @@ impl Daemon {
             let installed = match prev {
                 Some(prev) if prev.spec == *spec => prev,
                 prev => {
-                    let s = self.install_service(spec, prev, &neighbours)?;
+                    let s = self.install_service(spec, prev)?;
                     log::info!(
                         "service {} ({}) with {} real servers",
                         spec.addr,
@@ -179,6 +178,7 @@ impl Daemon {
             self.service_ids.free(gone.id);
             self.retired_tables.push(gone.table);
         }
+        // New real servers start unresolved; this gives them their MACs (or probes them).
         self.refresh_neighbours()
     }
 
@@ -188,7 +188,6 @@ impl Daemon {
         &mut self,
         spec: &ServiceSpec,
         prev: Option<InstalledService>,
-        neighbours: &HashMap<Ipv4Addr, neigh::Neighbour>,
     ) -> Result<InstalledService> {
         let full = |what: &str| anyhow::anyhow!("service {}: no free {what}", spec.addr);
         let (id, mut kept) = match prev {
@@ -219,13 +218,15 @@ impl Daemon {
                         .alloc()
                         .ok_or_else(|| full("real server slot"))?;
                     let generation = self.dataplane.claim_dest(id)?;
-                    let mut dest = Dest {
-                        addr: u32::from_ne_bytes(ds.addr.octets()),
-                        generation,
-                        ..Dest::default()
-                    };
-                    set_neighbour(&mut dest, neighbours.get(&ds.addr));
-                    (id, dest)
+                    let addr = u32::from_ne_bytes(ds.addr.octets());
+                    (
+                        id,
+                        Dest {
+                            addr,
+                            generation,
+                            ..Dest::default()
+                        },
+                    )
                 }
             };
             dest.weight = ds.weight;

@@ -20,8 +20,11 @@ impl Default for TablePool {
 }
 
 impl TablePool {
-    /// A free region of `len` entries: its start.
+    /// A free region of `len` entries: its start (0 for an empty region, which takes nothing).
     pub fn alloc(&mut self, len: u32) -> Option<u32> {
+        if len == 0 {
+            return Some(0);
+        }
         let i = self.free.iter().position(|(_, l)| *l >= len)?;
         let (start, l) = self.free[i];
         if l == len {
@@ -34,6 +37,9 @@ impl TablePool {
 
     /// Returns a region to the pool.
     pub fn free(&mut self, start: u32, len: u32) {
+        if len == 0 {
+            return;
+        }
         let i = self.free.partition_point(|(s, _)| *s < start);
         self.free.insert(i, (start, len));
         // Merge with the next, then with the previous region.
@@ -99,6 +105,13 @@ mod tests {
         p.free(c, 256);
         assert_eq!(p.free, vec![(0, TABLE_POOL_SIZE)]);
         assert_eq!(p.alloc(TABLE_POOL_SIZE + 1), None);
+        assert_eq!(p.alloc(0), Some(0));
+        p.free(0, 0);
+        assert_eq!(
+            p.free,
+            vec![(0, TABLE_POOL_SIZE)],
+            "empty regions take and give back nothing"
+        );
     }
 }
 
