@@ -80,11 +80,15 @@ pub fn root() -> PathBuf {
         .to_path_buf()
 }
 
+/// `cargo ARGS` in the workspace, embedding the XDP object at `object`.
+fn cargo_command(args: &[&str], object: &std::path::Path) -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.args(args).current_dir(root()).env(OBJECT_ENV, object);
+    cmd
+}
+
 fn cargo(args: &[&str], object: &std::path::Path) -> Result<()> {
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(args)
-        .current_dir(root())
-        .env(OBJECT_ENV, object)
+    let status = cargo_command(args, object)
         .status()
         .context("running cargo")?;
     if !status.success() {
@@ -135,11 +139,9 @@ fn lint() -> Result<()> {
 fn test(args: Vec<String>) -> Result<(u64, u64)> {
     deps::runtime()?;
     let object = build_all()?;
-    let mut child = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .arg("test")
-        .args(&args)
-        .current_dir(root())
-        .env(OBJECT_ENV, &object)
+    let mut cargo_args = vec!["test"];
+    cargo_args.extend(args.iter().map(String::as_str));
+    let mut child = cargo_command(&cargo_args, &object)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .context("running cargo test")?;
