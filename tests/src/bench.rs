@@ -11,7 +11,6 @@ use std::{fmt::Write as _, net::Ipv4Addr, path::Path, time::Duration};
 use anyhow::{Context, Result};
 use aya::programs::{TestRun, TestRunOptions};
 use lb_common::{
-    dest::{DEST_F_RESOLVED, Dest},
     program_names,
     sched::Scheduler,
     state::tcp_flags::{ACK, SYN},
@@ -21,7 +20,10 @@ use lb_userspace::{
     model::{DestSpec, Protocol, ServiceAddr, ServiceSpec},
 };
 
-use crate::packets::{Frame, L4};
+use crate::{
+    direct,
+    packets::{Frame, L4},
+};
 
 const DIRECTOR_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 100);
@@ -148,26 +150,9 @@ fn dataplane(scheduler: Scheduler, n: u32, max_flows: u32) -> Result<DataPlane> 
             })
             .collect(),
     };
-    let mut ids = Vec::with_capacity(n as usize);
-    for (id, d) in spec.dests.iter().enumerate() {
-        let generation = dp.claim_dest(id as u32)?;
-        let dest = Dest {
-            addr: u32::from_ne_bytes(d.addr.octets()),
-            weight: d.weight,
-            generation,
-            flags: DEST_F_RESOLVED,
-            mac: [2, 0, 0, 1, (id >> 8) as u8, id as u8],
-            ..Dest::default()
-        };
-        dp.write_dest(id as u32, &dest)?;
-        ids.push(id as u32);
-    }
-    dp.write_service(
-        spec.addr.map_key(),
-        spec.map_value(0, 0),
-        &ids,
-        spec.table().as_deref(),
-    )?;
+    direct::install(&mut dp, &[spec], |i| {
+        Some([2, 0, 0, 1, (i >> 8) as u8, i as u8])
+    })?;
     Ok(dp)
 }
 

@@ -7,6 +7,7 @@ pub mod capture;
 pub mod cluster;
 pub mod daemon;
 pub mod demo;
+pub mod direct;
 pub mod netns;
 pub mod packets;
 pub mod servers;

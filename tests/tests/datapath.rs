@@ -18,7 +18,10 @@ use lb_userspace::{
     dataplane::{DataPlane, monotonic_ns},
     model::{DestSpec, Persistence, Protocol, ServiceAddr, ServiceSpec},
 };
-use xdpvs_tests::packets::{Frame, IP_OFFSET, L4};
+use xdpvs_tests::{
+    direct,
+    packets::{Frame, IP_OFFSET, L4},
+};
 
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
@@ -51,12 +54,9 @@ fn dataplane_from(
 ) -> DataPlane {
     let mut dp = DataPlane::load(None, 1024).expect("the object loads and passes the verifier");
     dp.set_director(DIRECTOR_MAC).unwrap();
-    let mut next_dest = 0;
-    for (id, (protocol, port)) in [(Protocol::Tcp, 80), (Protocol::Udp, 53)]
+    let specs: Vec<ServiceSpec> = [(Protocol::Tcp, 80), (Protocol::Udp, 53)]
         .into_iter()
-        .enumerate()
-    {
-        let spec = ServiceSpec {
+        .map(|(protocol, port)| ServiceSpec {
             addr: ServiceAddr {
                 protocol,
                 addr: VIP,
@@ -75,30 +75,9 @@ fn dataplane_from(
                     l_threshold: 0,
                 })
                 .collect(),
-        };
-        let mut ids = vec![];
-        for (i, d) in spec.dests.iter().enumerate() {
-            let generation = dp.claim_dest(next_dest).unwrap();
-            let dest = Dest {
-                addr: u32::from_ne_bytes(d.addr.octets()),
-                weight: d.weight,
-                generation,
-                flags: if resolved { DEST_F_RESOLVED } else { 0 },
-                mac: RS_MACS[i],
-                ..Dest::default()
-            };
-            dp.write_dest(next_dest, &dest).unwrap();
-            ids.push(next_dest);
-            next_dest += 1;
-        }
-        dp.write_service(
-            spec.addr.map_key(),
-            spec.map_value(id as u32, id as u32 * 131_072),
-            &ids,
-            spec.table().as_deref(),
-        )
-        .unwrap();
-    }
+        })
+        .collect();
+    direct::install(&mut dp, &specs, |i| resolved.then_some(RS_MACS[i])).unwrap();
     dp
 }
 
