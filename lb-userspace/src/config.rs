@@ -2,6 +2,7 @@
 //!
 //! ```toml
 //! interface = "eth0"            # optional; --interface wins
+//! metrics = "127.0.0.1:9469"    # optional Prometheus endpoint, loopback only
 //!
 //! [timeouts]                    # optional, seconds, as ipvsadm --set tcp tcpfin udp
 //! tcp = 900
@@ -39,12 +40,15 @@ pub struct Config {
     pub services: Vec<ServiceSpec>,
     /// Connection timeouts.
     pub timeouts: Timeouts,
+    /// Loopback address of the Prometheus endpoint, if any.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
     interface: Option<String>,
+    metrics: Option<std::net::SocketAddr>,
     #[serde(default)]
     timeouts: TimeoutsEntry,
     #[serde(default, rename = "service")]
@@ -64,6 +68,8 @@ struct ServiceEntry {
     persistence_granularity: Option<std::net::Ipv4Addr>,
     #[serde(default, rename = "real_server")]
     real_servers: Vec<RealServerEntry>,
+    /// Reserved for keepalived-style health checks (not run yet).
+    health_check: Option<toml::Table>,
 }
 
 #[derive(Deserialize)]
@@ -166,6 +172,11 @@ impl Config {
                     l_threshold: r.lower_threshold,
                 });
             }
+            if s.health_check.is_some() {
+                log::warn!(
+                    "service {addr}: health_check is accepted but not run yet; real servers count as up"
+                );
+            }
             let flags = s.sched_flags.iter().fold(0, |acc, f| acc | f.0);
             if s.persistence_granularity.is_some() && s.persistence_timeout.is_none() {
                 bail!("service {addr}: persistence_granularity needs persistence_timeout");
@@ -187,9 +198,13 @@ impl Config {
         model::validate(&services)?;
         let mut timeouts = Timeouts::default();
         timeouts.set(file.timeouts.tcp, file.timeouts.tcpfin, file.timeouts.udp);
+        if let Some(m) = file.metrics.filter(|m| !m.ip().is_loopback()) {
+            bail!("metrics = \"{m}\": the metrics endpoint must be on a loopback address");
+        }
         Ok(Self {
             timeouts,
             interface: file.interface,
+            metrics: file.metrics,
             services,
         })
     }

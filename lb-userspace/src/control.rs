@@ -11,7 +11,11 @@ use std::{
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::listing::Listing;
+use crate::{
+    edit::Edit,
+    listing::{Connection, Listing},
+    model::ServiceAddr,
+};
 
 /// Version of the request/response format; both sides refuse another one.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -31,6 +35,12 @@ pub struct Request {
 pub enum Command {
     /// The services, real servers and counters.
     List,
+    /// The connection table and persistence templates (`-Lc`).
+    Connections,
+    /// Edits applied as one change: all or none (`-A -E -D -a -e -d -C`, `-R`).
+    Edit(Vec<Edit>),
+    /// Zero the counters of one service or of all (`-Z`).
+    Zero(Option<ServiceAddr>),
     /// The tcp, tcpfin and udp timeouts.
     Timeouts,
     /// Re-read the configuration file and apply the difference.
@@ -61,6 +71,8 @@ pub struct Response {
 pub enum Reply {
     /// Answer to [`Command::List`].
     Listing(Listing),
+    /// Answer to [`Command::Connections`].
+    Connections(Vec<Connection>),
     /// Answer to [`Command::Timeouts`] and [`Command::SetTimeouts`]: tcp, tcpfin, udp.
     Timeouts([u32; 3]),
     /// The command was carried out.

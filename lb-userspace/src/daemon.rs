@@ -3,39 +3,34 @@
 
 use std::{
     collections::HashMap,
-    fs,
-    io::ErrorKind,
-    net::Ipv4Addr,
-    os::unix::fs::PermissionsExt,
+    net::{Ipv4Addr, SocketAddrV4},
     path::{Path, PathBuf},
     time::Duration,
 };
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use lb_common::{
     dest::{DEST_F_RESOLVED, Dest},
     flow::{Flow, FlowKey, PersistKey},
-    state::Timeouts,
-};
-use tokio::{
-    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
-    net::{UnixListener, UnixStream},
-    signal::unix::{SignalKind, signal},
+    state::{ConnState, STATE_COUNT, Timeouts},
 };
 
 use crate::{
     config::Config,
     control::{Command, PROTOCOL_VERSION, Reply, Request, Response},
+    counters::{Counters, Owner, SAMPLE_TICKS},
     dataplane::{DataPlane, monotonic_ns},
+    edit::{self, Edit},
     iface,
-    listing::{DestStatus, Listing, ServiceStatus},
-    model::{Persistence, ServiceSpec},
+    listing::{Connection, DestStatus, Listing, ServiceStatus, TrafficStatus},
+    model::{Persistence, ServiceAddr, ServiceSpec},
     neigh,
+    saved::{InstalledService, SavedState},
     tables::{IdPool, TablePool},
 };
 
-/// How often neighbours are refreshed and idle flows expired.
-const TICK: Duration = Duration::from_secs(1);
+/// How often neighbours are refreshed, idle flows expired and counters sampled.
+pub const TICK: Duration = Duration::from_secs(1);
 /// Every this many ticks every real server is probed, so that its neighbour entry stays fresh.
 const REPROBE_TICKS: u32 = 30;
 
@@ -58,6 +53,10 @@ pub struct Options {
     pub timeouts: Timeouts,
     /// The configuration file, re-read on SIGHUP and `xdpvsadm --reload`.
     pub config: Option<PathBuf>,
+    /// Where the daemon keeps its bookkeeping for its successor.
+    pub state_file: PathBuf,
+    /// Loopback address for the Prometheus text exposition, if any.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 impl Options {
@@ -71,22 +70,19 @@ impl Options {
         Ok(Self {
             interface,
             timeouts: config.as_ref().map(|c| c.timeouts).unwrap_or_default(),
-            services: config.map(|c| c.services).unwrap_or_default(),
+            services: config
+                .as_ref()
+                .map(|c| c.services.clone())
+                .unwrap_or_default(),
             pin_dir: crate::DEFAULT_PIN_DIR.into(),
             socket: crate::DEFAULT_SOCKET.into(),
             max_flows: lb_common::DEFAULT_MAX_FLOWS,
             allow_generic: true,
+            state_file: crate::DEFAULT_STATE_FILE.into(),
+            metrics: config.as_ref().and_then(|c| c.metrics),
             config: path,
         })
     }
-}
-
-struct InstalledService {
-    spec: ServiceSpec,
-    id: u32,
-    dest_ids: Vec<u32>,
-    /// Its region of the table pool (offset, size).
-    table: (u32, u32),
 }
 
 /// The running daemon's state.
@@ -108,10 +104,15 @@ pub struct Daemon {
     dest_ids: IdPool,
     /// The configuration file, for reloads.
     config: Option<PathBuf>,
+    /// Baselines and rates of the traffic counters.
+    counters: Counters,
+    /// Where the bookkeeping is saved after every change.
+    state_file: PathBuf,
 }
 
 impl Daemon {
-    fn new(dataplane: DataPlane, opts: &Options) -> Self {
+    /// A daemon over a loaded data plane, with nothing installed yet.
+    pub fn new(dataplane: DataPlane, opts: &Options) -> Self {
         Self {
             dataplane,
             interface: opts.interface.clone(),
@@ -125,23 +126,81 @@ impl Daemon {
             service_ids: IdPool::new(lb_common::MAX_SERVICES),
             dest_ids: IdPool::new(lb_common::MAX_DESTS),
             config: opts.config.clone(),
+            counters: Counters::default(),
+            state_file: opts.state_file.clone(),
         }
     }
 
-    /// Sets the director's MAC, drops services a previous daemon left in pinned maps, and
-    /// installs the configured services.
-    fn install(&mut self, opts: &Options) -> Result<()> {
+    /// Sets the director's MAC, adopts what a previous daemon left in the pinned maps (`saved`,
+    /// if it matches them), drops services nobody accounts for, and installs the configured
+    /// services; without a configuration file an adopted table is kept as it is.
+    pub fn install(&mut self, opts: &Options, saved: Option<SavedState>) -> Result<()> {
         self.dataplane.set_director(iface::mac(&opts.interface)?)?;
-        let wanted: Vec<_> = opts.services.iter().map(|s| s.addr.map_key()).collect();
+        let adopted = saved.is_some_and(|s| self.adopt(s));
+        let known: Vec<_> = self
+            .services
+            .iter()
+            .map(|s| s.spec.addr.map_key())
+            .collect();
         for stale in self
             .dataplane
             .service_keys()?
             .into_iter()
-            .filter(|k| !wanted.contains(k))
+            .filter(|k| !known.contains(k))
         {
             self.dataplane.remove_service(&stale)?;
         }
+        if adopted && opts.config.is_none() {
+            return self.apply(&self.specs());
+        }
+        self.timeouts = opts.timeouts;
         self.apply(&opts.services)
+    }
+
+    /// Takes over a predecessor's services, ids and table regions if every service is in the
+    /// map under the id the state says; otherwise nothing is adopted (flows are rescheduled).
+    fn adopt(&mut self, saved: SavedState) -> bool {
+        let consistent = saved.timeouts.len() == STATE_COUNT
+            && saved.services.iter().all(|s| {
+                matches!(self.dataplane.service(&s.spec.addr.map_key()), Ok(Some(v)) if v.id == s.id)
+            })
+            && saved.services.iter().all(|s| {
+                self.service_ids.take(s.id)
+                    && s.dest_ids.iter().all(|d| self.dest_ids.take(*d))
+                    && self.tables.reserve(s.table.0, s.table.1)
+            });
+        if !consistent {
+            log::warn!("the saved state does not match the pinned maps; starting afresh");
+            self.service_ids = IdPool::new(lb_common::MAX_SERVICES);
+            self.dest_ids = IdPool::new(lb_common::MAX_DESTS);
+            self.tables = TablePool::default();
+            return false;
+        }
+        log::info!(
+            "adopted {} services from the previous daemon",
+            saved.services.len()
+        );
+        self.timeouts = Timeouts(saved.timeouts.try_into().expect("checked length"));
+        self.services = saved.services;
+        self.counters = Counters::restore(saved.baselines);
+        true
+    }
+
+    /// Saves the bookkeeping for a successor; a failure is logged (the data plane is fine).
+    pub fn save(&self) {
+        let state = SavedState::new(
+            self.services.clone(),
+            self.timeouts.0.to_vec(),
+            self.counters.baselines(),
+        );
+        if let Err(e) = state.store(&self.state_file) {
+            log::error!("cannot save the daemon's state: {e:#}");
+        }
+    }
+
+    /// The installed services' specs in list order.
+    fn specs(&self) -> Vec<ServiceSpec> {
+        self.services.iter().map(|s| s.spec.clone()).collect()
     }
 
     /// Makes the maps hold `specs` (validated), changing only what differs: unchanged services
@@ -176,6 +235,7 @@ impl Daemon {
                 self.retire_dest(id)?;
             }
             self.service_ids.free(gone.id);
+            self.counters.forget(Owner::Service(gone.id));
             self.retired_tables.push(gone.table);
         }
         // New real servers start unresolved; this gives them their MACs (or probes them).
@@ -203,10 +263,12 @@ impl Daemon {
                         .collect::<HashMap<_, _>>(),
                 )
             }
-            None => (
-                self.service_ids.alloc().ok_or_else(|| full("service id"))?,
-                HashMap::new(),
-            ),
+            None => {
+                let id = self.service_ids.alloc().ok_or_else(|| full("service id"))?;
+                let raw = self.dataplane.service_traffic(id)?.into();
+                self.counters.zero(Owner::Service(id), raw);
+                (id, HashMap::new())
+            }
         };
         let mut dest_ids = Vec::with_capacity(spec.dests.len());
         for ds in &spec.dests {
@@ -218,6 +280,8 @@ impl Daemon {
                         .alloc()
                         .ok_or_else(|| full("real server slot"))?;
                     let generation = self.dataplane.claim_dest(id)?;
+                    let raw = self.dataplane.dest_traffic(id)?.into();
+                    self.counters.zero(Owner::Dest(id), raw);
                     let addr = u32::from_ne_bytes(ds.addr.octets());
                     (
                         id,
@@ -269,11 +333,12 @@ impl Daemon {
             },
         )?;
         self.dest_ids.free(id);
+        self.counters.forget(Owner::Dest(id));
         Ok(())
     }
 
     /// Re-reads the configuration file and applies the difference; on any error nothing changes.
-    fn reload(&mut self) -> Result<()> {
+    pub fn reload(&mut self) -> Result<()> {
         let path = self
             .config
             .clone()
@@ -281,6 +346,42 @@ impl Daemon {
         let config = Config::load(&path)?;
         self.timeouts = config.timeouts;
         self.apply(&config.services)
+    }
+
+    /// Applies ipvsadm-style edits as one change: all of them or, on the first refusal (whose
+    /// message is ipvsadm's), none.
+    fn edit(&mut self, edits: &[Edit]) -> Result<(), String> {
+        let next = edit::apply(&self.specs(), edits).map_err(|e| e.to_string())?;
+        self.apply(&next).map_err(|e| format!("{e:#}"))
+    }
+
+    /// `-Z`: zeroes the counters of one service and its real servers, or of everything.
+    fn zero(&mut self, only: Option<ServiceAddr>) -> Result<(), String> {
+        let all = only.is_none();
+        let chosen: Vec<(u32, Vec<u32>)> = self
+            .services
+            .iter()
+            .filter(|s| only.is_none_or(|a| a == s.spec.addr))
+            .map(|s| (s.id, s.dest_ids.clone()))
+            .collect();
+        if chosen.is_empty() && !all {
+            return Err("No such service".into());
+        }
+        let failed = |e: anyhow::Error| format!("{e:#}");
+        for (id, dests) in chosen {
+            let raw = self.dataplane.service_traffic(id).map_err(failed)?.into();
+            self.counters.zero(Owner::Service(id), raw);
+            for d in dests {
+                let raw = self.dataplane.dest_traffic(d).map_err(failed)?.into();
+                self.counters.zero(Owner::Dest(d), raw);
+            }
+        }
+        if all {
+            for (g, raw) in self.dataplane.globals().map_err(failed)? {
+                self.counters.zero_global(g.name(), raw);
+            }
+        }
+        Ok(())
     }
 
     fn installed_dests(&self) -> impl Iterator<Item = (Ipv4Addr, u32)> + '_ {
@@ -317,15 +418,32 @@ impl Daemon {
         Ok(())
     }
 
-    fn tick(&mut self) -> Result<()> {
+    /// The periodic work: frees retired tables, refreshes neighbours, samples counters,
+    /// expires idle flows and templates.
+    pub fn tick(&mut self) -> Result<()> {
         self.ticks = self.ticks.wrapping_add(1);
         for (offset, size) in self.retired_tables.drain(..) {
             self.tables.free(offset, size);
         }
         self.refresh_neighbours()?;
+        if self.ticks.is_multiple_of(SAMPLE_TICKS) {
+            self.sample_counters()?;
+        }
         let now = monotonic_ns();
         let live = self.dataplane.expire(&self.timeouts, now)?;
         self.expire_templates(&live, now)
+    }
+
+    fn sample_counters(&mut self) -> Result<()> {
+        for s in &self.services {
+            let raw = self.dataplane.service_traffic(s.id)?.into();
+            self.counters.sample(Owner::Service(s.id), raw);
+            for d in &s.dest_ids {
+                let raw = self.dataplane.dest_traffic(*d)?.into();
+                self.counters.sample(Owner::Dest(*d), raw);
+            }
+        }
+        Ok(())
     }
 
     /// Removes persistence templates that control no live flow and have not for their
@@ -364,37 +482,50 @@ impl Daemon {
     }
 
     /// The listing xdpvsadm prints.
-    pub fn listing(&self) -> Result<Listing> {
+    pub fn listing(&mut self) -> Result<Listing> {
+        let mut persistent: HashMap<u32, u32> = HashMap::new();
+        for (_, t) in self.dataplane.templates()? {
+            if self.dataplane.dest(t.dest)?.generation == t.dest_generation {
+                *persistent.entry(t.dest).or_default() += 1;
+            }
+        }
         let mut services = Vec::with_capacity(self.services.len());
         for s in &self.services {
             let mut dests = Vec::with_capacity(s.dest_ids.len());
             for (spec, id) in s.spec.dests.iter().zip(&s.dest_ids) {
                 let dest = self.dataplane.dest(*id)?;
                 let conns = self.dataplane.conns(*id)?;
+                let owner = Owner::Dest(*id);
                 dests.push(DestStatus {
                     addr: spec.addr,
                     port: s.spec.addr.port,
                     weight: dest.weight,
+                    u_threshold: dest.u_threshold,
+                    l_threshold: dest.l_threshold,
+                    persistent: persistent.get(id).copied().unwrap_or(0),
                     active: conns.active,
                     inactive: conns.inactive,
                     mac: dest.is_resolved().then(|| neigh::format_mac(&dest.mac)),
-                    traffic: self.dataplane.dest_traffic(*id)?.into(),
+                    traffic: self.traffic(owner)?,
+                    rates: self.counters.rates(owner),
                 });
             }
+            let owner = Owner::Service(s.id);
             services.push(ServiceStatus {
                 addr: s.spec.addr,
                 scheduler: s.spec.scheduler.clone(),
                 flags: s.spec.flags,
                 persistence: s.spec.persistence,
                 dests,
-                traffic: self.dataplane.service_traffic(s.id)?.into(),
+                traffic: self.traffic(owner)?,
+                rates: self.counters.rates(owner),
             });
         }
         let counters = self
             .dataplane
             .globals()?
             .into_iter()
-            .map(|(g, v)| (g.name().to_owned(), v))
+            .map(|(g, v)| (g.name().to_owned(), self.counters.global(g.name(), v)))
             .collect();
         Ok(Listing {
             flow_table_size: self.max_flows,
@@ -403,39 +534,123 @@ impl Daemon {
         })
     }
 
+    fn traffic(&self, owner: Owner) -> Result<TrafficStatus> {
+        let raw = match owner {
+            Owner::Service(id) => self.dataplane.service_traffic(id)?,
+            Owner::Dest(id) => self.dataplane.dest_traffic(id)?,
+        };
+        Ok(self.counters.traffic(owner, raw.into()))
+    }
+
+    /// The connection table with the persistence templates, as `-Lnc` lists them.
+    pub fn connections(&mut self) -> Result<Vec<Connection>> {
+        let now = monotonic_ns();
+        let mut services = HashMap::new();
+        let mut dests = HashMap::new();
+        for s in &self.services {
+            services.insert(s.id, s.spec.clone());
+            for (d, id) in s.spec.dests.iter().zip(&s.dest_ids) {
+                dests.insert(*id, d.addr);
+            }
+        }
+        let mut out = Vec::new();
+        let endpoint = |addr: Ipv4Addr, port: u16| SocketAddrV4::new(addr, port);
+        for (key, flow) in self.dataplane.flows()? {
+            let (Some(svc), Some(dest)) = (services.get(&flow.service), dests.get(&flow.dest))
+            else {
+                continue;
+            };
+            if self.dataplane.dest(flow.dest)?.generation != flow.dest_generation {
+                continue;
+            }
+            let idle = now.saturating_sub(flow.last_seen_ns) / 1_000_000_000;
+            out.push(Connection {
+                protocol: svc.addr.protocol,
+                client: endpoint(
+                    Ipv4Addr::from(key.src_addr.to_ne_bytes()),
+                    u16::from_be(key.src_port),
+                ),
+                service: endpoint(svc.addr.addr, svc.addr.port),
+                dest: endpoint(*dest, svc.addr.port),
+                state: flow.state().name().into(),
+                expires: u64::from(self.timeouts.of(flow.state())).saturating_sub(idle) as u32,
+            });
+        }
+        for (key, t) in self.dataplane.templates()? {
+            let (Some(svc), Some(dest)) = (services.get(&key.service), dests.get(&t.dest)) else {
+                continue;
+            };
+            let Some(p) = svc.persistence else { continue };
+            let last = t
+                .last_used_ns
+                .max(self.template_in_use.get(&key).copied().unwrap_or(0));
+            let idle = now.saturating_sub(last) / 1_000_000_000;
+            out.push(Connection {
+                protocol: svc.addr.protocol,
+                client: endpoint(Ipv4Addr::from(key.client.to_ne_bytes()), 0),
+                service: endpoint(svc.addr.addr, svc.addr.port),
+                dest: endpoint(*dest, svc.addr.port),
+                state: ConnState::None.name().into(),
+                expires: u64::from(p.timeout).saturating_sub(idle) as u32,
+            });
+        }
+        Ok(out)
+    }
+
     fn timeouts_reply(&self) -> Reply {
         use lb_common::state::ConnState::{Established, FinWait, Udp};
         Reply::Timeouts([Established, FinWait, Udp].map(|s| self.timeouts.of(s)))
     }
 
-    fn handle(&mut self, request: &str) -> Response {
+    /// Answers one request line; changes are saved for a successor.
+    pub fn handle(&mut self, request: &str) -> Response {
+        let failed = |e: anyhow::Error| format!("{e:#}");
         let result = match serde_json::from_str::<Request>(request) {
             Err(e) => Err(format!("malformed request: {e}")),
             Ok(r) if r.version != PROTOCOL_VERSION => Err(format!(
                 "protocol version {} not supported (daemon speaks {PROTOCOL_VERSION})",
                 r.version
             )),
-            Ok(r) => match r.command {
-                Command::List => self
-                    .listing()
-                    .map(Reply::Listing)
-                    .map_err(|e| format!("{e:#}")),
-                Command::Timeouts => Ok(self.timeouts_reply()),
-                Command::Reload => self
-                    .reload()
-                    .map(|()| Reply::Done)
-                    .map_err(|e| format!("{e:#}")),
-                Command::SetTimeouts { tcp, tcpfin, udp } => {
-                    self.timeouts.set(tcp, tcpfin, udp);
-                    log::info!("timeouts now tcp {tcp} tcpfin {tcpfin} udp {udp} (0 kept)");
-                    Ok(self.timeouts_reply())
+            Ok(r) => {
+                let changes = !matches!(
+                    r.command,
+                    Command::List | Command::Timeouts | Command::Connections
+                );
+                let result = match r.command {
+                    Command::List => self.listing().map(Reply::Listing).map_err(failed),
+                    Command::Connections => {
+                        self.connections().map(Reply::Connections).map_err(failed)
+                    }
+                    Command::Timeouts => Ok(self.timeouts_reply()),
+                    Command::Reload => self.reload().map(|()| Reply::Done).map_err(failed),
+                    Command::Edit(edits) => self.edit(&edits).map(|()| Reply::Done),
+                    Command::Zero(only) => self.zero(only).map(|()| Reply::Done),
+                    Command::SetTimeouts { tcp, tcpfin, udp } => {
+                        self.timeouts.set(tcp, tcpfin, udp);
+                        log::info!("timeouts now tcp {tcp} tcpfin {tcpfin} udp {udp} (0 kept)");
+                        Ok(self.timeouts_reply())
+                    }
+                };
+                if changes && result.is_ok() {
+                    self.save();
                 }
-            },
+                result
+            }
         };
         Response {
             version: PROTOCOL_VERSION,
             result,
         }
+    }
+
+    /// The data plane, for attaching and unloading.
+    pub fn dataplane_mut(&mut self) -> &mut DataPlane {
+        &mut self.dataplane
+    }
+
+    /// Gives the data plane back (the daemon is done).
+    pub fn into_dataplane(self) -> DataPlane {
+        self.dataplane
     }
 }
 
@@ -447,108 +662,4 @@ fn set_neighbour(dest: &mut Dest, n: Option<&neigh::Neighbour>) {
         }
         None => dest.flags &= !DEST_F_RESOLVED,
     }
-}
-
-/// Binds the control socket with mode 0600, refusing to steal one a live daemon holds.
-fn bind_socket(path: &Path) -> Result<UnixListener> {
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    if std::os::unix::net::UnixStream::connect(path).is_ok() {
-        bail!("another xdpvsd is already listening on {}", path.display());
-    }
-    match fs::remove_file(path) {
-        Err(e) if e.kind() != ErrorKind::NotFound => {
-            return Err(e).context("removing a stale socket");
-        }
-        _ => {}
-    }
-    // SAFETY: umask only changes the mode of files created meanwhile.
-    let old = unsafe { libc::umask(0o077) };
-    let listener = UnixListener::bind(path);
-    unsafe { libc::umask(old) };
-    let listener = listener.with_context(|| format!("binding {}", path.display()))?;
-    fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
-    Ok(listener)
-}
-
-async fn serve_one(daemon: &mut Daemon, stream: UnixStream) -> Result<()> {
-    let (read, mut write) = stream.into_split();
-    let mut line = String::new();
-    tokio::time::timeout(
-        Duration::from_secs(5),
-        BufReader::new(read).read_line(&mut line),
-    )
-    .await??;
-    let mut answer = serde_json::to_string(&daemon.handle(&line))?;
-    answer.push('\n');
-    write.write_all(answer.as_bytes()).await?;
-    Ok(())
-}
-
-/// Runs the daemon until SIGINT or SIGTERM; then detaches and removes its pins and socket.
-pub async fn run(opts: Options) -> Result<()> {
-    if !iface::is_root() {
-        bail!("Permission denied (you must be root)");
-    }
-    iface::index(&opts.interface)?;
-    let listener = bind_socket(&opts.socket)?;
-    let dataplane = DataPlane::load(Some(&opts.pin_dir), opts.max_flows);
-    let result = match dataplane {
-        Ok(dp) => serve(dp, &opts, listener).await,
-        Err(e) => Err(e),
-    };
-    let _ = fs::remove_file(&opts.socket);
-    result
-}
-
-async fn serve(dataplane: DataPlane, opts: &Options, listener: UnixListener) -> Result<()> {
-    let mut daemon = Daemon::new(dataplane, opts);
-    let attached = daemon
-        .install(opts)
-        .and_then(|()| daemon.dataplane.attach(&opts.interface, opts.allow_generic));
-    let mode = match attached {
-        Ok(m) => m,
-        Err(e) => {
-            // Nothing stays attached, and the half-written maps are not left pinned.
-            daemon.dataplane.unpin();
-            return Err(e);
-        }
-    };
-    log::info!(
-        "attached to {} ({mode:?} XDP); control socket {}",
-        opts.interface,
-        opts.socket.display()
-    );
-    let mut term = signal(SignalKind::terminate())?;
-    let mut hup = signal(SignalKind::hangup())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut ticker = tokio::time::interval(TICK);
-    let outcome = loop {
-        tokio::select! {
-            _ = term.recv() => break Ok(()),
-            _ = int.recv() => break Ok(()),
-            _ = hup.recv() => match daemon.reload() {
-                Ok(()) => log::info!("configuration reloaded"),
-                Err(e) => log::error!("reload refused, nothing changed: {e:#}"),
-            },
-            _ = ticker.tick() => {
-                if let Err(e) = daemon.tick() {
-                    log::error!("periodic work failed: {e:#}");
-                }
-            }
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    if let Err(e) = serve_one(&mut daemon, stream).await {
-                        log::warn!("control request failed: {e:#}");
-                    }
-                }
-                Err(e) => log::warn!("accepting a control connection: {e}"),
-            },
-        }
-    };
-    log::info!("detaching from {}", opts.interface);
-    daemon.dataplane.detach()?;
-    daemon.dataplane.unpin();
-    outcome
 }

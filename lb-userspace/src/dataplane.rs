@@ -9,7 +9,11 @@ use anyhow::{Context, Result, bail};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, PerCpuArray},
-    programs::{ProgramError, Xdp, XdpMode, xdp::XdpLinkId},
+    programs::{
+        ProgramError, Xdp, XdpMode,
+        links::{FdLink, PinnedLink},
+        xdp::{XdpLink, XdpLinkId},
+    },
 };
 use lb_common::{
     MAX_DESTS_PER_SERVICE,
@@ -31,7 +35,12 @@ pub enum AttachMode {
     Native,
     /// Generic (skb) XDP, the fallback.
     Generic,
+    /// The link a previous daemon pinned now runs this program (its mode is kept).
+    Adopted,
 }
+
+/// Name of the pinned XDP link in the pin directory.
+const LINK_PIN: &str = "link";
 
 /// The loaded object, its maps, and the attachment if any.
 pub struct DataPlane {
@@ -98,8 +107,48 @@ impl DataPlane {
     }
 
     /// Attaches the balancer to `interface`: native mode, or generic with a warning when the
-    /// driver cannot. An interface whose XDP hook is taken is an error.
+    /// driver cannot. An interface whose XDP hook is taken is an error. With a pin directory
+    /// the attachment is a pinned link: it outlives the daemon (the program keeps forwarding),
+    /// and the next daemon swaps its own program into it atomically.
     pub fn attach(&mut self, interface: &str, allow_generic: bool) -> Result<AttachMode> {
+        if let Some(path) = self.link_path().filter(|p| p.exists()) {
+            match self.adopt_link(&path) {
+                Ok(()) => return Ok(AttachMode::Adopted),
+                Err(e) => {
+                    log::warn!("the pinned XDP link cannot be reused ({e:#}); attaching anew");
+                    let _ = fs::remove_file(&path);
+                }
+            }
+        }
+        let mode = self.attach_new(interface, allow_generic)?;
+        if let (Some(path), Some(id)) = (self.link_path(), self.attachment.take()) {
+            let link = self
+                .program_mut(program_names::LOAD_BALANCER)
+                .take_link(id)?;
+            let link = FdLink::try_from(link).context(
+                "this kernel has no BPF links for XDP; cannot keep the program attached",
+            )?;
+            // The pin holds the attachment; closing our descriptor leaves it in place.
+            drop(link.pin(&path).context("pinning the XDP link")?);
+        }
+        Ok(mode)
+    }
+
+    fn link_path(&self) -> Option<PathBuf> {
+        self.pin_dir.as_ref().map(|d| d.join(LINK_PIN))
+    }
+
+    /// Puts this daemon's program into the link pinned at `path`.
+    fn adopt_link(&mut self, path: &Path) -> Result<()> {
+        let link = FdLink::from(PinnedLink::from_pin(path)?);
+        let link = XdpLink::try_from(link)?;
+        self.program_mut(program_names::LOAD_BALANCER)
+            .attach_to_link(link)
+            .context("replacing the program of the pinned link")?;
+        Ok(())
+    }
+
+    fn attach_new(&mut self, interface: &str, allow_generic: bool) -> Result<AttachMode> {
         let ifindex = iface::index(interface)?;
         let prog = self.program_mut(program_names::LOAD_BALANCER);
         let (id, mode) = match prog.attach_to_if_index(ifindex, XdpMode::Driver) {
@@ -120,7 +169,7 @@ impl DataPlane {
         Ok(mode)
     }
 
-    /// Detaches the balancer, if attached.
+    /// Detaches the balancer, if attached without a pin directory.
     pub fn detach(&mut self) -> Result<()> {
         if let Some(id) = self.attachment.take() {
             self.program_mut(program_names::LOAD_BALANCER).detach(id)?;
@@ -128,15 +177,13 @@ impl DataPlane {
         Ok(())
     }
 
-    /// Unloads everything and removes the pinned maps: the next daemon starts from empty tables.
+    /// Unloads everything and removes the pins: the program is detached and the next daemon
+    /// starts from empty tables.
     pub fn unpin(self) {
         let dir = self.pin_dir.clone();
         drop(self);
         if let Some(dir) = dir {
-            for name in names::ALL {
-                let _ = fs::remove_file(dir.join(name));
-            }
-            let _ = fs::remove_dir(&dir);
+            remove_pins(&dir);
         }
     }
 
@@ -246,6 +293,17 @@ impl DataPlane {
             .keys()
             .collect::<Result<_, _>>()
             .map_err(map_err(names::SERVICES))
+    }
+
+    /// The service under `key`, if the map has it.
+    pub fn service(&self, key: &ServiceKey) -> Result<Option<Service>> {
+        let services: HashMap<_, ServiceKey, Service> =
+            HashMap::try_from(self.map(names::SERVICES)?).map_err(map_err(names::SERVICES))?;
+        match services.get(key, 0) {
+            Ok(s) => Ok(Some(s)),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(map_err(names::SERVICES)(e)),
+        }
     }
 
     /// Removes a service from the map.
@@ -360,6 +418,17 @@ impl DataPlane {
         }
         Ok(live)
     }
+}
+
+/// Removes what a daemon pinned in `dir` (the link first, which detaches the program once no
+/// daemon holds it, then the maps); whether there was anything.
+pub fn remove_pins(dir: &Path) -> bool {
+    let mut found = false;
+    for name in std::iter::once(LINK_PIN).chain(names::ALL) {
+        found |= fs::remove_file(dir.join(name)).is_ok();
+    }
+    let _ = fs::remove_dir(dir);
+    found
 }
 
 fn is_busy(e: &ProgramError) -> bool {

@@ -1,14 +1,22 @@
 //! The xdpvs control plane: the daemon `xdpvsd`, which owns the XDP program and its maps, and
 //! `xdpvsadm`, its ipvsadm-compatible command line.
 
+pub mod cli;
 pub mod config;
 pub mod control;
+pub mod counters;
 pub mod daemon;
 pub mod dataplane;
+pub mod edit;
 pub mod iface;
+pub mod ipvsadm_format;
 pub mod listing;
+pub mod metrics;
 pub mod model;
 pub mod neigh;
+pub mod rs_setup;
+pub mod run;
+pub mod saved;
 pub mod tables;
 
 /// The XDP object, as built by `cargo xtask build-ebpf` (empty if it was not built).
@@ -19,3 +27,5 @@ pub static EBPF_OBJECT: &[u8] =
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/xdpvs";
 /// Default path of the daemon's control socket.
 pub const DEFAULT_SOCKET: &str = "/run/xdpvs/xdpvsd.sock";
+/// Default path of the daemon's saved bookkeeping (next to the socket, on tmpfs like bpffs).
+pub const DEFAULT_STATE_FILE: &str = "/run/xdpvs/state.json";

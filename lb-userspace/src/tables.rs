@@ -35,6 +35,26 @@ impl TablePool {
         Some(start)
     }
 
+    /// Takes the region `[start, start + len)` if it is free (a daemon adopting its
+    /// predecessor's tables); whether it was.
+    pub fn reserve(&mut self, start: u32, len: u32) -> bool {
+        if len == 0 {
+            return true;
+        }
+        let Some(i) = self
+            .free
+            .iter()
+            .position(|(s, l)| *s <= start && start + len <= s + l)
+        else {
+            return false;
+        };
+        let (s, l) = self.free.remove(i);
+        let pieces = [(s, start - s), (start + len, s + l - start - len)];
+        self.free.extend(pieces.into_iter().filter(|(_, l)| *l > 0));
+        self.free.sort_unstable();
+        true
+    }
+
     /// Returns a region to the pool.
     pub fn free(&mut self, start: u32, len: u32) {
         if len == 0 {
@@ -85,6 +105,19 @@ impl IdPool {
     pub fn free(&mut self, id: u32) {
         self.free.insert(id);
     }
+
+    /// Takes `id` if it is free (a daemon adopting its predecessor's ids); whether it was.
+    pub fn take(&mut self, id: u32) -> bool {
+        if id >= self.max {
+            return false;
+        }
+        if id >= self.next {
+            self.free.extend(self.next..id);
+            self.next = id + 1;
+            return true;
+        }
+        self.free.remove(&id)
+    }
 }
 
 #[cfg(test)]
@@ -106,6 +139,9 @@ mod tests {
         assert_eq!(p.free, vec![(0, TABLE_POOL_SIZE)]);
         assert_eq!(p.alloc(TABLE_POOL_SIZE + 1), None);
         assert_eq!(p.alloc(0), Some(0));
+        assert!(p.reserve(1000, 24) && !p.reserve(1010, 2));
+        assert_eq!(p.free, vec![(0, 1000), (1024, TABLE_POOL_SIZE - 1024)]);
+        p.free(1000, 24);
         p.free(0, 0);
         assert_eq!(
             p.free,
@@ -129,5 +165,11 @@ mod id_tests {
         p.free(2);
         p.free(0);
         assert_eq!((p.alloc(), p.alloc(), p.alloc()), (Some(0), Some(2), None));
+        let mut p = IdPool::new(10);
+        assert!(p.take(3) && !p.take(3) && p.take(1) && !p.take(10));
+        assert_eq!(
+            (p.alloc(), p.alloc(), p.alloc()),
+            (Some(0), Some(2), Some(4))
+        );
     }
 }

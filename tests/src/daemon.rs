@@ -57,12 +57,19 @@ impl Daemon {
             .arg("--pin-dir")
             .arg(&self.pin_dir)
             .arg("--socket")
-            .arg(&self.socket);
+            .arg(&self.socket)
+            .arg("--state-file")
+            .arg(self.state_file());
         if let Some(text) = config {
             self.write_config(text)?;
             cmd.arg("--config").arg(self.config_path());
         }
         Ok(cmd)
+    }
+
+    /// Where the daemon saves its state for the next daemon.
+    pub fn state_file(&self) -> PathBuf {
+        self.work_dir.join("state.json")
     }
 
     /// Where this daemon's configuration file is.
@@ -78,7 +85,18 @@ impl Daemon {
     /// Starts xdpvsd in `ns` and waits until it answers.
     pub fn start(bin_dir: &Path, ns: &Netns, name: &str, config: Option<&str>) -> Result<Self> {
         let mut d = Self::paths(bin_dir, name)?;
-        let log = fs::File::create(d.work_dir.join("xdpvsd.log"))?;
+        d.restart(ns, config)?;
+        Ok(d)
+    }
+
+    /// Starts (again) xdpvsd in `ns` with this daemon's paths and waits until it answers; its
+    /// log is appended to.
+    pub fn restart(&mut self, ns: &Netns, config: Option<&str>) -> Result<()> {
+        let d = self;
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(d.work_dir.join("xdpvsd.log"))?;
         let child = d
             .command(ns, config)?
             .stdin(Stdio::null())
@@ -97,7 +115,20 @@ impl Daemon {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Ok(d)
+        Ok(())
+    }
+
+    /// Runs `xdpvsd --unload` for this daemon's pins and state.
+    pub fn unload(&self, ns: &Netns) -> Result<Output> {
+        let mut cmd = ns.command(self.bin_dir.join("xdpvsd").to_str().context("path")?);
+        cmd.arg("--unload")
+            .arg("--pin-dir")
+            .arg(&self.pin_dir)
+            .arg("--socket")
+            .arg(&self.socket)
+            .arg("--state-file")
+            .arg(self.state_file());
+        Ok(cmd.output()?)
     }
 
     /// What the daemon logged so far.
@@ -168,7 +199,8 @@ impl Drop for Daemon {
         if self.child.is_some() {
             let _ = self.stop();
         }
-        // A killed daemon leaves its pins and socket behind; remove them.
+        // A stopped daemon leaves its link and maps pinned (and a killed one its socket):
+        // removing the pins detaches the program.
         if let Ok(entries) = fs::read_dir(&self.pin_dir) {
             for e in entries.flatten() {
                 let _ = fs::remove_file(e.path());

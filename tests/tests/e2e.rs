@@ -324,20 +324,20 @@ fn daemon_stops_cleanly_and_refuses_bad_starts() {
     );
     assert_eq!(d.adm(&["-Ln"]).unwrap().status.code(), Some(0));
 
+    // SIGTERM stops the daemon but not the data plane: the program stays attached and its
+    // link and maps pinned for the next daemon; `xdpvsd --unload` removes them.
+    let attached = xdp_prog_id(&topo.director);
     let status = d.stop().unwrap();
     assert!(status.success(), "{status}");
-    assert_eq!(
-        xdp_prog_id(&topo.director),
-        None,
-        "still attached after SIGTERM"
-    );
-    assert!(
-        !d.pin_dir.exists() && !d.socket.exists(),
-        "pins or socket left behind"
-    );
+    assert_eq!(xdp_prog_id(&topo.director), attached, "detached by SIGTERM");
+    assert!(d.pin_dir.join("link").exists() && !d.socket.exists());
     let out = d.adm(&["-Ln"]).unwrap();
     assert_eq!(out.status.code(), Some(255));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not running"));
+    let out = d.unload(&topo.director).unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(xdp_prog_id(&topo.director), None, "still attached after --unload");
+    assert!(!d.pin_dir.exists(), "pins left behind");
 
     // Errors: missing interface, malformed config, not root.
     let run = |cmd: &mut Command| {

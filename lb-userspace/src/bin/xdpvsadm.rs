@@ -1,85 +1,181 @@
 //! xdpvsadm: ipvsadm's command line for xdpvs.
 
-use std::{path::PathBuf, process::ExitCode};
-
-use clap::Parser;
-use lb_userspace::{
-    control::{self, Command, Reply},
-    listing,
+use std::{
+    io::{BufRead, Write},
+    net::Ipv4Addr,
+    path::PathBuf,
+    process::ExitCode,
 };
 
-/// Administer the xdpvs virtual server table, as ipvsadm does.
-#[derive(Parser)]
-#[command(version, disable_help_flag = true)]
-struct Cli {
-    /// List the virtual server table.
-    #[arg(short = 'L', long = "list", visible_short_alias = 'l')]
-    list: bool,
-    /// Numeric output of addresses and ports.
-    #[arg(short = 'n', long = "numeric")]
-    numeric: bool,
-    /// Print the listing as JSON.
-    #[arg(long)]
-    json: bool,
-    /// Make the daemon re-read its configuration file and apply the difference.
-    #[arg(long)]
-    reload: bool,
-    /// With -L: the tcp, tcpfin and udp timeouts.
-    #[arg(long)]
-    timeout: bool,
-    /// Set the tcp, tcpfin and udp timeouts in seconds (0 keeps a value).
-    #[arg(long, num_args = 3, value_names = ["TCP", "TCPFIN", "UDP"])]
-    set: Option<Vec<u32>>,
-    /// The daemon's control socket.
-    #[arg(long, default_value = lb_userspace::DEFAULT_SOCKET)]
-    socket: PathBuf,
-    /// Print help.
-    #[arg(short = 'h', long = "help", action = clap::ArgAction::Help)]
-    help: Option<bool>,
-}
+use lb_userspace::{
+    cli::{self, Action, CliError, Invocation},
+    control::{self, Command, Reply},
+    ipvsadm_format, rs_setup,
+};
+
+const USAGE: &str = "Usage:
+  xdpvsadm -A|E -t|u service-address [-s scheduler] [-p [timeout]] [-M netmask] [-b sched-flags]
+  xdpvsadm -D -t|u service-address
+  xdpvsadm -C
+  xdpvsadm -R
+  xdpvsadm -S [-n]
+  xdpvsadm -a|e -t|u service-address -r server-address [-g] [-w weight] [-x upper] [-y lower]
+  xdpvsadm -d -t|u service-address -r server-address
+  xdpvsadm -L|l [-n] [-c] [-t|u service-address] [--stats|--rate|--thresholds|--persistent-conn]
+           [--exact] [--nosort] [--timeout] [--json]
+  xdpvsadm -Z [-t|u service-address]
+  xdpvsadm --set tcp tcpfin udp
+  xdpvsadm --reload
+  xdpvsadm rs-setup --vip VIP [--apply]
+  xdpvsadm -h
+
+As ipvsadm, for the xdpvs daemon (xdpvsd): direct routing (-g) only, IPv4 TCP/UDP services.
+Schedulers: rr wrr lc wlc (default) sed nq sh dh mh. --socket PATH selects the daemon's socket.
+";
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(c) => c,
-        Err(e) if e.use_stderr() => {
-            let _ = e.print();
-            return ExitCode::from(2);
-        }
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let socket = take_socket(&mut args);
+    if args.first().map(String::as_str) == Some("rs-setup") {
+        return rs_setup_command(&args[1..]);
+    }
+    let outcome = cli::parse(&args).and_then(|inv| execute(&socket, inv));
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let _ = e.print();
-            return ExitCode::SUCCESS;
-        }
-    };
-    // As ipvsadm, no command lists the table; addresses are always printed numerically.
-    let _ = (cli.list, cli.numeric);
-    let command = match (&cli.set, cli.timeout) {
-        _ if cli.reload => Command::Reload,
-        (Some(v), _) => Command::SetTimeouts {
-            tcp: v[0],
-            tcpfin: v[1],
-            udp: v[2],
-        },
-        (None, true) => Command::Timeouts,
-        (None, false) => Command::List,
-    };
-    let set = cli.set.is_some();
-    match control::call(&cli.socket, command) {
-        Ok(Reply::Listing(l)) if cli.json => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&l).expect("a listing serializes")
-            );
-        }
-        Ok(Reply::Listing(l)) => print!("{}", listing::numeric(&l)),
-        Ok(Reply::Timeouts(_)) if set => {}
-        Ok(Reply::Done) => {}
-        Ok(Reply::Timeouts([tcp, tcpfin, udp])) => {
-            println!("Timeout (tcp tcpfin udp): {tcp} {tcpfin} {udp}")
-        }
-        Err(e) => {
-            eprintln!("{e:#}");
-            return ExitCode::from(255);
+            eprintln!("{}", e.message);
+            ExitCode::from(e.code)
         }
     }
-    ExitCode::SUCCESS
+}
+
+/// Removes `--socket PATH` (or `--socket=PATH`) from the arguments.
+fn take_socket(args: &mut Vec<String>) -> PathBuf {
+    let mut socket = PathBuf::from(lb_userspace::DEFAULT_SOCKET);
+    if let Some(i) = args.iter().position(|a| a == "--socket") {
+        if i + 1 < args.len() {
+            socket = args.remove(i + 1).into();
+        }
+        args.remove(i);
+    } else if let Some(i) = args.iter().position(|a| a.starts_with("--socket=")) {
+        socket = args.remove(i)["--socket=".len()..].into();
+    }
+    socket
+}
+
+fn refused(e: anyhow::Error) -> CliError {
+    CliError {
+        code: 255,
+        message: format!("{e:#}"),
+    }
+}
+
+fn call(socket: &std::path::Path, command: Command) -> Result<Reply, CliError> {
+    control::call(socket, command).map_err(refused)
+}
+
+fn execute(socket: &std::path::Path, inv: Invocation) -> Result<(), CliError> {
+    let listing = |socket| match call(socket, Command::List)? {
+        Reply::Listing(l) => Ok(l),
+        other => Err(refused(anyhow::anyhow!("unexpected reply {other:?}"))),
+    };
+    let mut out = std::io::stdout().lock();
+    let text = match inv.action {
+        Action::Help => USAGE.to_owned(),
+        Action::Version => format!(
+            "xdpvsadm {} (ipvsadm-compatible, IPVS {})\n",
+            env!("CARGO_PKG_VERSION"),
+            ipvsadm_format::IPVS_VERSION
+        ),
+        Action::Edit(e) => {
+            call(socket, Command::Edit(vec![e]))?;
+            String::new()
+        }
+        Action::Restore => {
+            let mut edits = Vec::new();
+            for line in std::io::stdin().lock().lines() {
+                let line = line.map_err(|e| refused(e.into()))?;
+                edits.extend(cli::restore_line(&line)?);
+            }
+            call(socket, Command::Edit(edits))?;
+            String::new()
+        }
+        Action::Zero(only) => {
+            call(socket, Command::Zero(only))?;
+            String::new()
+        }
+        Action::Reload => {
+            call(socket, Command::Reload)?;
+            String::new()
+        }
+        Action::SetTimeouts([tcp, tcpfin, udp]) => {
+            call(socket, Command::SetTimeouts { tcp, tcpfin, udp })?;
+            String::new()
+        }
+        Action::ListTimeouts => match call(socket, Command::Timeouts)? {
+            Reply::Timeouts(t) => ipvsadm_format::timeouts(t),
+            other => return Err(refused(anyhow::anyhow!("unexpected reply {other:?}"))),
+        },
+        Action::ListConnections => match call(socket, Command::Connections)? {
+            Reply::Connections(c) if inv.json => to_json(&c),
+            Reply::Connections(c) => ipvsadm_format::connections(&c),
+            other => return Err(refused(anyhow::anyhow!("unexpected reply {other:?}"))),
+        },
+        Action::Save => ipvsadm_format::rules(&listing(socket)?),
+        Action::List(only) => {
+            let mut l = listing(socket)?;
+            if let Some(a) = only {
+                l.services.retain(|s| s.addr == a);
+                if l.services.is_empty() {
+                    return Err(CliError {
+                        code: 1,
+                        message: "No such service".into(),
+                    });
+                }
+            }
+            if inv.json {
+                to_json(&l)
+            } else {
+                ipvsadm_format::list(&l, only.as_ref(), &inv.format)
+            }
+        }
+    };
+    let _ = out.write_all(text.as_bytes());
+    Ok(())
+}
+
+fn to_json(v: &impl serde::Serialize) -> String {
+    serde_json::to_string_pretty(v).expect("listings serialize") + "\n"
+}
+
+/// `xdpvsadm rs-setup --vip VIP [--apply]`.
+fn rs_setup_command(args: &[String]) -> ExitCode {
+    let mut vip: Option<Ipv4Addr> = None;
+    let mut apply = false;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--vip" => vip = it.next().and_then(|v| v.parse().ok()),
+            "--apply" => apply = true,
+            other => {
+                eprintln!("rs-setup: unexpected argument {other}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let Some(vip) = vip else {
+        eprintln!("rs-setup: --vip IPv4-address is required");
+        return ExitCode::from(2);
+    };
+    if !apply {
+        print!("{}", rs_setup::script(vip));
+        return ExitCode::SUCCESS;
+    }
+    match rs_setup::apply(vip) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rs-setup: {e:#}");
+            ExitCode::from(255)
+        }
+    }
 }

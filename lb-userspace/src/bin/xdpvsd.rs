@@ -3,7 +3,7 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, ValueEnum};
-use lb_userspace::daemon::{self, Options};
+use lb_userspace::{daemon::Options, run};
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Mode {
@@ -29,6 +29,15 @@ struct Cli {
     /// Control socket path.
     #[arg(long, default_value = lb_userspace::DEFAULT_SOCKET)]
     socket: PathBuf,
+    /// Where the daemon saves its bookkeeping for the next daemon.
+    #[arg(long, default_value = lb_userspace::DEFAULT_STATE_FILE)]
+    state_file: PathBuf,
+    /// Serve Prometheus metrics on this loopback address (overrides `metrics` in the file).
+    #[arg(long)]
+    metrics: Option<std::net::SocketAddr>,
+    /// Detach the program a stopped daemon left attached, remove its pins and state, and exit.
+    #[arg(long)]
+    unload: bool,
     /// Connection table size.
     #[arg(long, default_value_t = lb_common::DEFAULT_MAX_FLOWS)]
     max_flows: u32,
@@ -40,18 +49,24 @@ struct Cli {
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
-    let run = || -> anyhow::Result<()> {
-        let mut opts = Options::new(cli.interface, cli.config.as_deref())?;
+    let main = || -> anyhow::Result<()> {
+        let interface = cli.interface.or(cli.unload.then(String::new));
+        let mut opts = Options::new(interface, cli.config.as_deref())?;
         opts.pin_dir = cli.pin_dir;
         opts.socket = cli.socket;
+        opts.state_file = cli.state_file;
         opts.max_flows = cli.max_flows;
         opts.allow_generic = matches!(cli.xdp_mode, Mode::Auto);
+        opts.metrics = cli.metrics.or(opts.metrics);
+        if cli.unload {
+            return run::unload(&opts);
+        }
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?
-            .block_on(daemon::run(opts))
+            .block_on(run::run(opts))
     };
-    match run() {
+    match main() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("xdpvsd: {e:#}");

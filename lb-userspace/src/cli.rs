@@ -1,0 +1,870 @@
+//! ipvsadm's command line, parsed as ipvsadm parses it (popt: bundled short options, `--long`,
+//! `--long=value`, `-p` with an optional value), checked against ipvsadm's table of legal
+//! command/option pairs, with its messages. Pure: xdpvsadm turns the result into requests.
+
+use std::net::Ipv4Addr;
+
+use crate::{
+    edit::Edit,
+    model::{DestSpec, Persistence, Protocol, SCHED_FLAG_NAMES, ServiceAddr, ServiceSpec},
+};
+
+/// What one command line asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Invocation {
+    /// The command.
+    pub action: Action,
+    /// Listing options.
+    pub format: Format,
+    /// Print listings as JSON (xdpvs).
+    pub json: bool,
+}
+
+/// The command of an invocation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// `-A -E -D -a -e -d -C`.
+    Edit(Edit),
+    /// `-L` (all services, or one with `-t`/`-u`).
+    List(Option<ServiceAddr>),
+    /// `-L -c`.
+    ListConnections,
+    /// `-L --timeout`.
+    ListTimeouts,
+    /// `-S`.
+    Save,
+    /// `-R`.
+    Restore,
+    /// `-Z` (all services, or one).
+    Zero(Option<ServiceAddr>),
+    /// `--set tcp tcpfin udp`.
+    SetTimeouts([u32; 3]),
+    /// `--reload` (xdpvs): re-read the daemon's configuration file.
+    Reload,
+    /// `-h`.
+    Help,
+    /// `-v`.
+    Version,
+}
+
+/// Listing options (`--stats`, `--rate`, ...).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Format {
+    /// `-n`.
+    pub numeric: bool,
+    /// `--stats`.
+    pub stats: bool,
+    /// `--rate`.
+    pub rate: bool,
+    /// `--thresholds`.
+    pub thresholds: bool,
+    /// `--persistent-conn`.
+    pub persistent_conn: bool,
+    /// `--nosort`.
+    pub nosort: bool,
+    /// `--exact`.
+    pub exact: bool,
+}
+
+/// A command line xdpvsadm will not run: the message for stderr and the exit code.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CliError {
+    /// 2 for a malformed command line, 255 for one xdpvs refuses.
+    pub code: u8,
+    /// What to print.
+    pub message: String,
+}
+
+fn malformed(message: impl Into<String>) -> CliError {
+    CliError {
+        code: 2,
+        message: message.into(),
+    }
+}
+
+fn unsupported(message: impl Into<String>) -> CliError {
+    CliError {
+        code: 255,
+        message: message.into(),
+    }
+}
+
+/// Seconds a persistent service's template lives unless `-p` says otherwise.
+pub const DEFAULT_PERSISTENCE: u32 = 300;
+const MAX_TIMEOUT: u32 = 86400 * 31;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cmd {
+    Add,
+    Edit,
+    Del,
+    Flush,
+    List,
+    AddDest,
+    DelDest,
+    EditDest,
+    Timeout,
+    Restore,
+    Save,
+    Zero,
+    Reload,
+}
+
+impl Cmd {
+    const fn name(self) -> &'static str {
+        match self {
+            Self::Add => "add-service",
+            Self::Edit => "edit-service",
+            Self::Del => "delete-service",
+            Self::Flush => "flush",
+            Self::List => "list",
+            Self::AddDest => "add-server",
+            Self::DelDest => "delete-server",
+            Self::EditDest => "edit-server",
+            Self::Timeout => "set",
+            Self::Restore => "restore",
+            Self::Save => "save",
+            Self::Zero => "zero",
+            Self::Reload => "reload",
+        }
+    }
+
+    /// ipvsadm's legality row over [`Opt::ALL`]: '+' required, 'x' illegal, '1' exclusive.
+    const fn legality(self) -> &'static [u8; 15] {
+        // Columns: -n -c service -s -p -M -r forward -w -x -y --timeout --stats --rate
+        // --thresholds/--persistent-conn.
+        match self {
+            Self::Add | Self::Edit => b"xx+   xxxxxxxxx",
+            Self::Del => b"xx+xxxxxxxxxxxx",
+            Self::Flush | Self::Timeout | Self::Restore | Self::Reload => b"xxxxxxxxxxxxxxx",
+            Self::List => b" 11xxxxxxxx1   ",
+            Self::AddDest | Self::EditDest => b"xx+xxx+    xxxx",
+            Self::DelDest => b"xx+xxx+xxxxxxxx",
+            Self::Save => b" xxxxxxxxxxxxxx",
+            Self::Zero => b"xx xxxxxxxxxxxx",
+        }
+    }
+}
+
+/// Options in the order of ipvsadm's legality table (`--nosort`, `--exact`, `--sort` and `-b`
+/// are not checked against it).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Opt {
+    Numeric,
+    Connection,
+    Service,
+    Scheduler,
+    Persistent,
+    Netmask,
+    Server,
+    Forward,
+    Weight,
+    UThreshold,
+    LThreshold,
+    Timeout,
+    Stats,
+    Rate,
+    ListFormat,
+}
+
+impl Opt {
+    const fn name(self) -> &'static str {
+        match self {
+            Self::Numeric => "numeric",
+            Self::Connection => "connection",
+            Self::Service => "service-address",
+            Self::Scheduler => "scheduler",
+            Self::Persistent => "persistent",
+            Self::Netmask => "netmask",
+            Self::Server => "real-server",
+            Self::Forward => "forwarding-method",
+            Self::Weight => "weight",
+            Self::UThreshold => "u-threshold",
+            Self::LThreshold => "l-threshold",
+            Self::Timeout => "timeout",
+            Self::Stats => "stats",
+            Self::Rate => "rate",
+            Self::ListFormat => "thresholds",
+        }
+    }
+}
+
+/// How an option takes its value.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Arg {
+    None,
+    Required,
+    Optional,
+}
+
+/// (long name, short letter, value) of every option xdpvsadm knows.
+const OPTIONS: &[(&str, char, Arg)] = &[
+    ("add-service", 'A', Arg::None),
+    ("edit-service", 'E', Arg::None),
+    ("delete-service", 'D', Arg::None),
+    ("clear", 'C', Arg::None),
+    ("list", 'L', Arg::None),
+    ("list", 'l', Arg::None),
+    ("zero", 'Z', Arg::None),
+    ("add-server", 'a', Arg::None),
+    ("edit-server", 'e', Arg::None),
+    ("delete-server", 'd', Arg::None),
+    ("set", '\0', Arg::None),
+    ("help", 'h', Arg::None),
+    ("version", 'v', Arg::None),
+    ("restore", 'R', Arg::None),
+    ("save", 'S', Arg::None),
+    ("start-daemon", '\0', Arg::Required),
+    ("stop-daemon", '\0', Arg::Required),
+    ("tcp-service", 't', Arg::Required),
+    ("udp-service", 'u', Arg::Required),
+    ("fwmark-service", 'f', Arg::Required),
+    ("scheduler", 's', Arg::Required),
+    ("persistent", 'p', Arg::Optional),
+    ("netmask", 'M', Arg::Required),
+    ("sched-flags", 'b', Arg::Required),
+    ("real-server", 'r', Arg::Required),
+    ("masquerading", 'm', Arg::None),
+    ("ipip", 'i', Arg::None),
+    ("gatewaying", 'g', Arg::None),
+    ("weight", 'w', Arg::Required),
+    ("u-threshold", 'x', Arg::Required),
+    ("l-threshold", 'y', Arg::Required),
+    ("numeric", 'n', Arg::None),
+    ("connection", 'c', Arg::None),
+    ("mcast-interface", '\0', Arg::Required),
+    ("syncid", '\0', Arg::Required),
+    ("timeout", '\0', Arg::None),
+    ("daemon", '\0', Arg::None),
+    ("stats", '\0', Arg::None),
+    ("rate", '\0', Arg::None),
+    ("thresholds", '\0', Arg::None),
+    ("persistent-conn", '\0', Arg::None),
+    ("nosort", '\0', Arg::None),
+    ("sort", '\0', Arg::None),
+    ("exact", 'X', Arg::None),
+    ("ipv6", '6', Arg::None),
+    ("ops", 'o', Arg::None),
+    ("json", '\0', Arg::None),
+    ("reload", '\0', Arg::None),
+];
+
+/// Options as (long name, value) in command-line order.
+type Options = Vec<(&'static str, Option<String>)>;
+
+/// Splits the arguments into options and positional arguments, as popt does.
+fn tokenize(args: &[String]) -> Result<(Options, Vec<String>), CliError> {
+    let mut opts = Vec::new();
+    let mut positional = Vec::new();
+    let mut i = 0;
+    let next_value = |i: &mut usize, arg: Arg| -> Option<String> {
+        let v = args.get(*i + 1)?;
+        if arg == Arg::Optional && v.starts_with('-') {
+            return None;
+        }
+        *i += 1;
+        Some(v.clone())
+    };
+    while i < args.len() {
+        let a = &args[i];
+        if let Some(long) = a.strip_prefix("--") {
+            let (name, inline) = match long.split_once('=') {
+                Some((n, v)) => (n, Some(v.to_owned())),
+                None => (long, None),
+            };
+            let &(name, _, arg) = OPTIONS
+                .iter()
+                .find(|(n, _, _)| *n == name)
+                .ok_or_else(|| malformed(format!("{a}: unknown option")))?;
+            let value = match (arg, inline) {
+                (Arg::None, Some(_)) => {
+                    return Err(malformed(format!(
+                        "--{name}: option does not take an argument"
+                    )));
+                }
+                (_, Some(v)) => Some(v),
+                (Arg::None, None) => None,
+                (_, None) => next_value(&mut i, arg),
+            };
+            if arg == Arg::Required && value.is_none() {
+                return Err(malformed(format!("--{name}: missing argument")));
+            }
+            opts.push((name, value));
+        } else if let Some(shorts) = a.strip_prefix('-').filter(|s| !s.is_empty()) {
+            for (at, c) in shorts.char_indices() {
+                let &(name, _, arg) = OPTIONS
+                    .iter()
+                    .find(|(_, s, _)| *s == c)
+                    .ok_or_else(|| malformed(format!("-{c}: unknown option")))?;
+                if arg == Arg::None {
+                    opts.push((name, None));
+                    continue;
+                }
+                let rest = &shorts[at + c.len_utf8()..];
+                let value = if rest.is_empty() {
+                    next_value(&mut i, arg)
+                } else {
+                    Some(rest.to_owned())
+                };
+                if arg == Arg::Required && value.is_none() {
+                    return Err(malformed(format!("-{c}: missing argument")));
+                }
+                opts.push((name, value));
+                break;
+            }
+        } else {
+            positional.push(a.clone());
+        }
+        i += 1;
+    }
+    Ok((opts, positional))
+}
+
+fn number(s: &str, min: u32, max: u32) -> Option<u32> {
+    s.parse::<u32>().ok().filter(|n| (min..=max).contains(n))
+}
+
+fn timeout(s: &str, min: u32) -> Result<u32, CliError> {
+    number(s, min, MAX_TIMEOUT)
+        .ok_or_else(|| malformed(format!("invalid timeout value `{s}' specified")))
+}
+
+/// `addr[:port]` (numeric IPv4): the address and the port if given.
+fn address(s: &str) -> Option<(Ipv4Addr, Option<u16>)> {
+    match s.rsplit_once(':') {
+        Some((a, p)) => Some((a.parse().ok()?, Some(p.parse().ok()?))),
+        None => Some((s.parse().ok()?, None)),
+    }
+}
+
+/// The options seen so far, for ipvsadm's legality checks.
+#[derive(Default)]
+struct Seen(Vec<Opt>);
+
+impl Seen {
+    fn set(&mut self, o: Opt) -> Result<(), CliError> {
+        if self.0.contains(&o) {
+            return Err(malformed(format!(
+                "multiple '{}' options specified",
+                o.name()
+            )));
+        }
+        self.0.push(o);
+        Ok(())
+    }
+
+    fn has(&self, o: Opt) -> bool {
+        self.0.contains(&o)
+    }
+
+    /// ipvsadm's `generic_opt_check`.
+    fn check(&self, cmd: Cmd) -> Result<(), CliError> {
+        const ALL: [Opt; 15] = [
+            Opt::Numeric,
+            Opt::Connection,
+            Opt::Service,
+            Opt::Scheduler,
+            Opt::Persistent,
+            Opt::Netmask,
+            Opt::Server,
+            Opt::Forward,
+            Opt::Weight,
+            Opt::UThreshold,
+            Opt::LThreshold,
+            Opt::Timeout,
+            Opt::Stats,
+            Opt::Rate,
+            Opt::ListFormat,
+        ];
+        let mut exclusive: Option<Opt> = None;
+        for (o, rule) in ALL.iter().zip(cmd.legality()) {
+            match (self.has(*o), rule) {
+                (false, b'+') => {
+                    return Err(malformed(format!(
+                        "You need to supply the '{}' option for the '{}' command",
+                        o.name(),
+                        cmd.name()
+                    )));
+                }
+                (true, b'x') => {
+                    return Err(malformed(format!(
+                        "Illegal '{}' option with the '{}' command",
+                        o.name(),
+                        cmd.name()
+                    )));
+                }
+                (true, b'1') => match exclusive {
+                    None => exclusive = Some(*o),
+                    Some(first) => {
+                        return Err(malformed(format!(
+                            "The option '{}' conflicts with the '{}' option in the '{}' command",
+                            o.name(),
+                            first.name(),
+                            cmd.name()
+                        )));
+                    }
+                },
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Parses xdpvsadm's arguments (without the program name).
+pub fn parse(args: &[String]) -> Result<Invocation, CliError> {
+    let (opts, positional) = tokenize(args)?;
+    let mut cmd: Option<Cmd> = None;
+    let mut seen = Seen::default();
+    let mut format = Format::default();
+    let mut json = false;
+    let mut protocol = Protocol::Tcp;
+    let mut service: Option<(Ipv4Addr, Option<u16>)> = None;
+    let mut scheduler: Option<String> = None;
+    let mut persistent: Option<u32> = None;
+    let mut netmask = Ipv4Addr::BROADCAST;
+    let mut flags = 0u8;
+    let mut server: Option<Ipv4Addr> = None;
+    let mut dest = DestSpec {
+        addr: Ipv4Addr::UNSPECIFIED,
+        weight: 1,
+        u_threshold: 0,
+        l_threshold: 0,
+    };
+    for (i, (name, value)) in opts.iter().enumerate() {
+        let value = value.as_deref().unwrap_or_default();
+        let command = match *name {
+            "add-service" => Some(Cmd::Add),
+            "edit-service" => Some(Cmd::Edit),
+            "delete-service" => Some(Cmd::Del),
+            "clear" => Some(Cmd::Flush),
+            "list" => Some(Cmd::List),
+            "zero" => Some(Cmd::Zero),
+            "add-server" => Some(Cmd::AddDest),
+            "edit-server" => Some(Cmd::EditDest),
+            "delete-server" => Some(Cmd::DelDest),
+            "set" => Some(Cmd::Timeout),
+            "restore" => Some(Cmd::Restore),
+            "save" => Some(Cmd::Save),
+            "reload" => Some(Cmd::Reload),
+            "help" => return Ok(plain(Action::Help)),
+            "version" => return Ok(plain(Action::Version)),
+            "start-daemon" | "stop-daemon" => {
+                return Err(unsupported(
+                    "connection synchronization daemons are not supported by xdpvs",
+                ));
+            }
+            _ => None,
+        };
+        if let Some(c) = command {
+            if cmd.is_some() {
+                return Err(malformed("multiple commands specified"));
+            }
+            cmd = Some(c);
+            continue;
+        }
+        if i == 0 {
+            return Err(malformed(
+                "Try `xdpvsadm -h' or 'xdpvsadm --help' for more information.",
+            ));
+        }
+        match *name {
+            "tcp-service" | "udp-service" => {
+                seen.set(Opt::Service)?;
+                protocol = if *name == "tcp-service" {
+                    Protocol::Tcp
+                } else {
+                    Protocol::Udp
+                };
+                service =
+                    Some(address(value).ok_or_else(|| {
+                        malformed("illegal virtual server address[:port] specified")
+                    })?);
+            }
+            "scheduler" => {
+                seen.set(Opt::Scheduler)?;
+                scheduler = Some(value.to_owned());
+            }
+            "persistent" => {
+                seen.set(Opt::Persistent)?;
+                persistent = Some(match value {
+                    "" => DEFAULT_PERSISTENCE,
+                    v => timeout(v, 1)?,
+                });
+            }
+            "netmask" => {
+                seen.set(Opt::Netmask)?;
+                netmask = value
+                    .parse()
+                    .map_err(|_| malformed("illegal virtual server persistent mask specified"))?;
+            }
+            "sched-flags" => {
+                for f in value.split(',') {
+                    let (_, bit) = SCHED_FLAG_NAMES
+                        .iter()
+                        .find(|(n, _)| *n == f)
+                        .ok_or_else(|| malformed(format!("invalid scheduler flag `{f}'")))?;
+                    flags |= bit;
+                }
+            }
+            "real-server" => {
+                seen.set(Opt::Server)?;
+                server = Some(
+                    address(value)
+                        .ok_or_else(|| malformed("illegal real server address[:port] specified"))?
+                        .0,
+                );
+            }
+            "gatewaying" => seen.set(Opt::Forward)?,
+            "masquerading" | "ipip" => {
+                return Err(unsupported(format!(
+                    "xdpvs forwards by direct routing (-g) only: --{name} is not supported"
+                )));
+            }
+            "weight" => {
+                seen.set(Opt::Weight)?;
+                dest.weight =
+                    number(value, 0, 65535).ok_or_else(|| malformed("illegal weight specified"))?;
+            }
+            "u-threshold" => {
+                seen.set(Opt::UThreshold)?;
+                dest.u_threshold = number(value, 0, i32::MAX as u32)
+                    .ok_or_else(|| malformed("illegal u_threshold specified"))?;
+            }
+            "l-threshold" => {
+                seen.set(Opt::LThreshold)?;
+                dest.l_threshold = number(value, 0, i32::MAX as u32)
+                    .ok_or_else(|| malformed("illegal l_threshold specified"))?;
+            }
+            "numeric" => {
+                seen.set(Opt::Numeric)?;
+                format.numeric = true;
+            }
+            "connection" => seen.set(Opt::Connection)?,
+            "timeout" => seen.set(Opt::Timeout)?,
+            "stats" => {
+                seen.set(Opt::Stats)?;
+                format.stats = true;
+            }
+            "rate" => {
+                seen.set(Opt::Rate)?;
+                format.rate = true;
+            }
+            "thresholds" | "persistent-conn" => {
+                seen.set(Opt::ListFormat)?;
+                format.thresholds = *name == "thresholds";
+                format.persistent_conn = *name == "persistent-conn";
+            }
+            "nosort" => format.nosort = true,
+            "exact" => format.exact = true,
+            "sort" => {}
+            "json" => json = true,
+            "fwmark-service" | "ipv6" => {
+                return Err(unsupported(
+                    "firewall-mark and IPv6 services are not supported by xdpvs",
+                ));
+            }
+            "ops" => {
+                return Err(unsupported(
+                    "one-packet scheduling is not supported by xdpvs",
+                ));
+            }
+            "daemon" | "mcast-interface" | "syncid" => {
+                return Err(unsupported(
+                    "connection synchronization daemons are not supported by xdpvs",
+                ));
+            }
+            other => unreachable!("option {other} has no handler"),
+        }
+    }
+    let Some(cmd) = cmd else {
+        // As ipvsadm: no arguments lists the table.
+        if opts.is_empty() && positional.is_empty() {
+            return Ok(plain(Action::List(None)));
+        }
+        return Err(malformed(
+            "Try `xdpvsadm -h' or 'xdpvsadm --help' for more information.",
+        ));
+    };
+    seen.check(cmd)?;
+    let mut positional = positional.into_iter();
+    let timeouts = if cmd == Cmd::Timeout {
+        let mut t = [0; 3];
+        for v in &mut t {
+            let arg = positional
+                .next()
+                .ok_or_else(|| malformed("--set option requires 3 timeout values"))?;
+            *v = timeout(&arg, 0)?;
+        }
+        t
+    } else {
+        [0; 3]
+    };
+    if let Some(extra) = positional.next() {
+        return Err(malformed(format!("unexpected argument {extra}")));
+    }
+    let svc_addr = service.map(|(addr, port)| ServiceAddr {
+        protocol,
+        addr,
+        port: port.unwrap_or(0),
+    });
+    let settings = || -> Result<ServiceSpec, CliError> {
+        let addr = svc_addr.expect("checked: the service is required");
+        if addr.port == 0 {
+            return Err(if persistent.is_some() {
+                unsupported("port-0 (all ports) services are not supported by xdpvs")
+            } else {
+                malformed("Zero port specified for non-persistent service")
+            });
+        }
+        Ok(ServiceSpec {
+            addr,
+            scheduler: scheduler.clone().unwrap_or_else(|| "wlc".into()),
+            flags,
+            persistence: persistent.map(|timeout| Persistence { timeout, netmask }),
+            dests: Vec::new(),
+        })
+    };
+    let dest = DestSpec {
+        addr: server.unwrap_or(Ipv4Addr::UNSPECIFIED),
+        ..dest
+    };
+    let action = match cmd {
+        Cmd::Add => Action::Edit(Edit::AddService(settings()?)),
+        Cmd::Edit => Action::Edit(Edit::EditService(settings()?)),
+        Cmd::Del => Action::Edit(Edit::DeleteService(svc_addr.expect("required"))),
+        Cmd::Flush => Action::Edit(Edit::Clear),
+        Cmd::AddDest => Action::Edit(Edit::AddDest(svc_addr.expect("required"), dest)),
+        Cmd::EditDest => Action::Edit(Edit::EditDest(svc_addr.expect("required"), dest)),
+        Cmd::DelDest => Action::Edit(Edit::DeleteDest(svc_addr.expect("required"), dest.addr)),
+        Cmd::List => {
+            if (seen.has(Opt::Connection) || seen.has(Opt::Timeout))
+                && (seen.has(Opt::Stats) || seen.has(Opt::Rate) || seen.has(Opt::ListFormat))
+            {
+                return Err(malformed("options conflicts in the list command"));
+            }
+            if seen.has(Opt::Connection) {
+                Action::ListConnections
+            } else if seen.has(Opt::Timeout) {
+                Action::ListTimeouts
+            } else {
+                Action::List(svc_addr)
+            }
+        }
+        Cmd::Timeout => Action::SetTimeouts(timeouts),
+        Cmd::Restore => Action::Restore,
+        Cmd::Save => Action::Save,
+        Cmd::Zero => Action::Zero(svc_addr),
+        Cmd::Reload => Action::Reload,
+    };
+    Ok(Invocation {
+        action,
+        format,
+        json,
+    })
+}
+
+fn plain(action: Action) -> Invocation {
+    Invocation {
+        action,
+        format: Format::default(),
+        json: false,
+    }
+}
+
+/// Parses one line of `-R` input (`-S` output, optionally starting with `ipvsadm`): an edit,
+/// or `None` for a blank or comment line.
+pub fn restore_line(line: &str) -> Result<Option<Edit>, CliError> {
+    let mut words: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
+    if words.first().is_some_and(|w| w.ends_with("ipvsadm")) {
+        words.remove(0);
+    }
+    if words.is_empty() || words[0].starts_with('#') {
+        return Ok(None);
+    }
+    match parse(&words)?.action {
+        Action::Edit(e) => Ok(Some(e)),
+        _ => Err(malformed(format!(
+            "only -A -E -D -a -e -d -C can be restored: {line}"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(line: &str) -> Result<Invocation, CliError> {
+        let args: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
+        parse(&args)
+    }
+
+    fn err(line: &str) -> (u8, String) {
+        let e = p(line).unwrap_err();
+        (e.code, e.message)
+    }
+
+    fn vip(port: u16) -> ServiceAddr {
+        ServiceAddr {
+            protocol: Protocol::Tcp,
+            addr: Ipv4Addr::new(10, 0, 0, 1),
+            port,
+        }
+    }
+
+    #[test]
+    fn parses_ipvsadm_commands() {
+        let a = p("-A -t 10.0.0.1:80 -s wrr -p 20 -M 255.255.255.0").unwrap();
+        let Action::Edit(Edit::AddService(s)) = a.action else {
+            panic!("{a:?}")
+        };
+        assert_eq!((s.addr, s.scheduler.as_str()), (vip(80), "wrr"));
+        assert_eq!(
+            s.persistence,
+            Some(Persistence {
+                timeout: 20,
+                netmask: Ipv4Addr::new(255, 255, 255, 0)
+            })
+        );
+        let a = p("-A -t 10.0.0.1:80 -p").unwrap().action;
+        let Action::Edit(Edit::AddService(s)) = a else {
+            panic!()
+        };
+        assert_eq!(
+            (s.scheduler.as_str(), s.persistence.unwrap().timeout),
+            ("wlc", 300)
+        );
+        assert_eq!(
+            p("-a -t 10.0.0.1:80 -r 10.0.0.7:8080 -g -w 3 -x 10 -y 5")
+                .unwrap()
+                .action,
+            Action::Edit(Edit::AddDest(
+                vip(80),
+                DestSpec {
+                    addr: Ipv4Addr::new(10, 0, 0, 7),
+                    weight: 3,
+                    u_threshold: 10,
+                    l_threshold: 5
+                }
+            ))
+        );
+        assert_eq!(
+            p("-d -t 10.0.0.1:80 -r 10.0.0.7").unwrap().action,
+            Action::Edit(Edit::DeleteDest(vip(80), Ipv4Addr::new(10, 0, 0, 7)))
+        );
+        assert_eq!(p("-C").unwrap().action, Action::Edit(Edit::Clear));
+        assert_eq!(p("").unwrap().action, Action::List(None));
+        let l = p("-Ln --stats --exact").unwrap();
+        assert_eq!(l.action, Action::List(None));
+        assert!(l.format.numeric && l.format.stats && l.format.exact);
+        assert_eq!(
+            p("-L -n -t 10.0.0.1:80").unwrap().action,
+            Action::List(Some(vip(80)))
+        );
+        assert_eq!(p("-lnc").unwrap().action, Action::ListConnections);
+        assert_eq!(p("-L --timeout").unwrap().action, Action::ListTimeouts);
+        assert_eq!(
+            p("--set 10 20 30").unwrap().action,
+            Action::SetTimeouts([10, 20, 30])
+        );
+        assert_eq!(p("-Z").unwrap().action, Action::Zero(None));
+        assert_eq!(
+            p("-Z -u 10.0.0.1:53").unwrap().action,
+            Action::Zero(Some(ServiceAddr {
+                protocol: Protocol::Udp,
+                port: 53,
+                ..vip(0)
+            }))
+        );
+        assert_eq!(p("-Sn").unwrap().action, Action::Save);
+        assert!(p("--list --numeric --json").unwrap().json);
+        assert_eq!(
+            p("-At10.0.0.1:80 -srr").unwrap().action,
+            p("-A -t 10.0.0.1:80 -s rr").unwrap().action
+        );
+    }
+
+    #[test]
+    fn malformed_lines_exit_2_with_ipvsadm_messages() {
+        let cases = [
+            ("-A -t 10.0.0.1:80 -D", "multiple commands specified"),
+            (
+                "-A -s rr",
+                "You need to supply the 'service-address' option for the 'add-service' command",
+            ),
+            (
+                "-a -t 10.0.0.1:80",
+                "You need to supply the 'real-server' option for the 'add-server' command",
+            ),
+            (
+                "-A -t 10.0.0.1:80 -w 3",
+                "Illegal 'weight' option with the 'add-service' command",
+            ),
+            (
+                "-a -t 10.0.0.1:80 -r 10.0.0.2 -w 70000",
+                "illegal weight specified",
+            ),
+            (
+                "-a -t 10.0.0.1:80 -r 10.0.0.2 -w 1 -w 2",
+                "multiple 'weight' options specified",
+            ),
+            (
+                "-A -t 10.0.0.1",
+                "Zero port specified for non-persistent service",
+            ),
+            (
+                "-A -t 10.0.0.1:http",
+                "illegal virtual server address[:port] specified",
+            ),
+            (
+                "-a -t 10.0.0.1:80 -r nonsense",
+                "illegal real server address[:port] specified",
+            ),
+            (
+                "-A -t 10.0.0.1:80 -p 0",
+                "invalid timeout value `0' specified",
+            ),
+            ("--set 1 2", "--set option requires 3 timeout values"),
+            ("-L -c --stats", "options conflicts in the list command"),
+            (
+                "-L -c -t 10.0.0.1:80",
+                "The option 'service-address' conflicts with the 'connection' option in the 'list' command",
+            ),
+            ("-L extra", "unexpected argument extra"),
+            (
+                "-n -L",
+                "Try `xdpvsadm -h' or 'xdpvsadm --help' for more information.",
+            ),
+            ("-L --bogus", "--bogus: unknown option"),
+            ("-A -t", "-t: missing argument"),
+        ];
+        for (line, message) in cases {
+            assert_eq!(err(line), (2, message.to_owned()), "{line}");
+        }
+    }
+
+    #[test]
+    fn other_forwarding_methods_are_refused_with_255() {
+        for line in [
+            "-a -t 10.0.0.1:80 -r 10.0.0.2 -m",
+            "-a -t 10.0.0.1:80 -r 10.0.0.2 -i",
+            "-A -f 1",
+            "--start-daemon master",
+        ] {
+            let (code, message) = err(line);
+            assert_eq!(code, 255, "{line}");
+            assert!(message.contains("not supported"), "{message}");
+        }
+    }
+
+    #[test]
+    fn restore_reads_save_lines() {
+        assert_eq!(restore_line("   ").unwrap(), None);
+        assert_eq!(restore_line("# saved").unwrap(), None);
+        assert_eq!(
+            restore_line("ipvsadm -D -t 10.0.0.1:80").unwrap(),
+            Some(Edit::DeleteService(vip(80)))
+        );
+        assert_eq!(restore_line("-L -n").unwrap_err().code, 2);
+    }
+}

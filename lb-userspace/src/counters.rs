@@ -1,0 +1,193 @@
+//! Traffic counters as the operator sees them: the program's cumulative per-CPU sums minus a
+//! baseline the daemon keeps (taken by `-Z` and when a slot gets a new holder), so the daemon
+//! never writes a map the program counts in; and rates smoothed as IPVS's estimator does.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::listing::{Rates, TrafficStatus};
+
+/// Whose counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Owner {
+    /// A service id.
+    Service(u32),
+    /// A real server slot.
+    Dest(u32),
+}
+
+/// Ticks between two estimator samples (IPVS samples every 2 s).
+pub const SAMPLE_TICKS: u32 = 2;
+
+/// IPVS's estimator: every 2 s the rate since the last sample moves each average a quarter of
+/// the way, in fixed point (conns and packets per second << 10, bytes per second << 5).
+#[derive(Clone, Copy, Debug, Default)]
+struct Estimator {
+    last: Option<TrafficStatus>,
+    cps: i64,
+    pps: i64,
+    bps: i64,
+}
+
+impl Estimator {
+    fn sample(&mut self, now: TrafficStatus) {
+        if let Some(last) = self.last {
+            let delta = now.minus(&last);
+            let ewma = |avg: &mut i64, rate: u64| *avg += (rate as i64 - *avg) >> 2;
+            ewma(&mut self.cps, delta.conns << 9);
+            ewma(&mut self.pps, delta.packets << 9);
+            ewma(&mut self.bps, delta.bytes << 4);
+        }
+        self.last = Some(now);
+    }
+
+    fn rates(&self) -> Rates {
+        Rates {
+            cps: ((self.cps + 0x1FF) >> 10) as u64,
+            pps: ((self.pps + 0x1FF) >> 10) as u64,
+            bps: ((self.bps + 0xF) >> 5) as u64,
+        }
+    }
+}
+
+impl TrafficStatus {
+    /// `self - base`, per counter, never below zero.
+    pub fn minus(&self, base: &TrafficStatus) -> TrafficStatus {
+        TrafficStatus {
+            conns: self.conns.saturating_sub(base.conns),
+            packets: self.packets.saturating_sub(base.packets),
+            bytes: self.bytes.saturating_sub(base.bytes),
+        }
+    }
+}
+
+/// Baselines and estimators of every service and real server, and of the global counters.
+#[derive(Debug, Default)]
+pub struct Counters {
+    bases: HashMap<Owner, TrafficStatus>,
+    estimators: HashMap<Owner, Estimator>,
+    global_bases: HashMap<String, u64>,
+}
+
+/// The part of [`Counters`] a restarted daemon keeps.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Baselines {
+    /// Per owner.
+    pub owners: Vec<(Owner, TrafficStatus)>,
+    /// Global counters by name.
+    pub globals: Vec<(String, u64)>,
+}
+
+impl Counters {
+    /// Counters restored from a predecessor's baselines.
+    pub fn restore(b: Baselines) -> Self {
+        Self {
+            bases: b.owners.into_iter().collect(),
+            estimators: HashMap::new(),
+            global_bases: b.globals.into_iter().collect(),
+        }
+    }
+
+    /// What a successor needs.
+    pub fn baselines(&self) -> Baselines {
+        Baselines {
+            owners: self.bases.iter().map(|(o, t)| (*o, *t)).collect(),
+            globals: self
+                .global_bases
+                .iter()
+                .map(|(n, v)| (n.clone(), *v))
+                .collect(),
+        }
+    }
+
+    /// Starts `owner` from zero at the program's current sums `raw` (a new holder of the slot,
+    /// or `-Z`).
+    pub fn zero(&mut self, owner: Owner, raw: TrafficStatus) {
+        self.bases.insert(owner, raw);
+        self.estimators.remove(&owner);
+    }
+
+    /// Starts the global counter `name` from zero at `raw`.
+    pub fn zero_global(&mut self, name: &str, raw: u64) {
+        self.global_bases.insert(name.to_owned(), raw);
+    }
+
+    /// Forgets `owner` (its slot is free).
+    pub fn forget(&mut self, owner: Owner) {
+        self.bases.remove(&owner);
+        self.estimators.remove(&owner);
+    }
+
+    /// Feeds `owner`'s estimator with the sums `raw` (every [`SAMPLE_TICKS`]).
+    pub fn sample(&mut self, owner: Owner, raw: TrafficStatus) {
+        let shown = self.traffic(owner, raw);
+        self.estimators.entry(owner).or_default().sample(shown);
+    }
+
+    /// `owner`'s counters since its baseline.
+    pub fn traffic(&self, owner: Owner, raw: TrafficStatus) -> TrafficStatus {
+        self.bases.get(&owner).map_or(raw, |b| raw.minus(b))
+    }
+
+    /// `owner`'s smoothed rates.
+    pub fn rates(&self, owner: Owner) -> Rates {
+        self.estimators
+            .get(&owner)
+            .map(Estimator::rates)
+            .unwrap_or_default()
+    }
+
+    /// The global counter `name` since its baseline.
+    pub fn global(&self, name: &str, raw: u64) -> u64 {
+        raw.saturating_sub(self.global_bases.get(name).copied().unwrap_or(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(conns: u64, packets: u64, bytes: u64) -> TrafficStatus {
+        TrafficStatus {
+            conns,
+            packets,
+            bytes,
+        }
+    }
+
+    #[test]
+    fn zero_sets_a_baseline_without_touching_the_sums() {
+        let mut c = Counters::default();
+        let o = Owner::Dest(3);
+        assert_eq!(c.traffic(o, t(5, 50, 500)), t(5, 50, 500));
+        c.zero(o, t(5, 50, 500));
+        assert_eq!(c.traffic(o, t(7, 60, 800)), t(2, 10, 300));
+        let c = Counters::restore(c.baselines());
+        assert_eq!(c.traffic(o, t(7, 60, 800)), t(2, 10, 300));
+        assert_eq!(c.traffic(Owner::Service(3), t(1, 1, 1)), t(1, 1, 1));
+    }
+
+    #[test]
+    fn rates_converge_as_ipvs_estimator() {
+        let mut c = Counters::default();
+        let o = Owner::Service(0);
+        // A steady 100 conn/s, 1000 pkt/s, 64000 B/s, sampled every 2 s.
+        for i in 0..100u64 {
+            c.sample(o, t(200 * i, 2000 * i, 128_000 * i));
+        }
+        assert_eq!(
+            c.rates(o),
+            Rates {
+                cps: 100,
+                pps: 1000,
+                bps: 64000
+            }
+        );
+        // One sample after traffic stops: a quarter of the way down.
+        c.sample(o, t(200 * 99, 2000 * 99, 128_000 * 99));
+        assert_eq!(c.rates(o).cps, 75);
+        c.zero(o, t(0, 0, 0));
+        assert_eq!(c.rates(o), Rates::default());
+    }
+}

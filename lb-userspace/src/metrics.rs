@@ -1,0 +1,164 @@
+//! Prometheus text exposition of a listing, served on a loopback address when configured.
+//! Metric names and labels are stable: scrapers and dashboards depend on them.
+
+use std::fmt::Write;
+
+use crate::listing::Listing;
+
+/// The exposition (format 0.0.4) of `l`.
+pub fn exposition(l: &Listing) -> String {
+    let mut out = String::new();
+    let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, u64)>| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, v) in samples {
+            let _ = writeln!(out, "{name}{{{labels}}} {v}");
+        }
+    };
+    let service_labels = |s: &crate::listing::ServiceStatus| {
+        format!(
+            "protocol=\"{}\",vip=\"{}\",port=\"{}\"",
+            s.addr.protocol.label().to_lowercase(),
+            s.addr.addr,
+            s.addr.port
+        )
+    };
+    let per_service = |f: &dyn Fn(&crate::listing::ServiceStatus) -> u64| {
+        l.services
+            .iter()
+            .map(|s| (service_labels(s), f(s)))
+            .collect::<Vec<_>>()
+    };
+    let per_dest = |f: &dyn Fn(&crate::listing::DestStatus) -> u64| {
+        l.services
+            .iter()
+            .flat_map(|s| {
+                s.dests
+                    .iter()
+                    .map(move |d| (format!("{},server=\"{}\"", service_labels(s), d.addr), f(d)))
+            })
+            .collect::<Vec<_>>()
+    };
+    family(
+        "xdpvs_service_connections_total",
+        "counter",
+        "Connections scheduled to the virtual service.",
+        per_service(&|s| s.traffic.conns),
+    );
+    family(
+        "xdpvs_service_packets_total",
+        "counter",
+        "Packets forwarded for the virtual service.",
+        per_service(&|s| s.traffic.packets),
+    );
+    family(
+        "xdpvs_service_bytes_total",
+        "counter",
+        "Bytes forwarded for the virtual service.",
+        per_service(&|s| s.traffic.bytes),
+    );
+    family(
+        "xdpvs_real_server_connections_total",
+        "counter",
+        "Connections scheduled to the real server.",
+        per_dest(&|d| d.traffic.conns),
+    );
+    family(
+        "xdpvs_real_server_packets_total",
+        "counter",
+        "Packets forwarded to the real server.",
+        per_dest(&|d| d.traffic.packets),
+    );
+    family(
+        "xdpvs_real_server_bytes_total",
+        "counter",
+        "Bytes forwarded to the real server.",
+        per_dest(&|d| d.traffic.bytes),
+    );
+    family(
+        "xdpvs_real_server_active_connections",
+        "gauge",
+        "Connections in ESTABLISHED (ipvsadm ActiveConn).",
+        per_dest(&|d| d.active.into()),
+    );
+    family(
+        "xdpvs_real_server_inactive_connections",
+        "gauge",
+        "Connections in any other state (ipvsadm InActConn).",
+        per_dest(&|d| d.inactive.into()),
+    );
+    family(
+        "xdpvs_real_server_weight",
+        "gauge",
+        "The real server's weight (0 = drained).",
+        per_dest(&|d| d.weight.into()),
+    );
+    family(
+        "xdpvs_packets_total",
+        "counter",
+        "Packets seen by the XDP program by outcome.",
+        l.counters
+            .iter()
+            .map(|(name, v)| (format!("result=\"{name}\""), *v))
+            .collect(),
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::{
+        listing::{DestStatus, Rates, ServiceStatus, TrafficStatus},
+        model::{Protocol, ServiceAddr},
+    };
+
+    #[test]
+    fn names_and_labels_are_stable() {
+        let traffic = TrafficStatus {
+            conns: 3,
+            packets: 30,
+            bytes: 3000,
+        };
+        let l = Listing {
+            flow_table_size: 16,
+            services: vec![ServiceStatus {
+                addr: ServiceAddr {
+                    protocol: Protocol::Tcp,
+                    addr: Ipv4Addr::new(10, 0, 0, 100),
+                    port: 80,
+                },
+                scheduler: "rr".into(),
+                flags: 0,
+                persistence: None,
+                dests: vec![DestStatus {
+                    addr: Ipv4Addr::new(10, 0, 0, 2),
+                    port: 80,
+                    weight: 2,
+                    u_threshold: 0,
+                    l_threshold: 0,
+                    persistent: 0,
+                    active: 1,
+                    inactive: 2,
+                    mac: None,
+                    traffic,
+                    rates: Rates::default(),
+                }],
+                traffic,
+                rates: Rates::default(),
+            }],
+            counters: vec![("passed".into(), 7)],
+        };
+        let text = exposition(&l);
+        for line in [
+            "# TYPE xdpvs_service_connections_total counter",
+            "xdpvs_service_bytes_total{protocol=\"tcp\",vip=\"10.0.0.100\",port=\"80\"} 3000",
+            "xdpvs_real_server_active_connections{protocol=\"tcp\",vip=\"10.0.0.100\",port=\"80\",server=\"10.0.0.2\"} 1",
+            "xdpvs_real_server_weight{protocol=\"tcp\",vip=\"10.0.0.100\",port=\"80\",server=\"10.0.0.2\"} 2",
+            "xdpvs_packets_total{result=\"passed\"} 7",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
+        }
+    }
+}

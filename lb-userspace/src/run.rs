@@ -1,0 +1,205 @@
+//! xdpvsd's event loop: the control socket, the metrics endpoint, signals and the periodic
+//! tick. Stopping leaves the program attached and its maps pinned for the next daemon.
+
+use std::{
+    fs, io::ErrorKind, net::SocketAddr, os::unix::fs::PermissionsExt, path::Path, time::Duration,
+};
+
+use anyhow::{Context, Result, bail};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    net::{TcpListener, TcpStream, UnixListener, UnixStream},
+    signal::unix::{SignalKind, signal},
+};
+
+use crate::{
+    daemon::{Daemon, Options, TICK},
+    dataplane::{self, DataPlane},
+    iface, metrics,
+    saved::SavedState,
+};
+
+/// Binds the control socket with mode 0600, refusing to steal one a live daemon holds.
+fn bind_socket(path: &Path) -> Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        bail!("another xdpvsd is already listening on {}", path.display());
+    }
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != ErrorKind::NotFound => {
+            return Err(e).context("removing a stale socket");
+        }
+        _ => {}
+    }
+    // SAFETY: umask only changes the mode of files created meanwhile.
+    let old = unsafe { libc::umask(0o077) };
+    let listener = UnixListener::bind(path);
+    unsafe { libc::umask(old) };
+    let listener = listener.with_context(|| format!("binding {}", path.display()))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Binds the metrics endpoint, which must be a loopback address.
+async fn bind_metrics(addr: SocketAddr) -> Result<TcpListener> {
+    if !addr.ip().is_loopback() {
+        bail!("metrics address {addr} is not a loopback address");
+    }
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the metrics endpoint {addr}"))
+}
+
+async fn serve_one(daemon: &mut Daemon, stream: UnixStream) -> Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        BufReader::new(read).read_line(&mut line),
+    )
+    .await??;
+    let mut answer = serde_json::to_string(&daemon.handle(&line))?;
+    answer.push('\n');
+    write.write_all(answer.as_bytes()).await?;
+    Ok(())
+}
+
+/// Answers one HTTP request with the exposition, whatever the path.
+async fn serve_metrics(daemon: &mut Daemon, mut stream: TcpStream) -> Result<()> {
+    let mut request = [0u8; 1024];
+    let _ = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut request)).await;
+    let body = metrics::exposition(&daemon.listing()?);
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body.as_bytes()).await?;
+    Ok(())
+}
+
+/// Runs the daemon until SIGINT or SIGTERM. The program stays attached and the maps pinned
+/// (forwarding goes on without a daemon); the next daemon adopts them. The socket is removed.
+pub async fn run(opts: Options) -> Result<()> {
+    if !iface::is_root() {
+        bail!("Permission denied (you must be root)");
+    }
+    iface::index(&opts.interface)?;
+    let listener = bind_socket(&opts.socket)?;
+    let result = start(&opts, listener).await;
+    let _ = fs::remove_file(&opts.socket);
+    result
+}
+
+async fn start(opts: &Options, listener: UnixListener) -> Result<()> {
+    let metrics = match opts.metrics {
+        Some(addr) => Some(bind_metrics(addr).await?),
+        None => None,
+    };
+    // Only state that goes with maps still pinned is adopted.
+    let pinned = opts.pin_dir.join(lb_common::map_names::SERVICES).exists();
+    let saved = pinned.then(|| SavedState::load(&opts.state_file)).flatten();
+    let dataplane = DataPlane::load(Some(&opts.pin_dir), opts.max_flows)?;
+    let mut daemon = Daemon::new(dataplane, opts);
+    let attached = daemon.install(opts, saved).and_then(|()| {
+        daemon
+            .dataplane_mut()
+            .attach(&opts.interface, opts.allow_generic)
+    });
+    let mode = match attached {
+        Ok(m) => m,
+        Err(e) if pinned => return Err(e),
+        Err(e) => {
+            // Nothing stays attached, and the half-written maps are not left pinned.
+            daemon.into_dataplane().unpin();
+            let _ = fs::remove_file(&opts.state_file);
+            return Err(e);
+        }
+    };
+    daemon.save();
+    log::info!(
+        "attached to {} ({mode:?} XDP); control socket {}",
+        opts.interface,
+        opts.socket.display()
+    );
+    serve(&mut daemon, listener, metrics).await?;
+    daemon.save();
+    log::info!(
+        "stopping; the XDP program stays attached to {} (`xdpvsd --unload` removes it)",
+        opts.interface
+    );
+    Ok(())
+}
+
+async fn serve(
+    daemon: &mut Daemon,
+    listener: UnixListener,
+    metrics: Option<TcpListener>,
+) -> Result<()> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut ticker = tokio::time::interval(TICK);
+    let scrape = async |m: &Option<TcpListener>| match m {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => return Ok(()),
+            _ = int.recv() => return Ok(()),
+            _ = hup.recv() => match daemon.reload() {
+                Ok(()) => {
+                    daemon.save();
+                    log::info!("configuration reloaded");
+                }
+                Err(e) => log::error!("reload refused, nothing changed: {e:#}"),
+            },
+            _ = ticker.tick() => {
+                if let Err(e) = daemon.tick() {
+                    log::error!("periodic work failed: {e:#}");
+                }
+            }
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    if let Err(e) = serve_one(daemon, stream).await {
+                        log::warn!("control request failed: {e:#}");
+                    }
+                }
+                Err(e) => log::warn!("accepting a control connection: {e}"),
+            },
+            accepted = scrape(&metrics) => match accepted {
+                Ok((stream, _)) => {
+                    if let Err(e) = serve_metrics(daemon, stream).await {
+                        log::warn!("metrics request failed: {e:#}");
+                    }
+                }
+                Err(e) => log::warn!("accepting a metrics connection: {e}"),
+            },
+        }
+    }
+}
+
+/// `xdpvsd --unload`: detaches the program a stopped daemon left attached and removes its pins
+/// and saved state. Refused while a daemon is running on `socket`.
+pub fn unload(opts: &Options) -> Result<()> {
+    if !iface::is_root() {
+        bail!("Permission denied (you must be root)");
+    }
+    if std::os::unix::net::UnixStream::connect(&opts.socket).is_ok() {
+        bail!(
+            "xdpvsd is running on {}; stop it first",
+            opts.socket.display()
+        );
+    }
+    let found = dataplane::remove_pins(&opts.pin_dir);
+    let _ = fs::remove_file(&opts.state_file);
+    if found {
+        log::info!("unloaded: pins in {} removed", opts.pin_dir.display());
+    } else {
+        log::info!("nothing pinned in {}", opts.pin_dir.display());
+    }
+    Ok(())
+}
