@@ -335,8 +335,16 @@ fn daemon_stops_cleanly_and_refuses_bad_starts() {
     assert_eq!(out.status.code(), Some(255));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not running"));
     let out = d.unload(&topo.director).unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(xdp_prog_id(&topo.director), None, "still attached after --unload");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        xdp_prog_id(&topo.director),
+        None,
+        "still attached after --unload"
+    );
     assert!(!d.pin_dir.exists(), "pins left behind");
 
     // Errors: missing interface, malformed config, not root.
