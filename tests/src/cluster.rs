@@ -24,13 +24,22 @@ pub struct Cluster {
 impl Cluster {
     /// Builds a topology with `n` real servers and starts xdpvsd with `config` (TOML).
     pub fn start(tag: &str, n: usize, config: &str) -> Result<Self> {
+        Self::launch(tag, n, Some(config))
+    }
+
+    /// As [`Cluster::start`], with xdpvsd started with only `--interface`.
+    pub fn unconfigured(tag: &str, n: usize) -> Result<Self> {
+        Self::launch(tag, n, None)
+    }
+
+    fn launch(tag: &str, n: usize, config: Option<&str>) -> Result<Self> {
         let topo = Topology::build(tag, n)?;
         let servers = servers::on_real_servers(&topo)?;
         let daemon = Daemon::start(
             &default_bin_dir(),
             &topo.director,
             &unique_name(tag),
-            Some(config),
+            config,
         )?;
         Ok(Self {
             daemon,

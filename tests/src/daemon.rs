@@ -3,6 +3,7 @@
 
 use std::{
     fs,
+    io::Write,
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
     time::{Duration, Instant},
@@ -138,13 +139,26 @@ impl Daemon {
 
     /// Runs xdpvsadm with `args` against this daemon.
     pub fn adm(&self, args: &[&str]) -> Result<Output> {
-        Command::new(self.bin_dir.join("xdpvsadm"))
+        self.adm_with_input(args, "")
+    }
+
+    /// Runs xdpvsadm with `args` and `input` on its standard input (for `-R`).
+    pub fn adm_with_input(&self, args: &[&str], input: &str) -> Result<Output> {
+        let mut child = Command::new(self.bin_dir.join("xdpvsadm"))
             .arg("--socket")
             .arg(&self.socket)
             .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .context("running xdpvsadm")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("running xdpvsadm")?;
+        child
+            .stdin
+            .take()
+            .context("stdin")?
+            .write_all(input.as_bytes())?;
+        Ok(child.wait_with_output()?)
     }
 
     /// The listing, as JSON from xdpvsadm.
