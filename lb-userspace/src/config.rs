@@ -277,6 +277,16 @@ address = "10.0.0.100:53"
     }
 
     #[test]
+    fn the_shipped_example_is_valid() {
+        let c = Config::parse(include_str!("../../dist/xdpvsd.toml")).unwrap();
+        assert_eq!(c.services.len(), 2);
+        assert_eq!(c.metrics, Some("127.0.0.1:9469".parse().unwrap()));
+        assert_eq!(c.services[0].dests[1].u_threshold, 10000);
+        let e = Config::parse("metrics = \"0.0.0.0:9469\"\n").unwrap_err();
+        assert!(format!("{e:#}").contains("loopback"), "{e:#}");
+    }
+
+    #[test]
     fn refuses_port_translation_and_bad_schedulers() {
         let base = "[[service]]\nprotocol = \"tcp\"\naddress = \"10.0.0.1:80\"\n";
         let e = Config::parse(&format!(
