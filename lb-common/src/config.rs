@@ -6,6 +6,8 @@
 pub struct Director {
     /// MAC address of the attached interface: the source MAC of forwarded frames.
     pub mac: [u8; 6],
+    /// Non-zero: report decisions as [`crate::event::Event`]s (the daemon logs at debug level).
+    pub debug: u8,
     /// Explicit padding.
-    pub _pad: [u8; 2],
+    pub _pad: u8,
 }

@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod dest;
+pub mod event;
 pub mod flow;
 pub mod maglev;
 pub mod sched;
@@ -41,7 +42,9 @@ pub mod map_names {
     pub const GLOBAL_STATS: &str = "GLOBAL_STATS";
     /// Single-entry director configuration: [`crate::config::Director`].
     pub const DIRECTOR: &str = "DIRECTOR";
-    /// Every map, for pinning and cleaning up.
+    /// Ring buffer of [`crate::event::Event`]s (not pinned: each daemon reads its own).
+    pub const EVENTS: &str = "EVENTS";
+    /// Every pinned map, for pinning and cleaning up.
     pub const ALL: [&str; 13] = [
         SERVICES,
         SERVICE_DESTS,
@@ -91,12 +94,13 @@ pub mod ip_proto {
 #[cfg(feature = "user")]
 mod pod {
     //! `aya::Pod` for every map key and value, so that user space can read and write them.
-    use crate::{config, dest, flow, service, stats};
+    use crate::{config, dest, event, flow, service, stats};
     macro_rules! pod {
         ($($t:ty),*) => { $(unsafe impl aya::Pod for $t {})* };
     }
     pod!(
         config::Director,
+        event::Event,
         dest::Dest,
         dest::DestConns,
         flow::FlowKey,

@@ -16,11 +16,17 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use lb_common::{
-    dest::DestConns, flow::Flow, sched::Addresses, service::ServiceKey, state::ConnState,
+    config::Director,
+    dest::DestConns,
+    event::{Event, EventKind},
+    flow::{Flow, FlowKey},
+    sched::Addresses,
+    service::ServiceKey,
+    state::ConnState,
     stats::Global,
 };
 use maps::{
-    DEST_CONNS, DEST_STATS, DESTS, DIRECTOR, FLOWS, SERVICE_STATS, SERVICES, account, count,
+    DEST_CONNS, DEST_STATS, DESTS, DIRECTOR, EVENTS, FLOWS, SERVICE_STATS, SERVICES, account, count,
 };
 use packet::Packet;
 
@@ -78,6 +84,23 @@ fn recount(conns: *mut DestConns, from: Option<ConnState>, to: ConnState) {
     }
 }
 
+/// Reports a decision when the daemon asked for debug events.
+#[inline(always)]
+fn report(director: &Director, kind: EventKind, service: u32, dest: u32, key: &FlowKey) {
+    if director.debug != 0 {
+        let event = Event {
+            kind: kind as u32,
+            service,
+            dest,
+            src_addr: key.src_addr,
+            src_port: key.src_port,
+            proto: key.proto as u16,
+        };
+        // A full ring loses the event, never the packet.
+        let _ = EVENTS.output::<Event>(&event, 0);
+    }
+}
+
 #[inline(always)]
 fn balance(ctx: &XdpContext) -> u32 {
     let Some(pkt) = Packet::parse(ctx) else {
@@ -128,6 +151,7 @@ fn balance(ctx: &XdpContext) -> u32 {
             };
             let Some(dest_id) = schedule::assign(svc, &client, pkt.key.src_addr, now) else {
                 count(Global::NoDest);
+                report(director, EventKind::NoDest, svc.id, u32::MAX, &pkt.key);
                 return xdp_action::XDP_DROP;
             };
             let Some(dest) = DESTS.get(dest_id) else {
@@ -153,11 +177,19 @@ fn balance(ctx: &XdpContext) -> u32 {
                     if let Some(conns) = DEST_CONNS.get_ptr_mut(dest_id) {
                         recount(conns, None, state);
                     }
+                    report(director, EventKind::Scheduled, svc.id, dest_id, &pkt.key);
                 }
                 // Another CPU created the flow first: the next packet follows its choice.
                 Err(e) if -e == EEXIST => {}
                 Err(_) => {
                     count(Global::FlowTableFull);
+                    report(
+                        director,
+                        EventKind::FlowTableFull,
+                        svc.id,
+                        dest_id,
+                        &pkt.key,
+                    );
                     return xdp_action::XDP_DROP;
                 }
             }

@@ -3,7 +3,7 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, PerCpuArray},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
 use lb_common::{
     DEFAULT_MAX_FLOWS, MAX_DESTS, MAX_DESTS_PER_SERVICE, MAX_SERVICES, TABLE_POOL_SIZE,
@@ -50,6 +50,9 @@ pub static DEST_STATS: PerCpuArray<Traffic> = PerCpuArray::with_max_entries(MAX_
 
 #[map(name = "GLOBAL_STATS")]
 pub static GLOBAL_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Global::COUNT, 0);
+
+#[map(name = "EVENTS")]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 16, 0);
 
 #[map(name = "DIRECTOR")]
 pub static DIRECTOR: Array<Director> = Array::with_max_entries(1, 0);

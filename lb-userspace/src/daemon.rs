@@ -11,6 +11,7 @@ use std::{
 use anyhow::{Context, Result};
 use lb_common::{
     dest::{DEST_F_RESOLVED, Dest},
+    event::EventKind,
     flow::{Flow, FlowKey, PersistKey},
     state::{ConnState, STATE_COUNT, Timeouts},
 };
@@ -31,6 +32,9 @@ use crate::{
 
 /// How often neighbours are refreshed, idle flows expired and counters sampled.
 pub const TICK: Duration = Duration::from_secs(1);
+/// Log target of the program's decisions (`RUST_LOG=xdpvs::xdp=debug` shows them alone).
+pub const XDP_LOG_TARGET: &str = "xdpvs::xdp";
+
 /// Every this many ticks every real server is probed, so that its neighbour entry stays fresh.
 const REPROBE_TICKS: u32 = 30;
 
@@ -135,7 +139,9 @@ impl Daemon {
     /// if it matches them), drops services nobody accounts for, and installs the configured
     /// services; without a configuration file an adopted table is kept as it is.
     pub fn install(&mut self, opts: &Options, saved: Option<SavedState>) -> Result<()> {
-        self.dataplane.set_director(iface::mac(&opts.interface)?)?;
+        let debug = log::log_enabled!(target: XDP_LOG_TARGET, log::Level::Debug);
+        self.dataplane
+            .set_director(iface::mac(&opts.interface)?, debug)?;
         let adopted = saved.is_some_and(|s| self.adopt(s));
         let known: Vec<_> = self
             .services
@@ -429,9 +435,44 @@ impl Daemon {
         if self.ticks.is_multiple_of(SAMPLE_TICKS) {
             self.sample_counters()?;
         }
+        self.log_events()?;
         let now = monotonic_ns();
         let live = self.dataplane.expire(&self.timeouts, now)?;
         self.expire_templates(&live, now)
+    }
+
+    /// Logs the program's decisions at debug level (it reports them only when that is on).
+    fn log_events(&mut self) -> Result<()> {
+        for e in self.dataplane.events()? {
+            let service = self.services.iter().find(|s| s.id == e.service);
+            let dest = service.and_then(|s| {
+                let i = s.dest_ids.iter().position(|d| *d == e.dest)?;
+                Some(s.spec.dests[i].addr)
+            });
+            let client = SocketAddrV4::new(
+                Ipv4Addr::from(e.src_addr.to_ne_bytes()),
+                u16::from_be(e.src_port),
+            );
+            let svc = service.map_or_else(
+                || format!("service #{}", e.service),
+                |s| s.spec.addr.to_string(),
+            );
+            match (EventKind::from_u32(e.kind), dest) {
+                (Some(EventKind::Scheduled), Some(d)) => {
+                    log::debug!(target: XDP_LOG_TARGET, "{client} -> {svc}: new flow to {d}")
+                }
+                (Some(EventKind::NoDest), _) => {
+                    log::debug!(target: XDP_LOG_TARGET, "{client} -> {svc}: dropped, no usable real server")
+                }
+                (Some(EventKind::FlowTableFull), _) => {
+                    log::debug!(target: XDP_LOG_TARGET, "{client} -> {svc}: dropped, connection table full")
+                }
+                (kind, _) => {
+                    log::debug!(target: XDP_LOG_TARGET, "{client} -> {svc}: {kind:?} dest #{}", e.dest)
+                }
+            }
+        }
+        Ok(())
     }
 
     fn sample_counters(&mut self) -> Result<()> {

@@ -8,7 +8,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapData, PerCpuArray},
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
     programs::{
         ProgramError, Xdp, XdpMode,
         links::{FdLink, PinnedLink},
@@ -19,6 +19,7 @@ use lb_common::{
     MAX_DESTS_PER_SERVICE,
     config::Director,
     dest::{Dest, DestConns},
+    event::Event,
     flow::{Flow, FlowKey, Persist, PersistKey},
     map_names as names, program_names,
     service::{SchedState, Service, ServiceKey},
@@ -219,11 +220,31 @@ impl DataPlane {
         HashMap::try_from(self.map_mut(names::SERVICES)?).map_err(map_err(names::SERVICES))
     }
 
-    /// Sets the source MAC of forwarded frames.
-    pub fn set_director(&mut self, mac: [u8; 6]) -> Result<()> {
+    /// Sets the source MAC of forwarded frames, and whether the program reports its decisions
+    /// (see [`DataPlane::events`]).
+    pub fn set_director(&mut self, mac: [u8; 6], debug: bool) -> Result<()> {
+        let director = Director {
+            mac,
+            debug: debug.into(),
+            _pad: 0,
+        };
         self.array(names::DIRECTOR)?
-            .set(0, Director { mac, _pad: [0; 2] }, 0)
+            .set(0, director, 0)
             .map_err(map_err(names::DIRECTOR))
+    }
+
+    /// The events the program reported since the last call.
+    pub fn events(&mut self) -> Result<Vec<Event>> {
+        let mut ring =
+            RingBuf::try_from(self.map_mut(names::EVENTS)?).map_err(map_err(names::EVENTS))?;
+        let mut events = Vec::new();
+        while let Some(item) = ring.next() {
+            if item.len() >= size_of::<Event>() {
+                // SAFETY: the program writes whole `Event`s; read unaligned from the ring.
+                events.push(unsafe { item.as_ptr().cast::<Event>().read_unaligned() });
+            }
+        }
+        Ok(events)
     }
 
     /// The real server in slot `id`.

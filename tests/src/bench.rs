@@ -131,7 +131,7 @@ fn measure(
 /// A private data plane with one TCP service on VIP:80 over `n` resolved real servers.
 fn dataplane(scheduler: Scheduler, n: u32, max_flows: u32) -> Result<DataPlane> {
     let mut dp = DataPlane::load(None, max_flows)?;
-    dp.set_director(DIRECTOR_MAC)?;
+    dp.set_director(DIRECTOR_MAC, false)?;
     let spec = ServiceSpec {
         addr: ServiceAddr {
             protocol: Protocol::Tcp,

@@ -54,7 +54,9 @@ impl Daemon {
     /// The xdpvsd command for `ns` with this daemon's paths and `config` (TOML) written to a file.
     pub fn command(&self, ns: &Netns, config: Option<&str>) -> Result<Command> {
         let mut cmd = ns.command(self.bin_dir.join("xdpvsd").to_str().context("path")?);
-        cmd.args(["--interface", IFACE, "--max-flows", "65536"])
+        // The program's decisions are logged too (debug level of their own target).
+        cmd.env("RUST_LOG", "info,xdpvs::xdp=debug")
+            .args(["--interface", IFACE, "--max-flows", "65536"])
             .arg("--pin-dir")
             .arg(&self.pin_dir)
             .arg("--socket")

@@ -53,7 +53,7 @@ fn dataplane_from(
     resolved: bool,
 ) -> DataPlane {
     let mut dp = DataPlane::load(None, 1024).expect("the object loads and passes the verifier");
-    dp.set_director(DIRECTOR_MAC).unwrap();
+    dp.set_director(DIRECTOR_MAC, false).unwrap();
     let specs: Vec<ServiceSpec> = [(Protocol::Tcp, 80), (Protocol::Udp, 53)]
         .into_iter()
         .map(|(protocol, port)| ServiceSpec {
@@ -566,5 +566,42 @@ fn adding_or_removing_servers_moves_only_the_removed_servers_flows() {
         (c.active, c.inactive),
         (0, 0),
         "the retired slot counts nothing"
+    );
+}
+
+#[test]
+fn decisions_are_reported_only_when_the_daemon_asks() {
+    use lb_common::event::EventKind;
+    let mut dp = dataplane(true);
+    assert_eq!(run(&dp, &tcp(40000, 80, SYN).build(b"")).0, XDP_TX);
+    assert_eq!(dp.events().unwrap(), vec![], "debug off: nothing reported");
+
+    dp.set_director(DIRECTOR_MAC, true).unwrap();
+    assert_eq!(run(&dp, &tcp(40001, 80, SYN).build(b"")).0, XDP_TX);
+    assert_eq!(run(&dp, &tcp(40001, 80, ACK).build(b"")).0, XDP_TX);
+    let events = dp.events().unwrap();
+    assert_eq!(
+        events.len(),
+        1,
+        "one new flow, the established packet is quiet"
+    );
+    let e = events[0];
+    assert_eq!(EventKind::from_u32(e.kind), Some(EventKind::Scheduled));
+    assert_eq!((e.service, e.dest, e.proto), (0, 1, 6));
+    assert_eq!(
+        (e.src_addr.to_ne_bytes(), u16::from_be(e.src_port)),
+        (CLIENT.octets(), 40001)
+    );
+
+    let mut drained = dataplane_with("rr", 0, &[0, 0], true);
+    drained.set_director(DIRECTOR_MAC, true).unwrap();
+    assert_eq!(run(&drained, &tcp(40002, 80, SYN).build(b"")).0, XDP_DROP);
+    let events = drained.events().unwrap();
+    assert_eq!(
+        events
+            .iter()
+            .map(|e| EventKind::from_u32(e.kind))
+            .collect::<Vec<_>>(),
+        [Some(EventKind::NoDest)]
     );
 }
