@@ -194,6 +194,24 @@ impl DataPlane {
             .with_context(|| format!("map {name} missing"))
     }
 
+    /// Kernel memory charged to map `name` in bytes (`memlock` of its descriptor).
+    pub fn map_memory(&self, name: &str) -> Result<u64> {
+        use std::os::fd::{AsFd, AsRawFd};
+        let data = match self.map(name)? {
+            aya::maps::Map::HashMap(m)
+            | aya::maps::Map::Array(m)
+            | aya::maps::Map::PerCpuArray(m)
+            | aya::maps::Map::RingBuf(m) => m,
+            _ => bail!("map {name}: unexpected map type"),
+        };
+        let fd = data.fd().as_fd().as_raw_fd();
+        let info = fs::read_to_string(format!("/proc/self/fdinfo/{fd}"))?;
+        info.lines()
+            .find_map(|l| l.strip_prefix("memlock:"))
+            .and_then(|v| v.trim().parse().ok())
+            .with_context(|| format!("map {name}: no memlock in fdinfo"))
+    }
+
     fn map_mut(&mut self, name: &str) -> Result<&mut aya::maps::Map> {
         self.ebpf
             .map_mut(name)

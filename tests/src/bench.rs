@@ -5,23 +5,33 @@
 //! New-flow cost is measured with a connection table of one entry that another flow already
 //! holds: every repetition then schedules anew (the walk, the counters, the table lookups) and
 //! fails to insert, which is the cost of a new flow minus one successful hash insert.
+//!
+//! Flow-table scaling fills the table through the program itself (one SYN per flow) and times
+//! an established packet; the control plane is timed against writing the same number of real
+//! server entries directly (its floor), inside a private network namespace so that the
+//! daemon's neighbour probes go nowhere.
 
 use std::{fmt::Write as _, net::Ipv4Addr, path::Path, time::Duration};
 
 use anyhow::{Context, Result};
 use aya::programs::{TestRun, TestRunOptions};
+use lb_common::{dest::Dest, map_names};
 use lb_common::{
     program_names,
     sched::Scheduler,
     state::tcp_flags::{ACK, SYN},
 };
 use lb_userspace::{
+    cli::Format,
+    daemon::{Daemon, Options},
     dataplane::DataPlane,
+    ipvsadm_format,
     model::{DestSpec, Protocol, ServiceAddr, ServiceSpec},
 };
 
 use crate::{
     direct,
+    netns::{Netns, enter_current_thread, unique_name},
     packets::{Frame, L4},
 };
 
@@ -37,6 +47,10 @@ pub struct Plan {
     pub run_time: Duration,
     /// Real server counts for the new-flow figures.
     pub server_counts: &'static [u32],
+    /// Flows in the table for the scaling figures.
+    pub flow_counts: &'static [u32],
+    /// Services and real servers per service for the control-plane figures.
+    pub control_plane: (u32, u32),
 }
 
 impl Plan {
@@ -45,12 +59,16 @@ impl Plan {
         runs: 3,
         run_time: Duration::from_millis(20),
         server_counts: &[2, 64, 1000],
+        flow_counts: &[1, 10_000],
+        control_plane: (100, 100),
     };
     /// The README's figures.
     pub const FULL: Plan = Plan {
         runs: 7,
         run_time: Duration::from_millis(200),
         server_counts: &[2, 64, 1000],
+        flow_counts: &[1, 10_000, 1_000_000],
+        control_plane: (1000, 100),
     };
 }
 
@@ -69,12 +87,18 @@ pub struct Figure {
     pub verdict: u32,
 }
 
+const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 10);
+
 fn frame(src_port: u16, flags: u8, dst: Ipv4Addr) -> Vec<u8> {
+    frame_from(CLIENT, src_port, flags, dst)
+}
+
+fn frame_from(src: Ipv4Addr, src_port: u16, flags: u8, dst: Ipv4Addr) -> Vec<u8> {
     Frame {
         dst_mac: DIRECTOR_MAC,
         src_mac: [2, 0, 0, 0, 0, 0x10],
         vlan: None,
-        src: Ipv4Addr::new(10, 77, 0, 10),
+        src,
         dst,
         l4: L4::Tcp {
             sport: src_port,
@@ -218,12 +242,154 @@ pub fn per_packet(plan: &Plan, progress: &mut dyn FnMut(&Figure)) -> Result<Vec<
     Ok(figures)
 }
 
+/// The `i`-th distinct client flow: a source address and port.
+fn client_flow(i: u32) -> (Ipv4Addr, u16) {
+    (
+        Ipv4Addr::from(0x0a80_0000 + i / 50_000),
+        1024 + (i % 50_000) as u16,
+    )
+}
+
+/// Established-flow cost with `plan.flow_counts` flows in a 1M-entry table, and the maps'
+/// memory per flow (bytes).
+pub fn flow_scaling(plan: &Plan, progress: &mut dyn FnMut(&Figure)) -> Result<(Vec<Figure>, f64)> {
+    let max_flows = lb_common::DEFAULT_MAX_FLOWS;
+    let dp = dataplane(Scheduler::Rr, 2, max_flows)?;
+    let mut figures = Vec::new();
+    let mut filled = 0;
+    for &n in plan.flow_counts {
+        for i in filled..n {
+            let (src, port) = client_flow(i);
+            time(
+                &dp,
+                program_names::LOAD_BALANCER,
+                &frame_from(src, port, SYN, VIP),
+                1,
+            )?;
+        }
+        filled = n;
+        let (src, port) = client_flow(n - 1);
+        let f = measure(
+            &dp,
+            plan,
+            format!("established flow, {n} flows in table"),
+            program_names::LOAD_BALANCER,
+            &frame_from(src, port, ACK, VIP),
+        )?;
+        progress(&f);
+        figures.push(f);
+    }
+    let bytes = dp.map_memory(map_names::FLOWS)? + dp.map_memory(map_names::PERSIST)?;
+    Ok((figures, bytes as f64 / f64::from(max_flows)))
+}
+
+/// One control-plane timing in milliseconds (median, min, max over the runs).
+fn timed(name: String, runs: usize, mut f: impl FnMut() -> Result<()>) -> Result<Figure> {
+    let mut samples = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let start = std::time::Instant::now();
+        f()?;
+        samples.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    samples.sort_by(f64::total_cmp);
+    Ok(Figure {
+        name,
+        median_ns: samples[samples.len() / 2],
+        min_ns: samples[0],
+        max_ns: samples[samples.len() - 1],
+        verdict: 0,
+    })
+}
+
+/// `services` TCP services of `servers` real servers each.
+fn many_services(services: u32, servers: u32) -> Vec<ServiceSpec> {
+    (0..services)
+        .map(|s| ServiceSpec {
+            addr: ServiceAddr {
+                protocol: Protocol::Tcp,
+                addr: VIP,
+                port: 1000 + s as u16,
+            },
+            scheduler: "wlc".into(),
+            flags: 0,
+            persistence: None,
+            dests: (0..servers)
+                .map(|d| DestSpec {
+                    addr: Ipv4Addr::from(0x0a50_0000 + s * servers + d),
+                    weight: 1,
+                    u_threshold: 0,
+                    l_threshold: 0,
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// Control-plane timings in ms: writing every real server entry straight into the map (the
+/// floor, first), the daemon applying the whole table, and `xdpvsadm -Ln`'s listing of it.
+/// Call inside a private network namespace.
+pub fn control_plane(plan: &Plan, progress: &mut dyn FnMut(&Figure)) -> Result<Vec<Figure>> {
+    let (services, servers) = plan.control_plane;
+    let specs = many_services(services, servers);
+    let runs = plan.runs.min(3);
+    let mut figures = Vec::new();
+    let mut push = |f: Figure| {
+        progress(&f);
+        figures.push(f);
+    };
+    let mut dp = DataPlane::load(None, 1024)?;
+    push(timed(
+        format!("baseline: {} real server map writes", services * servers),
+        runs,
+        || {
+            for id in 0..services * servers {
+                dp.write_dest(id, &Dest::default())?;
+            }
+            Ok(())
+        },
+    )?);
+    let mut opts = Options::new(Some("lo".into()), None)?;
+    opts.services = specs;
+    let mut daemon = None;
+    push(timed(
+        format!("apply {services} services x {servers} real servers"),
+        runs,
+        || {
+            let mut d = Daemon::new(DataPlane::load(None, 1024)?, &opts);
+            d.install(&opts, None)?;
+            daemon = Some(d);
+            Ok(())
+        },
+    )?);
+    let mut daemon = daemon.context("applied")?;
+    let mut lines = 0;
+    push(timed(
+        format!("xdpvsadm -Ln of {services} x {servers}"),
+        runs,
+        || {
+            let l = daemon.listing()?;
+            lines = ipvsadm_format::list(&l, None, &Format::default())
+                .lines()
+                .count();
+            Ok(())
+        },
+    )?);
+    anyhow::ensure!(
+        lines as u32 == 3 + services * (1 + servers),
+        "listing has {lines} lines"
+    );
+    Ok(figures)
+}
+
 /// The figures as a table, with ratios to the first (the baseline).
-pub fn table(figures: &[Figure]) -> String {
+pub fn table(title: &str, unit: &str, figures: &[Figure]) -> String {
     let base = figures.first().map_or(1.0, |f| f.median_ns);
     let mut out = format!(
-        "{:<44} {:>10} {:>10} {:>10} {:>8}\n",
-        "per packet (BPF_PROG_TEST_RUN)", "median ns", "min", "max", "ratio"
+        "{title:<44} {:>10} {:>10} {:>10} {:>8}\n",
+        format!("median {unit}"),
+        "min",
+        "max",
+        "ratio"
     );
     for f in figures {
         let _ = writeln!(
@@ -239,8 +405,32 @@ pub fn table(figures: &[Figure]) -> String {
     out
 }
 
+/// Everything one run measured.
+pub struct Results {
+    /// Per-packet figures; the first is the MAC-swap baseline.
+    pub per_packet: Vec<Figure>,
+    /// Established-flow cost by table fill (same baseline).
+    pub flow_scaling: Vec<Figure>,
+    /// Bytes of map memory per connection-table entry.
+    pub bytes_per_flow: f64,
+    /// Control-plane timings in ms; the first is the raw map-write baseline.
+    pub control_plane: Vec<Figure>,
+}
+
+fn rows(figures: &[Figure], base: f64, unit: &str) -> Vec<serde_json::Value> {
+    figures
+        .iter()
+        .map(|f| {
+            serde_json::json!({
+                "name": f.name, "unit": unit, "median": f.median_ns, "min": f.min_ns,
+                "max": f.max_ns, "ratio": f.median_ns / base, "verdict": f.verdict,
+            })
+        })
+        .collect()
+}
+
 /// The figures and the machine facts as JSON.
-pub fn json(figures: &[Figure]) -> serde_json::Value {
+pub fn json(r: &Results) -> serde_json::Value {
     let machine = |cmd: &str, args: &[&str]| {
         std::process::Command::new(cmd)
             .args(args)
@@ -248,39 +438,56 @@ pub fn json(figures: &[Figure]) -> serde_json::Value {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
             .unwrap_or_default()
     };
-    let base = figures.first().map_or(1.0, |f| f.median_ns);
-    let rows: Vec<_> = figures
-        .iter()
-        .map(|f| {
-            serde_json::json!({
-                "name": f.name, "median_ns": f.median_ns, "min_ns": f.min_ns, "max_ns": f.max_ns,
-                "ratio": f.median_ns / base, "verdict": f.verdict,
-            })
-        })
-        .collect();
+    let base = r.per_packet.first().map_or(1.0, |f| f.median_ns);
+    let cp_base = r.control_plane.first().map_or(1.0, |f| f.median_ns);
     serde_json::json!({
         "machine": {
             "kernel": machine("uname", &["-r"]),
             "cpus": machine("nproc", &[]),
             "cpu": machine("sh", &["-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"]),
         },
-        "per_packet": rows,
+        "per_packet": rows(&r.per_packet, base, "ns"),
+        "flow_scaling": rows(&r.flow_scaling, base, "ns"),
+        "bytes_per_flow": r.bytes_per_flow,
+        "control_plane": rows(&r.control_plane, cp_base, "ms"),
     })
 }
 
-/// Runs the benchmark, prints the table and writes `out_dir/bench.json`.
+/// Runs the benchmark, prints the tables and writes `out_dir/bench.json`.
 pub fn run(plan: &Plan, out_dir: &Path) -> Result<()> {
+    // A private namespace: the daemon's neighbour probes of the control-plane figures go
+    // nowhere.
+    let ns = Netns::create(unique_name("bench"))?;
+    enter_current_thread(&ns.path())?;
     println!(
         "measuring (BPF_PROG_TEST_RUN, {} runs per figure)...",
         plan.runs
     );
-    let figures = per_packet(plan, &mut |f| {
-        eprintln!("  {:<44} {:>8.1} ns", f.name, f.median_ns)
-    })?;
-    print!("{}", table(&figures));
+    let mut progress = |f: &Figure| eprintln!("  {:<44} {:>10.1}", f.name, f.median_ns);
+    let per_packet = per_packet(plan, &mut progress)?;
+    let (mut flow_scaling, bytes_per_flow) = flow_scaling(plan, &mut progress)?;
+    let control_plane = control_plane(plan, &mut progress)?;
+    print!(
+        "{}",
+        table("per packet (BPF_PROG_TEST_RUN)", "ns", &per_packet)
+    );
+    flow_scaling.insert(0, per_packet[0].clone());
+    print!(
+        "{}",
+        table("established flow by table fill", "ns", &flow_scaling)
+    );
+    flow_scaling.remove(0);
+    println!("map memory per connection-table entry: {bytes_per_flow:.0} bytes");
+    print!("{}", table("control plane", "ms", &control_plane));
+    let results = Results {
+        per_packet,
+        flow_scaling,
+        bytes_per_flow,
+        control_plane,
+    };
     std::fs::create_dir_all(out_dir)?;
     let path = out_dir.join("bench.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&json(&figures))?)?;
+    std::fs::write(&path, serde_json::to_string_pretty(&json(&results))?)?;
     println!("wrote {}", path.display());
     Ok(())
 }
