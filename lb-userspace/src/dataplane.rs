@@ -43,11 +43,11 @@ pub enum AttachMode {
 /// Name of the pinned XDP link in the pin directory.
 const LINK_PIN: &str = "link";
 
-/// The loaded object, its maps, and the attachment if any.
+/// The loaded object and its maps. Without a pin directory an attachment lasts as long as the
+/// object; with one it is a pinned link that outlives it.
 pub struct DataPlane {
     ebpf: Ebpf,
     pin_dir: Option<PathBuf>,
-    attachment: Option<XdpLinkId>,
 }
 
 fn map_err(name: &str) -> impl FnOnce(aya::maps::MapError) -> anyhow::Error + '_ {
@@ -88,7 +88,6 @@ impl DataPlane {
         Ok(Self {
             ebpf,
             pin_dir: pin_dir.map(Path::to_owned),
-            attachment: None,
         })
     }
 
@@ -121,8 +120,8 @@ impl DataPlane {
                 }
             }
         }
-        let mode = self.attach_new(interface, allow_generic)?;
-        if let (Some(path), Some(id)) = (self.link_path(), self.attachment.take()) {
+        let (mode, id) = self.attach_new(interface, allow_generic)?;
+        if let Some(path) = self.link_path() {
             let link = self
                 .program_mut(program_names::LOAD_BALANCER)
                 .take_link(id)?;
@@ -149,7 +148,11 @@ impl DataPlane {
         Ok(())
     }
 
-    fn attach_new(&mut self, interface: &str, allow_generic: bool) -> Result<AttachMode> {
+    fn attach_new(
+        &mut self,
+        interface: &str,
+        allow_generic: bool,
+    ) -> Result<(AttachMode, XdpLinkId)> {
         let ifindex = iface::index(interface)?;
         let prog = self.program_mut(program_names::LOAD_BALANCER);
         let (id, mode) = match prog.attach_to_if_index(ifindex, XdpMode::Driver) {
@@ -166,16 +169,7 @@ impl DataPlane {
             }
             Err(e) => return Err(busy_or(e, interface)),
         };
-        self.attachment = Some(id);
-        Ok(mode)
-    }
-
-    /// Detaches the balancer, if attached without a pin directory.
-    pub fn detach(&mut self) -> Result<()> {
-        if let Some(id) = self.attachment.take() {
-            self.program_mut(program_names::LOAD_BALANCER).detach(id)?;
-        }
-        Ok(())
+        Ok((mode, id))
     }
 
     /// Unloads everything and removes the pins: the program is detached and the next daemon
