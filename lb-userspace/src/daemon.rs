@@ -271,8 +271,7 @@ impl Daemon {
             }
             None => {
                 let id = self.service_ids.alloc().ok_or_else(|| full("service id"))?;
-                let raw = self.dataplane.service_traffic(id)?.into();
-                self.counters.zero(Owner::Service(id), raw);
+                self.zero_counters(Owner::Service(id))?;
                 (id, HashMap::new())
             }
         };
@@ -286,8 +285,7 @@ impl Daemon {
                         .alloc()
                         .ok_or_else(|| full("real server slot"))?;
                     let generation = self.dataplane.claim_dest(id)?;
-                    let raw = self.dataplane.dest_traffic(id)?.into();
-                    self.counters.zero(Owner::Dest(id), raw);
+                    self.zero_counters(Owner::Dest(id))?;
                     let addr = u32::from_ne_bytes(ds.addr.octets());
                     (
                         id,
@@ -364,23 +362,18 @@ impl Daemon {
     /// `-Z`: zeroes the counters of one service and its real servers, or of everything.
     fn zero(&mut self, only: Option<ServiceAddr>) -> Result<(), String> {
         let all = only.is_none();
-        let chosen: Vec<(u32, Vec<u32>)> = self
+        let chosen: Vec<Owner> = self
             .services
             .iter()
             .filter(|s| only.is_none_or(|a| a == s.spec.addr))
-            .map(|s| (s.id, s.dest_ids.clone()))
+            .flat_map(owners)
             .collect();
         if chosen.is_empty() && !all {
             return Err("No such service".into());
         }
         let failed = |e: anyhow::Error| format!("{e:#}");
-        for (id, dests) in chosen {
-            let raw = self.dataplane.service_traffic(id).map_err(failed)?.into();
-            self.counters.zero(Owner::Service(id), raw);
-            for d in dests {
-                let raw = self.dataplane.dest_traffic(d).map_err(failed)?.into();
-                self.counters.zero(Owner::Dest(d), raw);
-            }
+        for owner in chosen {
+            self.zero_counters(owner).map_err(failed)?;
         }
         if all {
             for (g, raw) in self.dataplane.globals().map_err(failed)? {
@@ -476,14 +469,27 @@ impl Daemon {
     }
 
     fn sample_counters(&mut self) -> Result<()> {
-        for s in &self.services {
-            let raw = self.dataplane.service_traffic(s.id)?.into();
-            self.counters.sample(Owner::Service(s.id), raw);
-            for d in &s.dest_ids {
-                let raw = self.dataplane.dest_traffic(*d)?.into();
-                self.counters.sample(Owner::Dest(*d), raw);
-            }
+        let all: Vec<Owner> = self.services.iter().flat_map(owners).collect();
+        for owner in all {
+            let raw = self.raw_traffic(owner)?;
+            self.counters.sample(owner, raw);
         }
+        Ok(())
+    }
+
+    /// The program's cumulative sums for `owner`.
+    fn raw_traffic(&self, owner: Owner) -> Result<TrafficStatus> {
+        Ok(match owner {
+            Owner::Service(id) => self.dataplane.service_traffic(id)?,
+            Owner::Dest(id) => self.dataplane.dest_traffic(id)?,
+        }
+        .into())
+    }
+
+    /// Starts `owner`'s counters from zero at the program's current sums.
+    fn zero_counters(&mut self, owner: Owner) -> Result<()> {
+        let raw = self.raw_traffic(owner)?;
+        self.counters.zero(owner, raw);
         Ok(())
     }
 
@@ -576,11 +582,7 @@ impl Daemon {
     }
 
     fn traffic(&self, owner: Owner) -> Result<TrafficStatus> {
-        let raw = match owner {
-            Owner::Service(id) => self.dataplane.service_traffic(id)?,
-            Owner::Dest(id) => self.dataplane.dest_traffic(id)?,
-        };
-        Ok(self.counters.traffic(owner, raw.into()))
+        Ok(self.counters.traffic(owner, self.raw_traffic(owner)?))
     }
 
     /// The connection table with the persistence templates, as `-Lnc` lists them.
@@ -693,6 +695,11 @@ impl Daemon {
     pub fn into_dataplane(self) -> DataPlane {
         self.dataplane
     }
+}
+
+/// The counter owners of a service: itself and its real servers.
+fn owners(s: &InstalledService) -> impl Iterator<Item = Owner> + '_ {
+    std::iter::once(Owner::Service(s.id)).chain(s.dest_ids.iter().map(|d| Owner::Dest(*d)))
 }
 
 fn set_neighbour(dest: &mut Dest, n: Option<&neigh::Neighbour>) {

@@ -318,11 +318,13 @@ impl DataPlane {
             .map_err(map_err(names::SERVICES))
     }
 
+    fn services_ref(&self) -> Result<HashMap<&MapData, ServiceKey, Service>> {
+        HashMap::try_from(self.map(names::SERVICES)?).map_err(map_err(names::SERVICES))
+    }
+
     /// Every service key in the map.
     pub fn service_keys(&self) -> Result<Vec<ServiceKey>> {
-        let services: HashMap<_, ServiceKey, Service> =
-            HashMap::try_from(self.map(names::SERVICES)?).map_err(map_err(names::SERVICES))?;
-        services
+        self.services_ref()?
             .keys()
             .collect::<Result<_, _>>()
             .map_err(map_err(names::SERVICES))
@@ -330,9 +332,7 @@ impl DataPlane {
 
     /// The service under `key`, if the map has it.
     pub fn service(&self, key: &ServiceKey) -> Result<Option<Service>> {
-        let services: HashMap<_, ServiceKey, Service> =
-            HashMap::try_from(self.map(names::SERVICES)?).map_err(map_err(names::SERVICES))?;
-        match services.get(key, 0) {
+        match self.services_ref()?.get(key, 0) {
             Ok(s) => Ok(Some(s)),
             Err(aya::maps::MapError::KeyNotFound) => Ok(None),
             Err(e) => Err(map_err(names::SERVICES)(e)),

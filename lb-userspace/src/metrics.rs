@@ -3,103 +3,124 @@
 
 use std::fmt::Write;
 
-use crate::listing::Listing;
+use crate::listing::{DestStatus, Listing, ServiceStatus};
+
+/// A metric family: name, type, help, and the value it reads.
+type Family<T> = (&'static str, &'static str, &'static str, fn(&T) -> u64);
+
+const SERVICE_FAMILIES: [Family<ServiceStatus>; 3] = [
+    (
+        "xdpvs_service_connections_total",
+        "counter",
+        "Connections scheduled to the virtual service.",
+        |s| s.traffic.conns,
+    ),
+    (
+        "xdpvs_service_packets_total",
+        "counter",
+        "Packets forwarded for the virtual service.",
+        |s| s.traffic.packets,
+    ),
+    (
+        "xdpvs_service_bytes_total",
+        "counter",
+        "Bytes forwarded for the virtual service.",
+        |s| s.traffic.bytes,
+    ),
+];
+
+const DEST_FAMILIES: [Family<DestStatus>; 6] = [
+    (
+        "xdpvs_real_server_connections_total",
+        "counter",
+        "Connections scheduled to the real server.",
+        |d| d.traffic.conns,
+    ),
+    (
+        "xdpvs_real_server_packets_total",
+        "counter",
+        "Packets forwarded to the real server.",
+        |d| d.traffic.packets,
+    ),
+    (
+        "xdpvs_real_server_bytes_total",
+        "counter",
+        "Bytes forwarded to the real server.",
+        |d| d.traffic.bytes,
+    ),
+    (
+        "xdpvs_real_server_active_connections",
+        "gauge",
+        "Connections in ESTABLISHED (ipvsadm ActiveConn).",
+        |d| d.active.into(),
+    ),
+    (
+        "xdpvs_real_server_inactive_connections",
+        "gauge",
+        "Connections in any other state (ipvsadm InActConn).",
+        |d| d.inactive.into(),
+    ),
+    (
+        "xdpvs_real_server_weight",
+        "gauge",
+        "The real server's weight (0 = drained).",
+        |d| d.weight.into(),
+    ),
+];
+
+fn service_labels(s: &ServiceStatus) -> String {
+    format!(
+        "protocol=\"{}\",vip=\"{}\",port=\"{}\"",
+        s.addr.protocol.label().to_lowercase(),
+        s.addr.addr,
+        s.addr.port
+    )
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: Vec<(String, u64)>) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (labels, v) in samples {
+        let _ = writeln!(out, "{name}{{{labels}}} {v}");
+    }
+}
 
 /// The exposition (format 0.0.4) of `l`.
 pub fn exposition(l: &Listing) -> String {
     let mut out = String::new();
-    let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, u64)>| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for (labels, v) in samples {
-            let _ = writeln!(out, "{name}{{{labels}}} {v}");
-        }
-    };
-    let service_labels = |s: &crate::listing::ServiceStatus| {
-        format!(
-            "protocol=\"{}\",vip=\"{}\",port=\"{}\"",
-            s.addr.protocol.label().to_lowercase(),
-            s.addr.addr,
-            s.addr.port
-        )
-    };
-    let per_service = |f: &dyn Fn(&crate::listing::ServiceStatus) -> u64| {
-        l.services
+    for (name, kind, help, value) in SERVICE_FAMILIES {
+        let samples = l
+            .services
             .iter()
-            .map(|s| (service_labels(s), f(s)))
-            .collect::<Vec<_>>()
-    };
-    let per_dest = |f: &dyn Fn(&crate::listing::DestStatus) -> u64| {
-        l.services
+            .map(|s| (service_labels(s), value(s)))
+            .collect();
+        family(&mut out, name, kind, help, samples);
+    }
+    for (name, kind, help, value) in DEST_FAMILIES {
+        let samples = l
+            .services
             .iter()
             .flat_map(|s| {
-                s.dests
-                    .iter()
-                    .map(move |d| (format!("{},server=\"{}\"", service_labels(s), d.addr), f(d)))
+                s.dests.iter().map(move |d| {
+                    (
+                        format!("{},server=\"{}\"", service_labels(s), d.addr),
+                        value(d),
+                    )
+                })
             })
-            .collect::<Vec<_>>()
-    };
+            .collect();
+        family(&mut out, name, kind, help, samples);
+    }
+    let samples = l
+        .counters
+        .iter()
+        .map(|(name, v)| (format!("result=\"{name}\""), *v))
+        .collect();
     family(
-        "xdpvs_service_connections_total",
-        "counter",
-        "Connections scheduled to the virtual service.",
-        per_service(&|s| s.traffic.conns),
-    );
-    family(
-        "xdpvs_service_packets_total",
-        "counter",
-        "Packets forwarded for the virtual service.",
-        per_service(&|s| s.traffic.packets),
-    );
-    family(
-        "xdpvs_service_bytes_total",
-        "counter",
-        "Bytes forwarded for the virtual service.",
-        per_service(&|s| s.traffic.bytes),
-    );
-    family(
-        "xdpvs_real_server_connections_total",
-        "counter",
-        "Connections scheduled to the real server.",
-        per_dest(&|d| d.traffic.conns),
-    );
-    family(
-        "xdpvs_real_server_packets_total",
-        "counter",
-        "Packets forwarded to the real server.",
-        per_dest(&|d| d.traffic.packets),
-    );
-    family(
-        "xdpvs_real_server_bytes_total",
-        "counter",
-        "Bytes forwarded to the real server.",
-        per_dest(&|d| d.traffic.bytes),
-    );
-    family(
-        "xdpvs_real_server_active_connections",
-        "gauge",
-        "Connections in ESTABLISHED (ipvsadm ActiveConn).",
-        per_dest(&|d| d.active.into()),
-    );
-    family(
-        "xdpvs_real_server_inactive_connections",
-        "gauge",
-        "Connections in any other state (ipvsadm InActConn).",
-        per_dest(&|d| d.inactive.into()),
-    );
-    family(
-        "xdpvs_real_server_weight",
-        "gauge",
-        "The real server's weight (0 = drained).",
-        per_dest(&|d| d.weight.into()),
-    );
-    family(
+        &mut out,
         "xdpvs_packets_total",
         "counter",
         "Packets seen by the XDP program by outcome.",
-        l.counters
-            .iter()
-            .map(|(name, v)| (format!("result=\"{name}\""), *v))
-            .collect(),
+        samples,
     );
     out
 }
@@ -110,7 +131,7 @@ mod tests {
 
     use super::*;
     use crate::{
-        listing::{DestStatus, Rates, ServiceStatus, TrafficStatus},
+        listing::{Rates, TrafficStatus},
         model::{Protocol, ServiceAddr},
     };
 

@@ -89,6 +89,20 @@ pub struct Figure {
 
 const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 10);
 
+impl Figure {
+    /// The median, min and max of `samples` (at least one).
+    fn of(name: String, mut samples: Vec<f64>, verdict: u32) -> Self {
+        samples.sort_by(f64::total_cmp);
+        Self {
+            name,
+            median_ns: samples[samples.len() / 2],
+            min_ns: samples[0],
+            max_ns: samples[samples.len() - 1],
+            verdict,
+        }
+    }
+}
+
 fn frame(src_port: u16, flags: u8, dst: Ipv4Addr) -> Vec<u8> {
     frame_from(CLIENT, src_port, flags, dst)
 }
@@ -142,14 +156,7 @@ fn measure(
         samples.push(ns);
         verdict = v;
     }
-    samples.sort_by(f64::total_cmp);
-    Ok(Figure {
-        name,
-        median_ns: samples[samples.len() / 2],
-        min_ns: samples[0],
-        max_ns: samples[samples.len() - 1],
-        verdict,
-    })
+    Ok(Figure::of(name, samples, verdict))
 }
 
 /// A private data plane with one TCP service on VIP:80 over `n` resolved real servers.
@@ -291,14 +298,7 @@ fn timed(name: String, runs: usize, mut f: impl FnMut() -> Result<()>) -> Result
         f()?;
         samples.push(start.elapsed().as_secs_f64() * 1e3);
     }
-    samples.sort_by(f64::total_cmp);
-    Ok(Figure {
-        name,
-        median_ns: samples[samples.len() / 2],
-        min_ns: samples[0],
-        max_ns: samples[samples.len() - 1],
-        verdict: 0,
-    })
+    Ok(Figure::of(name, samples, 0))
 }
 
 /// `services` TCP services of `servers` real servers each.

@@ -53,16 +53,14 @@ impl Daemon {
 
     /// The xdpvsd command for `ns` with this daemon's paths and `config` (TOML) written to a file.
     pub fn command(&self, ns: &Netns, config: Option<&str>) -> Result<Command> {
-        let mut cmd = ns.command(self.bin_dir.join("xdpvsd").to_str().context("path")?);
+        let mut cmd = self.xdpvsd(ns)?;
         // The program's decisions are logged too (debug level of their own target).
-        cmd.env("RUST_LOG", "info,xdpvs::xdp=debug")
-            .args(["--interface", IFACE, "--max-flows", "65536"])
-            .arg("--pin-dir")
-            .arg(&self.pin_dir)
-            .arg("--socket")
-            .arg(&self.socket)
-            .arg("--state-file")
-            .arg(self.state_file());
+        cmd.env("RUST_LOG", "info,xdpvs::xdp=debug").args([
+            "--interface",
+            IFACE,
+            "--max-flows",
+            "65536",
+        ]);
         if let Some(text) = config {
             self.write_config(text)?;
             cmd.arg("--config").arg(self.config_path());
@@ -123,15 +121,19 @@ impl Daemon {
 
     /// Runs `xdpvsd --unload` for this daemon's pins and state.
     pub fn unload(&self, ns: &Netns) -> Result<Output> {
+        Ok(self.xdpvsd(ns)?.arg("--unload").output()?)
+    }
+
+    /// xdpvsd in `ns` with this daemon's pin directory, socket and state file.
+    fn xdpvsd(&self, ns: &Netns) -> Result<Command> {
         let mut cmd = ns.command(self.bin_dir.join("xdpvsd").to_str().context("path")?);
-        cmd.arg("--unload")
-            .arg("--pin-dir")
+        cmd.arg("--pin-dir")
             .arg(&self.pin_dir)
             .arg("--socket")
             .arg(&self.socket)
             .arg("--state-file")
             .arg(self.state_file());
-        Ok(cmd.output()?)
+        Ok(cmd)
     }
 
     /// What the daemon logged so far.

@@ -70,6 +70,10 @@ fn refused(e: anyhow::Error) -> CliError {
     }
 }
 
+fn unexpected(reply: Reply) -> CliError {
+    refused(anyhow::anyhow!("unexpected reply from xdpvsd: {reply:?}"))
+}
+
 fn call(socket: &std::path::Path, command: Command) -> Result<Reply, CliError> {
     control::call(socket, command).map_err(refused)
 }
@@ -77,7 +81,7 @@ fn call(socket: &std::path::Path, command: Command) -> Result<Reply, CliError> {
 fn execute(socket: &std::path::Path, inv: Invocation) -> Result<(), CliError> {
     let listing = |socket| match call(socket, Command::List)? {
         Reply::Listing(l) => Ok(l),
-        other => Err(refused(anyhow::anyhow!("unexpected reply {other:?}"))),
+        other => Err(unexpected(other)),
     };
     let mut out = std::io::stdout().lock();
     let text = match inv.action {
@@ -114,12 +118,12 @@ fn execute(socket: &std::path::Path, inv: Invocation) -> Result<(), CliError> {
         }
         Action::ListTimeouts => match call(socket, Command::Timeouts)? {
             Reply::Timeouts(t) => ipvsadm_format::timeouts(t),
-            other => return Err(refused(anyhow::anyhow!("unexpected reply {other:?}"))),
+            other => return Err(unexpected(other)),
         },
         Action::ListConnections => match call(socket, Command::Connections)? {
             Reply::Connections(c) if inv.json => to_json(&c),
             Reply::Connections(c) => ipvsadm_format::connections(&c),
-            other => return Err(refused(anyhow::anyhow!("unexpected reply {other:?}"))),
+            other => return Err(unexpected(other)),
         },
         Action::Save => ipvsadm_format::rules(&listing(socket)?),
         Action::List(only) => {
