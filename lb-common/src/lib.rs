@@ -7,6 +7,7 @@ pub mod config;
 pub mod dest;
 pub mod event;
 pub mod flow;
+pub mod generator;
 pub mod maglev;
 pub mod sched;
 pub mod service;
@@ -44,6 +45,10 @@ pub mod map_names {
     pub const DIRECTOR: &str = "DIRECTOR";
     /// Ring buffer of [`crate::event::Event`]s (not pinned: each daemon reads its own).
     pub const EVENTS: &str = "EVENTS";
+    /// The benchmark generator's settings: [`crate::generator::Generator`] (not pinned).
+    pub const GENERATOR: &str = "GENERATOR";
+    /// Per-CPU generator counters by [`crate::generator::Counter`] (not pinned).
+    pub const GENERATOR_COUNTERS: &str = "GENERATOR_COUNTERS";
     /// Every pinned map, for pinning and cleaning up.
     pub const ALL: [&str; 13] = [
         SERVICES,
@@ -70,6 +75,10 @@ pub mod program_names {
     pub const PASS: &str = "xdpvs_pass";
     /// Swaps MAC addresses and returns XDP_TX: the benchmark baseline.
     pub const MAC_SWAP: &str = "xdpvs_mac_swap";
+    /// The benchmark's live-frame generator ([`crate::generator`]).
+    pub const GENERATOR: &str = "xdpvs_bench_gen";
+    /// Counts and drops what the director sent back to the generator.
+    pub const SINK: &str = "xdpvs_bench_sink";
 }
 
 /// Most virtual services the maps hold.
@@ -94,12 +103,13 @@ pub mod ip_proto {
 #[cfg(feature = "user")]
 mod pod {
     //! `aya::Pod` for every map key and value, so that user space can read and write them.
-    use crate::{config, dest, event, flow, service, stats};
+    use crate::{config, dest, event, flow, generator, service, stats};
     macro_rules! pod {
         ($($t:ty),*) => { $(unsafe impl aya::Pod for $t {})* };
     }
     pod!(
         config::Director,
+        generator::Generator,
         event::Event,
         dest::Dest,
         dest::DestConns,

@@ -3,6 +3,7 @@
 //! Ethernet addresses rewritten; everything else goes to the kernel unchanged.
 #![no_std]
 
+mod bench;
 mod maps;
 mod packet;
 mod schedule;

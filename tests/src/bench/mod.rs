@@ -29,6 +29,10 @@ use lb_userspace::{
     model::{DestSpec, Protocol, ServiceAddr, ServiceSpec},
 };
 
+mod live;
+
+pub use live::LiveFigure;
+
 use crate::{
     direct,
     netns::{Netns, enter_current_thread, unique_name},
@@ -51,6 +55,8 @@ pub struct Plan {
     pub flow_counts: &'static [u32],
     /// Services and real servers per service for the control-plane figures.
     pub control_plane: (u32, u32),
+    /// Frames per live-rate run.
+    pub live_frames: u32,
 }
 
 impl Plan {
@@ -61,6 +67,7 @@ impl Plan {
         server_counts: &[2, 64, 1000],
         flow_counts: &[1, 10_000],
         control_plane: (100, 100),
+        live_frames: 200_000,
     };
     /// The README's figures.
     pub const FULL: Plan = Plan {
@@ -69,6 +76,7 @@ impl Plan {
         server_counts: &[2, 64, 1000],
         flow_counts: &[1, 10_000, 1_000_000],
         control_plane: (1000, 100),
+        live_frames: 4_000_000,
     };
 }
 
@@ -78,11 +86,11 @@ pub struct Figure {
     /// What was measured.
     pub name: String,
     /// Median ns/packet.
-    pub median_ns: f64,
+    pub median: f64,
     /// Fastest run.
-    pub min_ns: f64,
+    pub min: f64,
     /// Slowest run.
-    pub max_ns: f64,
+    pub max: f64,
     /// XDP verdict of the measured packet.
     pub verdict: u32,
 }
@@ -95,9 +103,9 @@ impl Figure {
         samples.sort_by(f64::total_cmp);
         Self {
             name,
-            median_ns: samples[samples.len() / 2],
-            min_ns: samples[0],
-            max_ns: samples[samples.len() - 1],
+            median: samples[samples.len() / 2],
+            min: samples[0],
+            max: samples[samples.len() - 1],
             verdict,
         }
     }
@@ -383,7 +391,7 @@ pub fn control_plane(plan: &Plan, progress: &mut dyn FnMut(&Figure)) -> Result<V
 
 /// The figures as a table, with ratios to the first (the baseline).
 pub fn table(title: &str, unit: &str, figures: &[Figure]) -> String {
-    let base = figures.first().map_or(1.0, |f| f.median_ns);
+    let base = figures.first().map_or(1.0, |f| f.median);
     let mut out = format!(
         "{title:<44} {:>10} {:>10} {:>10} {:>8}\n",
         format!("median {unit}"),
@@ -396,10 +404,10 @@ pub fn table(title: &str, unit: &str, figures: &[Figure]) -> String {
             out,
             "{:<44} {:>10.1} {:>10.1} {:>10.1} {:>7.2}x",
             f.name,
-            f.median_ns,
-            f.min_ns,
-            f.max_ns,
-            f.median_ns / base
+            f.median,
+            f.min,
+            f.max,
+            f.median / base
         );
     }
     out
@@ -415,6 +423,8 @@ pub struct Results {
     pub bytes_per_flow: f64,
     /// Control-plane timings in ms; the first is the raw map-write baseline.
     pub control_plane: Vec<Figure>,
+    /// Live forwarding rates in Mpps; the first is the MAC-swap baseline.
+    pub live: Vec<LiveFigure>,
 }
 
 fn rows(figures: &[Figure], base: f64, unit: &str) -> Vec<serde_json::Value> {
@@ -422,11 +432,57 @@ fn rows(figures: &[Figure], base: f64, unit: &str) -> Vec<serde_json::Value> {
         .iter()
         .map(|f| {
             serde_json::json!({
-                "name": f.name, "unit": unit, "median": f.median_ns, "min": f.min_ns,
-                "max": f.max_ns, "ratio": f.median_ns / base, "verdict": f.verdict,
+                "name": f.name, "unit": unit, "median": f.median, "min": f.min,
+                "max": f.max, "ratio": f.median / base, "verdict": f.verdict,
             })
         })
         .collect()
+}
+
+fn live_rows(figures: &[LiveFigure]) -> Vec<serde_json::Value> {
+    let rates: Vec<Figure> = figures.iter().map(|f| f.rate.clone()).collect();
+    let base = rates.first().map_or(1.0, |f| f.median);
+    rows(&rates, base, "Mpps")
+        .into_iter()
+        .zip(figures)
+        .map(|(mut row, f)| {
+            row["cpu_busy"] = f.cpu_busy.into();
+            row["director_ns_per_packet"] = f.director_ns.into();
+            row["delivered"] = f.delivered.into();
+            row
+        })
+        .collect()
+}
+
+/// The live-rate figures as a table: rate with its ratio to the baseline, the CPUs' load,
+/// the director program's own time per packet and the share of frames delivered.
+pub fn live_table(figures: &[LiveFigure]) -> String {
+    let rates: Vec<Figure> = figures.iter().map(|f| f.rate.clone()).collect();
+    let mut out = String::new();
+    for (line, f) in table("live forwarding rate (XDP live frames)", "Mpps", &rates)
+        .lines()
+        .zip(std::iter::once(None).chain(figures.iter().map(Some)))
+    {
+        match f {
+            None => {
+                let _ = writeln!(
+                    out,
+                    "{line} {:>8} {:>11} {:>9}",
+                    "CPU busy", "program ns", "delivered"
+                );
+            }
+            Some(f) => {
+                let _ = writeln!(
+                    out,
+                    "{line} {:>7.0}% {:>11.1} {:>8.1}%",
+                    f.cpu_busy * 100.0,
+                    f.director_ns,
+                    f.delivered * 100.0
+                );
+            }
+        }
+    }
+    out
 }
 
 /// The figures and the machine facts as JSON.
@@ -438,8 +494,8 @@ pub fn json(r: &Results) -> serde_json::Value {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
             .unwrap_or_default()
     };
-    let base = r.per_packet.first().map_or(1.0, |f| f.median_ns);
-    let cp_base = r.control_plane.first().map_or(1.0, |f| f.median_ns);
+    let base = r.per_packet.first().map_or(1.0, |f| f.median);
+    let cp_base = r.control_plane.first().map_or(1.0, |f| f.median);
     serde_json::json!({
         "machine": {
             "kernel": machine("uname", &["-r"]),
@@ -450,6 +506,7 @@ pub fn json(r: &Results) -> serde_json::Value {
         "flow_scaling": rows(&r.flow_scaling, base, "ns"),
         "bytes_per_flow": r.bytes_per_flow,
         "control_plane": rows(&r.control_plane, cp_base, "ms"),
+        "live_rate": live_rows(&r.live),
     })
 }
 
@@ -463,10 +520,11 @@ pub fn run(plan: &Plan, out_dir: &Path) -> Result<()> {
         "measuring (BPF_PROG_TEST_RUN, {} runs per figure)...",
         plan.runs
     );
-    let mut progress = |f: &Figure| eprintln!("  {:<44} {:>10.1}", f.name, f.median_ns);
+    let mut progress = |f: &Figure| eprintln!("  {:<44} {:>10.1}", f.name, f.median);
     let per_packet = per_packet(plan, &mut progress)?;
     let (mut flow_scaling, bytes_per_flow) = flow_scaling(plan, &mut progress)?;
     let control_plane = control_plane(plan, &mut progress)?;
+    let live = live::live_rate(plan, &mut |f| progress(&f.rate))?;
     print!(
         "{}",
         table("per packet (BPF_PROG_TEST_RUN)", "ns", &per_packet)
@@ -479,11 +537,13 @@ pub fn run(plan: &Plan, out_dir: &Path) -> Result<()> {
     flow_scaling.remove(0);
     println!("map memory per connection-table entry: {bytes_per_flow:.0} bytes");
     print!("{}", table("control plane", "ms", &control_plane));
+    print!("{}", live_table(&live));
     let results = Results {
         per_packet,
         flow_scaling,
         bytes_per_flow,
         control_plane,
+        live,
     };
     std::fs::create_dir_all(out_dir)?;
     let path = out_dir.join("bench.json");
