@@ -35,6 +35,11 @@ pub struct Daemon {
     pub socket: PathBuf,
     /// Its pin directory.
     pub pin_dir: PathBuf,
+    /// RUST_LOG of the next start: by default the program's decisions are logged too (debug
+    /// level of their own target), which turns its event reports on.
+    pub log_filter: &'static str,
+    /// Connection-table size of the next start.
+    pub max_flows: u32,
 }
 
 impl Daemon {
@@ -48,19 +53,17 @@ impl Daemon {
             socket: work_dir.join("xdpvsd.sock"),
             pin_dir: PathBuf::from(format!("/sys/fs/bpf/xdpvs-{name}")),
             work_dir,
+            log_filter: "info,xdpvs::xdp=debug",
+            max_flows: 65_536,
         })
     }
 
     /// The xdpvsd command for `ns` with this daemon's paths and `config` (TOML) written to a file.
     pub fn command(&self, ns: &Netns, config: Option<&str>) -> Result<Command> {
         let mut cmd = self.xdpvsd(ns)?;
-        // The program's decisions are logged too (debug level of their own target).
-        cmd.env("RUST_LOG", "info,xdpvs::xdp=debug").args([
-            "--interface",
-            IFACE,
-            "--max-flows",
-            "65536",
-        ]);
+        cmd.env("RUST_LOG", self.log_filter)
+            .args(["--interface", IFACE, "--max-flows"])
+            .arg(self.max_flows.to_string());
         if let Some(text) = config {
             self.write_config(text)?;
             cmd.arg("--config").arg(self.config_path());
@@ -134,6 +137,11 @@ impl Daemon {
             .arg("--state-file")
             .arg(self.state_file());
         Ok(cmd)
+    }
+
+    /// The running daemon's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// What the daemon logged so far.

@@ -7,13 +7,24 @@ use anyhow::{Context, Result, bail};
 
 use crate::root;
 
-/// Debian packages the tests and the demo call: (command, package).
+/// Debian packages the tests, the demo and the benchmark call: (command or file, package).
 const PACKAGES: &[(&str, &str)] = &[
     ("ethtool", "ethtool"),
     ("curl", "curl"),
     ("ss", "iproute2"),
     ("ping", "iputils-ping"),
     ("nsenter", "util-linux"),
+    ("wrk", "wrk"),
+    ("haproxy", "haproxy"),
+    ("nginx", "nginx-light"),
+    (
+        "/usr/lib/nginx/modules/ngx_stream_module.so",
+        "libnginx-mod-stream",
+    ),
+    (
+        "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+        "fonts-dejavu-core",
+    ),
 ];
 
 /// The bpf-linker binary, installed if missing.
@@ -76,7 +87,7 @@ pub fn runtime() -> Result<()> {
         .iter()
         .filter(|(cmd, _)| {
             !Command::new("sh")
-                .args(["-c", &format!("command -v {cmd}")])
+                .args(["-c", &format!("command -v {cmd} || test -e {cmd}")])
                 .output()
                 .is_ok_and(|o| o.status.success())
         })

@@ -10,7 +10,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{CLIENT, DIRECTOR_MAC, Figure, Plan, VIP, dataplane};
+use super::{CLIENT, DIRECTOR_MAC, Extra, Figure, Measured, Plan, VIP, dataplane};
 use crate::{
     netns::{Netns, enter_current_thread, unique_name},
     packets::{Frame, L4},
@@ -34,19 +34,6 @@ const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x10];
 const IFACE: &str = "eth0";
 /// Frames per live-frame batch (the kernel's default).
 const BATCH: u32 = 64;
-
-/// One live-rate figure: packets per second over the runs, with what limited it.
-#[derive(Clone, Debug)]
-pub struct LiveFigure {
-    /// Mpps delivered back to the sink (median, min, max over the runs).
-    pub rate: Figure,
-    /// Share of all CPUs busy during the runs (0..1), median run.
-    pub cpu_busy: f64,
-    /// Nanoseconds per packet of the director's program (BPF run-time statistics).
-    pub director_ns: f64,
-    /// Frames the sink counted over frames the generator built, all runs.
-    pub delivered: f64,
-}
 
 /// A generator namespace and a director namespace joined by a veth pair, with the
 /// generator, sink and baseline programs loaded.
@@ -187,7 +174,7 @@ impl Bed {
 
     /// Runs `plan.runs` measurements of `plan.live_frames` frames each with the director's
     /// program `director` (its id, for the run-time statistics).
-    fn measure(&mut self, plan: &Plan, name: String, director: u32) -> Result<LiveFigure> {
+    fn measure(&mut self, plan: &Plan, name: String, director: u32) -> Result<Measured> {
         self.take_counts()?;
         let _stats = enable_stats(Stats::RunTime).context("BPF run-time statistics")?;
         let program_before = run_stats(director)?;
@@ -205,22 +192,40 @@ impl Bed {
         let director_ns = (program_after.0 - program_before.0) as f64
             / (program_after.1 - program_before.1).max(1) as f64;
         ensure!(received > 0, "{name}: the sink received nothing");
+        let delivered = received as f64 / sent.max(1) as f64;
         let rate = Figure::of(name, rates.clone(), 0);
         let median_run = rates
             .iter()
             .position(|&r| r == rate.median)
             .unwrap_or_default();
-        Ok(LiveFigure {
-            rate,
-            cpu_busy: busy[median_run],
-            director_ns,
-            delivered: received as f64 / sent.max(1) as f64,
+        Ok(Measured {
+            figure: rate,
+            extras: vec![
+                Extra {
+                    header: "CPU busy",
+                    key: "cpu_busy",
+                    value: busy[median_run],
+                    text: format!("{:.0}%", busy[median_run] * 100.0),
+                },
+                Extra {
+                    header: "program ns",
+                    key: "director_program_ns_per_packet",
+                    value: director_ns,
+                    text: format!("{director_ns:.1}"),
+                },
+                Extra {
+                    header: "delivered",
+                    key: "delivered",
+                    value: delivered,
+                    text: format!("{:.1}%", delivered * 100.0),
+                },
+            ],
         })
     }
 }
 
 /// Busy and total jiffies over all CPUs, from /proc/stat.
-fn cpu_times() -> Result<(u64, u64)> {
+pub(super) fn cpu_times() -> Result<(u64, u64)> {
     let stat = std::fs::read_to_string("/proc/stat")?;
     let line = stat.lines().next().context("/proc/stat")?;
     let v: Vec<u64> = line
@@ -244,7 +249,7 @@ fn run_stats(id: u32) -> Result<(u64, u64)> {
 
 /// The live rate: the MAC-swap baseline first, then xdpvs with each of `plan.flow_counts`
 /// distinct established flows cycled through.
-pub fn live_rate(plan: &Plan, progress: &mut dyn FnMut(&LiveFigure)) -> Result<Vec<LiveFigure>> {
+pub fn live_rate(plan: &Plan, progress: &mut dyn FnMut(&Measured)) -> Result<Vec<Measured>> {
     let mut bed = Bed::build()?;
     let mut figures = Vec::new();
     bed.set_flows(1)?;

@@ -11,7 +11,7 @@
 //! server entries directly (its floor), inside a private network namespace so that the
 //! daemon's neighbour probes go nowhere.
 
-use std::{fmt::Write as _, net::Ipv4Addr, path::Path, time::Duration};
+use std::{net::Ipv4Addr, path::Path, time::Duration};
 
 use anyhow::{Context, Result};
 use aya::programs::{TestRun, TestRunOptions};
@@ -29,9 +29,15 @@ use lb_userspace::{
     model::{DestSpec, Protocol, ServiceAddr, ServiceSpec},
 };
 
+mod http;
 mod live;
+mod plot;
+mod report;
 
-pub use live::LiveFigure;
+pub use plot::Curve;
+pub use report::{Extra, Measured, Results, json, table};
+
+use plot::Axes;
 
 use crate::{
     direct,
@@ -57,6 +63,8 @@ pub struct Plan {
     pub control_plane: (u32, u32),
     /// Frames per live-rate run.
     pub live_frames: u32,
+    /// Length of one HTTP load run.
+    pub http_time: Duration,
 }
 
 impl Plan {
@@ -68,6 +76,7 @@ impl Plan {
         flow_counts: &[1, 10_000],
         control_plane: (100, 100),
         live_frames: 200_000,
+        http_time: Duration::from_secs(1),
     };
     /// The README's figures.
     pub const FULL: Plan = Plan {
@@ -77,6 +86,7 @@ impl Plan {
         flow_counts: &[1, 10_000, 1_000_000],
         control_plane: (1000, 100),
         live_frames: 4_000_000,
+        http_time: Duration::from_secs(5),
     };
 }
 
@@ -195,9 +205,20 @@ fn dataplane(scheduler: Scheduler, n: u32, max_flows: u32) -> Result<DataPlane> 
     Ok(dp)
 }
 
-/// Every figure of the kernel per-packet benchmark.
-pub fn per_packet(plan: &Plan, progress: &mut dyn FnMut(&Figure)) -> Result<Vec<Figure>> {
+/// Every figure of the kernel per-packet benchmark, and the new-flow cost by number of real
+/// servers as one curve per scheduler.
+pub fn per_packet(
+    plan: &Plan,
+    progress: &mut dyn FnMut(&Figure),
+) -> Result<(Vec<Figure>, Vec<Curve>)> {
     let mut figures = Vec::new();
+    let mut curves: Vec<Curve> = Scheduler::ALL
+        .iter()
+        .map(|s| Curve {
+            label: s.name().into(),
+            points: Vec::new(),
+        })
+        .collect();
     let mut push = |f: Figure, figures: &mut Vec<Figure>| {
         progress(&f);
         figures.push(f);
@@ -237,24 +258,23 @@ pub fn per_packet(plan: &Plan, progress: &mut dyn FnMut(&Figure)) -> Result<Vec<
         &mut figures,
     );
     for &n in plan.server_counts {
-        for s in Scheduler::ALL {
+        for (s, curve) in Scheduler::ALL.into_iter().zip(&mut curves) {
             let dp = dataplane(s, n, 1)?;
             // Fill the one-entry table with another flow, so the measured SYN is always new.
             time(&dp, program_names::LOAD_BALANCER, &frame(1, SYN, VIP), 1)?;
             let name = format!("new flow, {} with {n} servers", s.name());
-            push(
-                measure(
-                    &dp,
-                    plan,
-                    name,
-                    program_names::LOAD_BALANCER,
-                    &frame(2, SYN, VIP),
-                )?,
-                &mut figures,
-            );
+            let f = measure(
+                &dp,
+                plan,
+                name,
+                program_names::LOAD_BALANCER,
+                &frame(2, SYN, VIP),
+            )?;
+            curve.points.push((f64::from(n), f.median));
+            push(f, &mut figures);
         }
     }
-    Ok(figures)
+    Ok((figures, curves))
 }
 
 /// The `i`-th distinct client flow: a source address and port.
@@ -389,125 +409,92 @@ pub fn control_plane(plan: &Plan, progress: &mut dyn FnMut(&Figure)) -> Result<V
     Ok(figures)
 }
 
-/// The figures as a table, with ratios to the first (the baseline).
-pub fn table(title: &str, unit: &str, figures: &[Figure]) -> String {
-    let base = figures.first().map_or(1.0, |f| f.median);
-    let mut out = format!(
-        "{title:<44} {:>10} {:>10} {:>10} {:>8}\n",
-        format!("median {unit}"),
-        "min",
-        "max",
-        "ratio"
-    );
-    for f in figures {
-        let _ = writeln!(
-            out,
-            "{:<44} {:>10.1} {:>10.1} {:>10.1} {:>7.2}x",
-            f.name,
-            f.median,
-            f.min,
-            f.max,
-            f.median / base
-        );
+/// A flat line at `y` over `xs`: a baseline drawn next to a curve.
+fn flat(label: &str, xs: &[u32], y: f64) -> Curve {
+    Curve {
+        label: label.into(),
+        points: xs.iter().map(|&x| (f64::from(x), y)).collect(),
     }
-    out
 }
 
-/// Everything one run measured.
-pub struct Results {
-    /// Per-packet figures; the first is the MAC-swap baseline.
-    pub per_packet: Vec<Figure>,
-    /// Established-flow cost by table fill (same baseline).
-    pub flow_scaling: Vec<Figure>,
-    /// Bytes of map memory per connection-table entry.
-    pub bytes_per_flow: f64,
-    /// Control-plane timings in ms; the first is the raw map-write baseline.
-    pub control_plane: Vec<Figure>,
-    /// Live forwarding rates in Mpps; the first is the MAC-swap baseline.
-    pub live: Vec<LiveFigure>,
-}
-
-fn rows(figures: &[Figure], base: f64, unit: &str) -> Vec<serde_json::Value> {
-    figures
-        .iter()
-        .map(|f| {
-            serde_json::json!({
-                "name": f.name, "unit": unit, "median": f.median, "min": f.min,
-                "max": f.max, "ratio": f.median / base, "verdict": f.verdict,
-            })
-        })
-        .collect()
-}
-
-fn live_rows(figures: &[LiveFigure]) -> Vec<serde_json::Value> {
-    let rates: Vec<Figure> = figures.iter().map(|f| f.rate.clone()).collect();
-    let base = rates.first().map_or(1.0, |f| f.median);
-    rows(&rates, base, "Mpps")
-        .into_iter()
-        .zip(figures)
-        .map(|(mut row, f)| {
-            row["cpu_busy"] = f.cpu_busy.into();
-            row["director_ns_per_packet"] = f.director_ns.into();
-            row["delivered"] = f.delivered.into();
-            row
-        })
-        .collect()
-}
-
-/// The live-rate figures as a table: rate with its ratio to the baseline, the CPUs' load,
-/// the director program's own time per packet and the share of frames delivered.
-pub fn live_table(figures: &[LiveFigure]) -> String {
-    let rates: Vec<Figure> = figures.iter().map(|f| f.rate.clone()).collect();
-    let mut out = String::new();
-    for (line, f) in table("live forwarding rate (XDP live frames)", "Mpps", &rates)
-        .lines()
-        .zip(std::iter::once(None).chain(figures.iter().map(Some)))
-    {
-        match f {
-            None => {
-                let _ = writeln!(
-                    out,
-                    "{line} {:>8} {:>11} {:>9}",
-                    "CPU busy", "program ns", "delivered"
-                );
-            }
-            Some(f) => {
-                let _ = writeln!(
-                    out,
-                    "{line} {:>7.0}% {:>11.1} {:>8.1}%",
-                    f.cpu_busy * 100.0,
-                    f.director_ns,
-                    f.delivered * 100.0
-                );
-            }
-        }
+/// `(x, figure's median)` points of `figures` over `xs`.
+fn curve(label: &str, xs: &[u32], figures: &[Measured]) -> Curve {
+    Curve {
+        label: label.into(),
+        points: xs
+            .iter()
+            .zip(figures)
+            .map(|(&x, m)| (f64::from(x), m.figure.median))
+            .collect(),
     }
-    out
 }
 
-/// The figures and the machine facts as JSON.
-pub fn json(r: &Results) -> serde_json::Value {
-    let machine = |cmd: &str, args: &[&str]| {
-        std::process::Command::new(cmd)
-            .args(args)
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-            .unwrap_or_default()
+/// Writes the scaling curves and the HTTP comparison as PNG files into `out_dir`.
+fn plots(plan: &Plan, r: &Results, mut new_flow: Vec<Curve>, out_dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(out_dir)?;
+    let baseline = "MAC swap baseline";
+    let swap_ns = r.per_packet[0].figure.median;
+    new_flow.push(flat(baseline, plan.server_counts, swap_ns));
+    let charts = [
+        (
+            "new_flow.png",
+            Axes {
+                title: "New-flow cost by number of real servers (BPF_PROG_TEST_RUN)",
+                x: "real servers",
+                y: "ns per packet",
+                log_y: true,
+            },
+            new_flow,
+        ),
+        (
+            "flow_table.png",
+            Axes {
+                title: "Established-flow cost by connection-table fill",
+                x: "flows in the table",
+                y: "ns per packet",
+                log_y: false,
+            },
+            vec![
+                curve(
+                    "xdpvs, established flow",
+                    plan.flow_counts,
+                    &r.flow_scaling[1..],
+                ),
+                flat(baseline, plan.flow_counts, swap_ns),
+            ],
+        ),
+        (
+            "live_rate.png",
+            Axes {
+                title: "Live forwarding rate on a veth pair (XDP live frames, one core)",
+                x: "distinct established flows",
+                y: "Mpps",
+                log_y: false,
+            },
+            vec![
+                curve("xdpvs", plan.flow_counts, &r.live[1..]),
+                flat(baseline, plan.flow_counts, r.live[0].figure.median),
+            ],
+        ),
+    ];
+    for (file, axes, curves) in &charts {
+        plot::lines(&out_dir.join(file), axes, curves)?;
+    }
+    let bars = |group: &[Measured]| -> Vec<(String, f64)> {
+        group
+            .iter()
+            .map(|m| (m.figure.name.clone(), m.figure.median))
+            .collect()
     };
-    let base = r.per_packet.first().map_or(1.0, |f| f.median);
-    let cp_base = r.control_plane.first().map_or(1.0, |f| f.median);
-    serde_json::json!({
-        "machine": {
-            "kernel": machine("uname", &["-r"]),
-            "cpus": machine("nproc", &[]),
-            "cpu": machine("sh", &["-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"]),
-        },
-        "per_packet": rows(&r.per_packet, base, "ns"),
-        "flow_scaling": rows(&r.flow_scaling, base, "ns"),
-        "bytes_per_flow": r.bytes_per_flow,
-        "control_plane": rows(&r.control_plane, cp_base, "ms"),
-        "live_rate": live_rows(&r.live),
-    })
+    plot::bars(
+        &out_dir.join("http.png"),
+        "HTTP requests/s through the VIP (wrk -t2 -c64, 2 real servers)",
+        "requests/s",
+        &[
+            ("keep-alive", bars(&r.http_keep_alive)),
+            ("new connection per request", bars(&r.http_new_connections)),
+        ],
+    )
 }
 
 /// Runs the benchmark, prints the tables and writes `out_dir/bench.json`.
@@ -521,30 +508,24 @@ pub fn run(plan: &Plan, out_dir: &Path) -> Result<()> {
         plan.runs
     );
     let mut progress = |f: &Figure| eprintln!("  {:<44} {:>10.1}", f.name, f.median);
-    let per_packet = per_packet(plan, &mut progress)?;
+    let (per_packet, new_flow) = per_packet(plan, &mut progress)?;
     let (mut flow_scaling, bytes_per_flow) = flow_scaling(plan, &mut progress)?;
-    let control_plane = control_plane(plan, &mut progress)?;
-    let live = live::live_rate(plan, &mut |f| progress(&f.rate))?;
-    print!(
-        "{}",
-        table("per packet (BPF_PROG_TEST_RUN)", "ns", &per_packet)
-    );
     flow_scaling.insert(0, per_packet[0].clone());
-    print!(
-        "{}",
-        table("established flow by table fill", "ns", &flow_scaling)
-    );
-    flow_scaling.remove(0);
-    println!("map memory per connection-table entry: {bytes_per_flow:.0} bytes");
-    print!("{}", table("control plane", "ms", &control_plane));
-    print!("{}", live_table(&live));
+    let control_plane = control_plane(plan, &mut progress)?;
+    let live = live::live_rate(plan, &mut |f| progress(&f.figure))?;
+    let (http_keep_alive, http_new_connections) =
+        http::http_rate(plan, &mut |f| progress(&f.figure))?;
     let results = Results {
-        per_packet,
-        flow_scaling,
+        per_packet: per_packet.into_iter().map(Measured::from).collect(),
+        flow_scaling: flow_scaling.into_iter().map(Measured::from).collect(),
         bytes_per_flow,
-        control_plane,
+        control_plane: control_plane.into_iter().map(Measured::from).collect(),
         live,
+        http_keep_alive,
+        http_new_connections,
     };
+    print!("{}", results.tables());
+    plots(plan, &results, new_flow, out_dir)?;
     std::fs::create_dir_all(out_dir)?;
     let path = out_dir.join("bench.json");
     std::fs::write(&path, serde_json::to_string_pretty(&json(&results))?)?;

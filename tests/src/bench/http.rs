@@ -1,0 +1,412 @@
+//! HTTP requests per second through the VIP with what operators run when ip_vs is missing:
+//! HAProxy in TCP mode and nginx stream as L4 proxies on the director, against xdpvs direct
+//! routing, with the same client (wrk), the same real servers (nginx answering a few bytes)
+//! and the same namespaces. Each is measured with keep-alive connections and with a new
+//! connection per request.
+//!
+//! Director CPU per request: the proxy's processes' user + system time, or for xdpvs the
+//! program's run time (BPF statistics) plus xdpvsd's own CPU time. Softirq work of the
+//! director's network stack that the kernel does not charge to a process is in neither; the
+//! whole machine's busy time per request is shown next to it for that reason.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::{Child, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail, ensure};
+use aya::sys::{Stats, enable_stats};
+
+use super::{Extra, Figure, Measured, Plan, live::cpu_times};
+use crate::{
+    cluster::{tcp_service, wait_until},
+    daemon::{Daemon, default_bin_dir},
+    netns::{Netns, unique_name},
+    topology::{IFACE, Topology, VIP, real_server_ip},
+};
+
+/// The load balancers compared, the first being the baseline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Balancer {
+    Haproxy,
+    NginxStream,
+    Xdpvs,
+}
+
+impl Balancer {
+    const ALL: [Balancer; 3] = [Balancer::Haproxy, Balancer::NginxStream, Balancer::Xdpvs];
+
+    fn name(self) -> &'static str {
+        match self {
+            Balancer::Haproxy => "haproxy 2.6 (mode tcp)",
+            Balancer::NginxStream => "nginx 1.22 stream",
+            Balancer::Xdpvs => "xdpvs (DR)",
+        }
+    }
+}
+
+/// A process started in a namespace, ended with SIGTERM (then SIGKILL) on drop.
+struct Process {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Process {
+    fn start(ns: &Netns, program: &str, args: &[&str], log: &Path) -> Result<Self> {
+        let path = log.to_owned();
+        let log = fs::File::create(log)?;
+        let child = ns
+            .command(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {program}"))?;
+        Ok(Self { child, log: path })
+    }
+
+    /// User + system CPU time of the process and its children's current processes, in
+    /// seconds.
+    fn cpu_seconds(&self) -> f64 {
+        let pid = self.child.id();
+        let children =
+            fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        std::iter::once(pid)
+            .chain(children.split_whitespace().filter_map(|p| p.parse().ok()))
+            .map(process_cpu_seconds)
+            .sum()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// utime + stime of process `pid` in seconds (0 when it is gone).
+fn process_cpu_seconds(pid: u32) -> f64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses: utime and stime are the 12th
+    // and 13th of them.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let ticks: u64 = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|t| t.parse::<u64>().ok())
+        .sum();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1);
+    ticks as f64 / hz as f64
+}
+
+/// An nginx configuration with `body` as its main context, run from `dir`.
+fn nginx_config(dir: &Path, preamble: &str, body: &str) -> String {
+    let d = dir.display();
+    format!(
+        "{preamble}worker_processes auto;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+         events {{ worker_connections 8192; }}\n{body}\n"
+    )
+}
+
+/// Starts nginx answering `name\n` to every request on port 80 in `ns`.
+fn web_server(ns: &Netns, dir: &Path, name: &str) -> Result<Process> {
+    fs::create_dir_all(dir)?;
+    let d = dir.display();
+    let http = format!(
+        "http {{\n  access_log off;\n  keepalive_requests 100000000;\n  default_type text/plain;\n\
+         client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fcgi;\n\
+         uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n\
+         server {{ listen 80 backlog=4096; location / {{ return 200 \"{name}\\n\"; }} }}\n}}"
+    );
+    let conf = dir.join("nginx.conf");
+    fs::write(&conf, nginx_config(dir, "", &http))?;
+    let p = Process::start(
+        ns,
+        "nginx",
+        &[
+            "-c",
+            conf.to_str().context("path")?,
+            "-p",
+            dir.to_str().context("path")?,
+        ],
+        &dir.join("stderr.log"),
+    )?;
+    Ok(p)
+}
+
+/// The real servers' addresses as `ADDR:80` strings.
+fn upstreams(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| format!("{}:80", real_server_ip(i)))
+        .collect()
+}
+
+/// A balancer running on the director.
+enum Running {
+    Proxy(Process),
+    Xdpvs(Daemon),
+}
+
+impl Running {
+    /// Starts `balancer` on the director of `topo` with round robin over its real servers.
+    fn start(balancer: Balancer, topo: &Topology, dir: &Path) -> Result<Self> {
+        let n = topo.real_servers.len();
+        let dir = dir.join(format!("{balancer:?}").to_lowercase());
+        fs::create_dir_all(&dir)?;
+        let conf = dir.join("balancer.conf");
+        let conf_path = conf.to_str().context("path")?;
+        Ok(match balancer {
+            Balancer::Haproxy => {
+                let servers: String = upstreams(n)
+                    .iter()
+                    .enumerate()
+                    .map(|(i, a)| format!("  server rs{} {a}\n", i + 1))
+                    .collect();
+                fs::write(
+                    &conf,
+                    format!(
+                        "global\n  maxconn 8000\ndefaults\n  mode tcp\n  timeout connect 5s\n\
+                         timeout client 60s\n  timeout server 60s\n\
+                         frontend vip\n  bind {VIP}:80\n  default_backend rs\n\
+                         backend rs\n  balance roundrobin\n{servers}"
+                    ),
+                )?;
+                Running::Proxy(Process::start(
+                    &topo.director,
+                    "haproxy",
+                    &["-db", "-f", conf_path],
+                    &dir.join("stderr.log"),
+                )?)
+            }
+            Balancer::NginxStream => {
+                let servers: String = upstreams(n)
+                    .iter()
+                    .map(|a| format!("    server {a};\n"))
+                    .collect();
+                let stream = format!(
+                    "stream {{\n  upstream rs {{\n{servers}  }}\n  server {{ listen {VIP}:80 backlog=4096; proxy_pass rs; }}\n}}"
+                );
+                fs::write(
+                    &conf,
+                    nginx_config(
+                        &dir,
+                        "load_module /usr/lib/nginx/modules/ngx_stream_module.so;\n",
+                        &stream,
+                    ),
+                )?;
+                Running::Proxy(Process::start(
+                    &topo.director,
+                    "nginx",
+                    &["-c", conf_path, "-p", dir.to_str().context("path")?],
+                    &dir.join("stderr.log"),
+                )?)
+            }
+            Balancer::Xdpvs => {
+                let weights = vec![1; n];
+                let mut d = Daemon::paths(&default_bin_dir(), &unique_name("bench"))?;
+                // No per-decision events: the program runs as in production.
+                d.log_filter = "info";
+                d.max_flows = 1 << 18;
+                d.restart(&topo.director, Some(&tcp_service("rr", &weights, "")))?;
+                d.wait_resolved()?;
+                Running::Xdpvs(d)
+            }
+        })
+    }
+
+    /// What the balancer logged.
+    fn log(&self) -> String {
+        match self {
+            Running::Proxy(p) => fs::read_to_string(&p.log).unwrap_or_default(),
+            Running::Xdpvs(d) => d.log(),
+        }
+    }
+
+    /// CPU seconds the director spent so far: the proxy's processes, or xdpvsd and the
+    /// program's run time.
+    fn cpu_seconds(&self, topo: &Topology) -> Result<f64> {
+        match self {
+            Running::Proxy(p) => Ok(p.cpu_seconds()),
+            Running::Xdpvs(d) => {
+                let program = attached_program(&topo.director)?;
+                let info = aya::programs::loaded_programs()
+                    .filter_map(Result::ok)
+                    .find(|p| p.id() == program)
+                    .context("the attached program")?;
+                Ok(info.run_time().as_secs_f64() + d.pid().map_or(0.0, process_cpu_seconds))
+            }
+        }
+    }
+}
+
+/// The id of the XDP program attached to the director's interface.
+fn attached_program(director: &Netns) -> Result<u32> {
+    let out = director.ip(&["-j", "link", "show", "dev", IFACE])?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    v[0]["xdp"]["prog"]["id"]
+        .as_u64()
+        .map(|id| id as u32)
+        .context("no XDP program on the director")
+}
+
+/// What one wrk run reported: (requests per second, errors).
+fn wrk(client: &Netns, plan: &Plan, close: bool) -> Result<(f64, u64, u64)> {
+    let secs = format!("{}s", plan.http_time.as_secs().max(1));
+    let url = format!("http://{VIP}/");
+    let mut args = vec!["-t2", "-c64", "-d", &secs];
+    if close {
+        args.extend(["-H", "Connection: close"]);
+    }
+    args.push(&url);
+    let out = client.exec("wrk", &args)?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let number_after = |label: &str| -> Option<f64> {
+        let line = text.lines().find(|l| l.trim_start().starts_with(label))?;
+        line.split_once(':')?
+            .1
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    };
+    let rate = number_after("Requests/sec").with_context(|| format!("wrk said: {text}"))?;
+    let requests = text
+        .lines()
+        .find(|l| l.contains("requests in"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let non_2xx = number_after("Non-2xx or 3xx responses").unwrap_or(0.0) as u64;
+    let socket_errors: u64 = text
+        .lines()
+        .find(|l| l.contains("Socket errors"))
+        .map(|l| {
+            l.split(',')
+                .filter_map(|part| part.split_whitespace().last()?.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0);
+    Ok((rate, requests, non_2xx + socket_errors))
+}
+
+/// Requests per second of each balancer: (keep-alive, a new connection per request), each
+/// group with HAProxy first.
+pub fn http_rate(
+    plan: &Plan,
+    progress: &mut dyn FnMut(&Measured),
+) -> Result<(Vec<Measured>, Vec<Measured>)> {
+    let topo = Topology::build("bench-http", 2)?;
+    let dir = std::env::temp_dir().join(unique_name("bench-http"));
+    let result = measure_all(plan, &topo, &dir, progress);
+    let _ = fs::remove_dir_all(&dir);
+    result
+}
+
+fn measure_all(
+    plan: &Plan,
+    topo: &Topology,
+    dir: &Path,
+    progress: &mut dyn FnMut(&Measured),
+) -> Result<(Vec<Measured>, Vec<Measured>)> {
+    // Many short connections: ports are reused as soon as TIME_WAIT allows.
+    for ns in [&topo.client, &topo.director] {
+        ns.sysctl("net.ipv4.ip_local_port_range", "1024 65535")?;
+        ns.sysctl("net.ipv4.tcp_tw_reuse", "1")?;
+    }
+    let _web: Vec<Process> = topo
+        .real_servers
+        .iter()
+        .enumerate()
+        .map(|(i, ns)| {
+            web_server(
+                ns,
+                &dir.join(format!("rs{}", i + 1)),
+                &format!("rs{}", i + 1),
+            )
+        })
+        .collect::<Result<_>>()?;
+    let _stats = enable_stats(Stats::RunTime).context("BPF run-time statistics")?;
+    let mut groups = (Vec::new(), Vec::new());
+    for close in [false, true] {
+        let figures = if close { &mut groups.1 } else { &mut groups.0 };
+        for balancer in Balancer::ALL {
+            let running = Running::start(balancer, topo, dir)?;
+            let ready = wait_until(Duration::from_secs(10), || {
+                topo.client
+                    .exec("curl", &["-sf", "-m", "1", &format!("http://{VIP}/")])
+                    .is_ok()
+            });
+            if !ready {
+                bail!(
+                    "{} does not answer on {VIP}:80: {}",
+                    balancer.name(),
+                    running.log()
+                );
+            }
+            let mut runs = Vec::new();
+            let mut errors = 0;
+            for _ in 0..plan.runs.min(3) {
+                let cpu_before = running.cpu_seconds(topo)?;
+                let machine_before = cpu_times()?;
+                let (rate, requests, errs) = wrk(&topo.client, plan, close)?;
+                let machine_after = cpu_times()?;
+                let cpu = running.cpu_seconds(topo)? - cpu_before;
+                ensure!(requests > 0, "{}: no requests answered", balancer.name());
+                // SAFETY: sysconf has no preconditions.
+                let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+                let machine = (machine_after.0 - machine_before.0) as f64 / hz;
+                runs.push((rate, cpu / requests as f64, machine / requests as f64));
+                errors += errs;
+            }
+            runs.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let median = runs[runs.len() / 2];
+            let f = Measured {
+                figure: Figure::of(
+                    balancer.name().into(),
+                    runs.iter().map(|r| r.0).collect(),
+                    0,
+                ),
+                extras: vec![
+                    Extra {
+                        header: "director µs",
+                        key: "director_cpu_us_per_request",
+                        value: median.1 * 1e6,
+                        text: format!("{:.2}", median.1 * 1e6),
+                    },
+                    Extra {
+                        header: "machine µs",
+                        key: "machine_cpu_us_per_request",
+                        value: median.2 * 1e6,
+                        text: format!("{:.2}", median.2 * 1e6),
+                    },
+                    Extra {
+                        header: "errors",
+                        key: "errors",
+                        value: errors as f64,
+                        text: errors.to_string(),
+                    },
+                ],
+            };
+            progress(&f);
+            figures.push(f);
+            // Stopped, and for xdpvs detached (its pins removed), before the next one binds.
+            drop(running);
+        }
+    }
+    Ok(groups)
+}

@@ -1,0 +1,157 @@
+//! What the benchmark reports: tables on stdout and one JSON document, every figure with
+//! its ratio to the first of its group (the baseline measured in the same run).
+
+use std::fmt::Write as _;
+
+use super::Figure;
+
+/// A further value shown next to a figure: a table column and a JSON field.
+#[derive(Clone, Debug)]
+pub struct Extra {
+    /// Column header.
+    pub header: &'static str,
+    /// JSON field name.
+    pub key: &'static str,
+    /// The value.
+    pub value: f64,
+    /// The value as the table shows it.
+    pub text: String,
+}
+
+/// A figure with its further values.
+#[derive(Clone, Debug)]
+pub struct Measured {
+    /// The figure.
+    pub figure: Figure,
+    /// Further values, the same headers for every row of a group.
+    pub extras: Vec<Extra>,
+}
+
+impl From<Figure> for Measured {
+    fn from(figure: Figure) -> Self {
+        Self {
+            figure,
+            extras: Vec::new(),
+        }
+    }
+}
+
+/// The rows as a table, with ratios to the first (the baseline).
+pub fn table(title: &str, unit: &str, rows: &[Measured]) -> String {
+    let base = rows.first().map_or(1.0, |r| r.figure.median);
+    let mut out = format!(
+        "{title:<48} {:>12} {:>10} {:>10} {:>8}",
+        format!("median {unit}"),
+        "min",
+        "max",
+        "ratio"
+    );
+    for e in rows.first().map_or(&[][..], |r| &r.extras) {
+        let _ = write!(out, " {:>12}", e.header);
+    }
+    out.push('\n');
+    for r in rows {
+        let f = &r.figure;
+        let _ = write!(
+            out,
+            "{:<48} {:>12.1} {:>10.1} {:>10.1} {:>7.2}x",
+            f.name,
+            f.median,
+            f.min,
+            f.max,
+            f.median / base
+        );
+        for e in &r.extras {
+            let _ = write!(out, " {:>12}", e.text);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn json_rows(rows: &[Measured], unit: &str) -> Vec<serde_json::Value> {
+    let base = rows.first().map_or(1.0, |r| r.figure.median);
+    rows.iter()
+        .map(|r| {
+            let f = &r.figure;
+            let mut row = serde_json::json!({
+                "name": f.name, "unit": unit, "median": f.median, "min": f.min,
+                "max": f.max, "ratio": f.median / base, "verdict": f.verdict,
+            });
+            for e in &r.extras {
+                row[e.key] = e.value.into();
+            }
+            row
+        })
+        .collect()
+}
+
+/// Everything one run measured; each group's first row is its baseline.
+pub struct Results {
+    /// Per-packet costs in ns; the MAC-swap program first.
+    pub per_packet: Vec<Measured>,
+    /// Established-flow cost in ns by connection-table fill; the MAC-swap program first.
+    pub flow_scaling: Vec<Measured>,
+    /// Bytes of map memory per connection-table entry.
+    pub bytes_per_flow: f64,
+    /// Control-plane timings in ms; raw map writes first.
+    pub control_plane: Vec<Measured>,
+    /// Live forwarding rates in Mpps; the MAC-swap program first.
+    pub live: Vec<Measured>,
+    /// HTTP requests/s over keep-alive connections; HAProxy first.
+    pub http_keep_alive: Vec<Measured>,
+    /// HTTP requests/s with a new connection per request; HAProxy first.
+    pub http_new_connections: Vec<Measured>,
+}
+
+impl Results {
+    /// Every group as a table.
+    pub fn tables(&self) -> String {
+        [
+            table("per packet (BPF_PROG_TEST_RUN)", "ns", &self.per_packet),
+            table("established flow by table fill", "ns", &self.flow_scaling),
+            format!(
+                "map memory per connection-table entry: {:.0} bytes\n",
+                self.bytes_per_flow
+            ),
+            table("control plane", "ms", &self.control_plane),
+            table("live forwarding rate (XDP live frames)", "Mpps", &self.live),
+            table(
+                "HTTP, keep-alive (wrk -t2 -c64)",
+                "req/s",
+                &self.http_keep_alive,
+            ),
+            table(
+                "HTTP, new connection per request",
+                "req/s",
+                &self.http_new_connections,
+            ),
+        ]
+        .concat()
+    }
+}
+
+/// The figures and the machine facts as JSON.
+pub fn json(r: &Results) -> serde_json::Value {
+    let machine = |cmd: &str, args: &[&str]| {
+        std::process::Command::new(cmd)
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default()
+    };
+    serde_json::json!({
+        "machine": {
+            "kernel": machine("uname", &["-r"]),
+            "cpus": machine("nproc", &[]),
+            "cpu": machine("sh", &["-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"]),
+        },
+        "per_packet": json_rows(&r.per_packet, "ns"),
+        "flow_scaling": json_rows(&r.flow_scaling, "ns"),
+        "bytes_per_flow": r.bytes_per_flow,
+        "control_plane": json_rows(&r.control_plane, "ms"),
+        "live_rate": json_rows(&r.live, "Mpps"),
+        "http_keep_alive": json_rows(&r.http_keep_alive, "requests/s"),
+        "http_new_connections": json_rows(&r.http_new_connections, "requests/s"),
+    })
+}
