@@ -8,7 +8,10 @@
 //! rate of that pipeline on one core, the baseline shows its ceiling, and the program run time
 //! from BPF statistics gives the director's own share.
 
-use std::time::{Duration, Instant};
+use std::{
+    os::fd::AsRawFd,
+    time::{Duration, Instant},
+};
 
 use super::{CLIENT, DIRECTOR_MAC, Extra, Figure, Measured, Plan, VIP, dataplane};
 use crate::{
@@ -249,7 +252,16 @@ fn run_stats(id: u32) -> Result<(u64, u64)> {
 
 /// The live rate: the MAC-swap baseline first, then xdpvs with each of `plan.flow_counts`
 /// distinct established flows cycled through.
+/// The calling thread moves between the test bed's namespaces and is back in its own when
+/// this returns.
 pub fn live_rate(plan: &Plan, progress: &mut dyn FnMut(&Measured)) -> Result<Vec<Measured>> {
+    let home = std::fs::File::open("/proc/thread-self/ns/net")?;
+    let result = measure_live(plan, progress);
+    enter_current_thread(&format!("/proc/self/fd/{}", home.as_raw_fd()))?;
+    result
+}
+
+fn measure_live(plan: &Plan, progress: &mut dyn FnMut(&Measured)) -> Result<Vec<Measured>> {
     let mut bed = Bed::build()?;
     let mut figures = Vec::new();
     bed.set_flows(1)?;

@@ -524,7 +524,7 @@ pub fn run(plan: &Plan, out_dir: &Path) -> Result<()> {
         http_keep_alive,
         http_new_connections,
     };
-    print!("{}", results.tables());
+    print!("{}{}", results.tables(), results.notes());
     plots(plan, &results, new_flow, out_dir)?;
     std::fs::create_dir_all(out_dir)?;
     let path = out_dir.join("bench.json");

@@ -104,7 +104,52 @@ pub struct Results {
     pub http_new_connections: Vec<Measured>,
 }
 
+impl Measured {
+    /// The value of the extra named `key`.
+    pub fn extra(&self, key: &str) -> Option<f64> {
+        self.extras.iter().find(|e| e.key == key).map(|e| e.value)
+    }
+}
+
+/// The number of CPUs of this machine.
+fn cpus() -> f64 {
+    std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64)
+}
+
 impl Results {
+    /// What limited the live and HTTP figures, from their own measurements.
+    pub fn notes(&self) -> String {
+        let mut out = String::new();
+        if let Some(base) = self.live.first() {
+            let busy = base.extra("cpu_busy").unwrap_or(0.0) * cpus();
+            let _ = writeln!(
+                out,
+                "note: generator, director and sink share one core (baseline: {busy:.2} of {} \
+                 CPUs busy); the baseline's {:.1} Mpps is that pipeline's ceiling, set by the \
+                 generator, and xdpvs's ratios are its extra cost within it",
+                cpus(),
+                base.figure.median
+            );
+        }
+        for (kind, group) in [
+            ("keep-alive", &self.http_keep_alive),
+            ("new connections", &self.http_new_connections),
+        ] {
+            for m in group {
+                let us = m.extra("machine_cpu_us_per_request").unwrap_or(0.0);
+                let busy = us * m.figure.median / 1e6;
+                let _ = writeln!(
+                    out,
+                    "note: HTTP {kind}, {}: {busy:.2} of {} CPUs busy (client, real servers and \
+                     director share them)",
+                    m.figure.name,
+                    cpus()
+                );
+            }
+        }
+        out
+    }
+
     /// Every group as a table.
     pub fn tables(&self) -> String {
         [
@@ -153,5 +198,6 @@ pub fn json(r: &Results) -> serde_json::Value {
         "live_rate": json_rows(&r.live, "Mpps"),
         "http_keep_alive": json_rows(&r.http_keep_alive, "requests/s"),
         "http_new_connections": json_rows(&r.http_new_connections, "requests/s"),
+        "notes": r.notes().lines().collect::<Vec<_>>(),
     })
 }
