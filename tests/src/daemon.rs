@@ -12,7 +12,10 @@ use std::{
 use anyhow::{Context, Result, bail};
 use lb_userspace::listing::Listing;
 
-use crate::{netns::Netns, topology::IFACE};
+use crate::{
+    netns::{Netns, terminate},
+    topology::IFACE,
+};
 
 /// The directory holding xdpvsd and xdpvsadm: next to the running test binary's `deps/`, as
 /// `cargo build --bins` leaves them.
@@ -204,19 +207,7 @@ impl Daemon {
     /// Stops the daemon with SIGTERM and returns its exit status (killing it after 10 s).
     pub fn stop(&mut self) -> Result<std::process::ExitStatus> {
         let mut child = self.child.take().context("not running")?;
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(s) = child.try_wait()? {
-                return Ok(s);
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                return Ok(child.wait()?);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        Ok(terminate(&mut child, Duration::from_secs(10))?)
     }
 }
 

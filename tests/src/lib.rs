@@ -11,4 +11,5 @@ pub mod direct;
 pub mod netns;
 pub mod packets;
 pub mod servers;
+pub mod tools;
 pub mod topology;

@@ -3,8 +3,9 @@
 use std::{
     fs::File,
     os::fd::AsRawFd,
-    process::{Command, Output, Stdio},
+    process::{Child, Command, ExitStatus, Output, Stdio},
     sync::atomic::{AtomicU32, Ordering},
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, bail};
@@ -79,6 +80,23 @@ impl Netns {
         run(self.command(program).args(args))
     }
 
+    /// Creates a veth pair: `name` here, `peer_name` in `peer`.
+    pub fn add_veth(&self, name: &str, peer_name: &str, peer: &Netns) -> Result<()> {
+        self.ip(&[
+            "link",
+            "add",
+            name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            peer_name,
+            "netns",
+            peer.name(),
+        ])
+        .map(drop)
+    }
+
     /// Sets a sysctl inside the namespace.
     pub fn sysctl(&self, key: &str, value: &str) -> Result<()> {
         self.exec("sysctl", &["-qw", &format!("{key}={value}")])
@@ -107,6 +125,21 @@ impl Netns {
             Ok(f())
         })
     }
+}
+
+/// Ends `child` with SIGTERM, or SIGKILL when it is still running after `grace`; its status.
+pub fn terminate(child: &mut Child, grace: Duration) -> std::io::Result<ExitStatus> {
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if let Some(s) = child.try_wait()? {
+            return Ok(s);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill()?;
+    child.wait()
 }
 
 /// Moves the calling thread into the network namespace at `path`.

@@ -7,13 +7,13 @@
 use std::net::Ipv4Addr;
 
 use anyhow::{Context, Result};
-use aya::{
-    Ebpf, EbpfLoader,
-    programs::{Xdp, XdpMode},
-};
-use lb_common::{map_names, program_names};
+use aya::{Ebpf, programs::XdpMode};
+use lb_common::program_names;
 
-use crate::netns::{Netns, enter_current_thread, unique_name};
+use crate::{
+    netns::{Netns, enter_current_thread, unique_name},
+    tools,
+};
 
 /// The virtual IP.
 pub const VIP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 100);
@@ -110,18 +110,7 @@ impl Topology {
 /// A namespace joined to the bridge by a veth pair: `IFACE` inside, `port` on the bridge.
 fn host(bridge: &Netns, name: &str, port: &str, mac: &str, ip: Ipv4Addr) -> Result<Netns> {
     let ns = Netns::create(name.to_owned())?;
-    bridge.ip(&[
-        "link",
-        "add",
-        port,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        IFACE,
-        "netns",
-        ns.name(),
-    ])?;
+    bridge.add_veth(port, IFACE, &ns)?;
     bridge.ip(&["link", "set", port, "master", "br0", "up"])?;
     ns.ip(&["link", "set", IFACE, "address", mac, "up"])?;
     ns.ip(&["addr", "add", &format!("{ip}/24"), "dev", IFACE])?;
@@ -135,16 +124,9 @@ fn attach_peer_pass(bridge: &Netns, port: &str) -> Result<Ebpf> {
     let port = port.to_owned();
     std::thread::spawn(move || -> Result<Ebpf> {
         enter_current_thread(&path)?;
-        let mut ebpf = EbpfLoader::new()
-            .map_max_entries(map_names::FLOWS, 1)
-            .load(lb_userspace::EBPF_OBJECT)
-            .context("loading the XDP object (built by `cargo xtask build`?)")?;
-        let prog: &mut Xdp = ebpf
-            .program_mut(program_names::PASS)
-            .context("pass program")?
-            .try_into()?;
-        prog.load()?;
-        prog.attach(&port, XdpMode::Driver)
+        let mut ebpf = tools::load(&[program_names::PASS])?;
+        tools::program(&mut ebpf, program_names::PASS)?
+            .attach(&port, XdpMode::Driver)
             .context("attaching the pass program")?;
         Ok(ebpf)
     })

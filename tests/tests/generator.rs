@@ -5,7 +5,7 @@
 use std::net::Ipv4Addr;
 
 use aya::{
-    Ebpf, EbpfLoader,
+    Ebpf,
     maps::{Array, PerCpuArray},
     programs::{TestRun, TestRunOptions, Xdp},
 };
@@ -14,7 +14,10 @@ use lb_common::{
     map_names, program_names,
     state::tcp_flags::ACK,
 };
-use xdpvs_tests::packets::{Frame, IP_OFFSET, L4};
+use xdpvs_tests::{
+    packets::{Frame, IP_OFFSET, L4},
+    tools,
+};
 
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
@@ -24,15 +27,8 @@ const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x10];
 
 /// The object with the generator and the sink loaded, set to cycle through `flows` flows.
 fn tools(flows: u32) -> Ebpf {
-    let mut ebpf = EbpfLoader::new()
-        .map_max_entries(map_names::FLOWS, 1)
-        .map_max_entries(map_names::PERSIST, 1)
-        .load(lb_userspace::EBPF_OBJECT)
-        .expect("the object loads");
-    for name in [program_names::GENERATOR, program_names::SINK] {
-        let p: &mut Xdp = ebpf.program_mut(name).unwrap().try_into().unwrap();
-        p.load().expect("passes the verifier");
-    }
+    let mut ebpf = tools::load(&[program_names::GENERATOR, program_names::SINK])
+        .expect("the object and both programs load");
     let mut cfg: Array<_, Generator> =
         Array::try_from(ebpf.map_mut(map_names::GENERATOR).unwrap()).unwrap();
     let generator = Generator {

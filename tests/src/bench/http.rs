@@ -13,17 +13,17 @@ use std::{
     fs,
     path::{Path, PathBuf},
     process::{Child, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::{Context, Result, bail, ensure};
 use aya::sys::{Stats, enable_stats};
 
-use super::{Extra, Figure, Measured, Plan, live::cpu_times};
+use super::{Extra, Figure, Measured, Plan, live::cpu_times, program_info};
 use crate::{
     cluster::{tcp_service, wait_until},
     daemon::{Daemon, default_bin_dir},
-    netns::{Netns, unique_name},
+    netns::{Netns, terminate, unique_name},
     topology::{IFACE, Topology, VIP, real_server_ip},
 };
 
@@ -83,18 +83,14 @@ impl Process {
 
 impl Drop for Process {
     fn drop(&mut self) {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = terminate(&mut self.child, Duration::from_secs(5));
     }
+}
+
+/// Clock ticks per second: the unit of /proc's CPU times.
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64
 }
 
 /// utime + stime of process `pid` in seconds (0 when it is gone).
@@ -109,9 +105,7 @@ fn process_cpu_seconds(pid: u32) -> f64 {
         .take(2)
         .filter_map(|t| t.parse::<u64>().ok())
         .sum();
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1);
-    ticks as f64 / hz as f64
+    ticks as f64 / clock_ticks()
 }
 
 /// An nginx configuration with `body` as its main context, run from `dir`.
@@ -243,11 +237,7 @@ impl Running {
         match self {
             Running::Proxy(p) => Ok(p.cpu_seconds()),
             Running::Xdpvs(d) => {
-                let program = attached_program(&topo.director)?;
-                let info = aya::programs::loaded_programs()
-                    .filter_map(Result::ok)
-                    .find(|p| p.id() == program)
-                    .context("the attached program")?;
+                let info = program_info(attached_program(&topo.director)?)?;
                 Ok(info.run_time().as_secs_f64() + d.pid().map_or(0.0, process_cpu_seconds))
             }
         }
@@ -367,9 +357,7 @@ fn measure_all(
                 let machine_after = cpu_times()?;
                 let cpu = running.cpu_seconds(topo)? - cpu_before;
                 ensure!(requests > 0, "{}: no requests answered", balancer.name());
-                // SAFETY: sysconf has no preconditions.
-                let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-                let machine = (machine_after.0 - machine_before.0) as f64 / hz;
+                let machine = (machine_after.0 - machine_before.0) as f64 / clock_ticks();
                 runs.push((rate, cpu / requests as f64, machine / requests as f64));
                 errors += errs;
             }

@@ -13,16 +13,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{CLIENT, DIRECTOR_MAC, Extra, Figure, Measured, Plan, VIP, dataplane};
-use crate::{
-    netns::{Netns, enter_current_thread, unique_name},
-    packets::{Frame, L4},
-};
 use anyhow::{Context, Result, ensure};
 use aya::{
-    Ebpf, EbpfLoader,
+    Ebpf,
     maps::{Array, PerCpuArray},
-    programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpMode},
+    programs::{TestRun, TestRunAttrs, TestRunOptions, XdpMode},
     sys::{Stats, enable_stats},
 };
 use lb_common::{
@@ -33,8 +28,16 @@ use lb_common::{
     state::tcp_flags::ACK,
 };
 
-const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x10];
-const IFACE: &str = "eth0";
+use super::{
+    CLIENT, CLIENT_MAC, DIRECTOR_MAC, Extra, Figure, Measured, Plan, VIP, dataplane, frame_from,
+    program_info,
+};
+use crate::{
+    netns::{Netns, enter_current_thread, unique_name},
+    tools,
+    topology::IFACE,
+};
+
 /// Frames per live-frame batch (the kernel's default).
 const BATCH: u32 = 64;
 
@@ -48,63 +51,26 @@ struct Bed {
     template: Vec<u8>,
 }
 
-fn xdp<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp> {
-    Ok(ebpf
-        .program_mut(name)
-        .context("program missing")?
-        .try_into()?)
-}
-
 impl Bed {
     fn build() -> Result<Self> {
         let generator = Netns::create(unique_name("bench-gen"))?;
         let director = Netns::create(unique_name("bench-dir"))?;
-        generator.ip(&[
-            "link",
-            "add",
-            IFACE,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            IFACE,
-            "netns",
-            director.name(),
-        ])?;
+        generator.add_veth(IFACE, IFACE, &director)?;
         for (ns, mac) in [(&generator, CLIENT_MAC), (&director, DIRECTOR_MAC)] {
             let mac = mac.map(|b| format!("{b:02x}")).join(":");
             ns.ip(&["link", "set", IFACE, "address", &mac, "up"])?;
         }
-        let mut tools = EbpfLoader::new()
-            .map_max_entries(map_names::FLOWS, 1)
-            .map_max_entries(map_names::PERSIST, 1)
-            .load(lb_userspace::EBPF_OBJECT)
-            .context("loading the XDP object")?;
-        for name in [
+        let mut tools = tools::load(&[
             program_names::GENERATOR,
             program_names::SINK,
             program_names::MAC_SWAP,
-        ] {
-            xdp(&mut tools, name)?.load()?;
-        }
+        ])?;
         enter_current_thread(&generator.path())?;
-        xdp(&mut tools, program_names::SINK)?
+        tools::program(&mut tools, program_names::SINK)?
             .attach(IFACE, XdpMode::Driver)
             .context("attaching the sink")?;
         let ifindex = lb_userspace::iface::index(IFACE)?;
-        let template = Frame {
-            dst_mac: DIRECTOR_MAC,
-            src_mac: CLIENT_MAC,
-            vlan: None,
-            src: CLIENT,
-            dst: VIP,
-            l4: L4::Tcp {
-                sport: 1024,
-                dport: 80,
-                flags: ACK,
-            },
-        }
-        .build(&[0u8; 18]);
+        let template = frame_from(CLIENT, 1024, ACK, VIP);
         Ok(Self {
             generator,
             director,
@@ -164,7 +130,7 @@ impl Bed {
         };
         let before = cpu_times()?;
         let start = Instant::now();
-        xdp(&mut self.tools, program_names::GENERATOR)?
+        tools::program(&mut self.tools, program_names::GENERATOR)?
             .test_run(opts)
             .context("BPF_PROG_TEST_RUN with live frames")?;
         let elapsed = start.elapsed();
@@ -243,15 +209,13 @@ pub(super) fn cpu_times() -> Result<(u64, u64)> {
 
 /// (run time ns, run count) of program `id`.
 fn run_stats(id: u32) -> Result<(u64, u64)> {
-    let info = aya::programs::loaded_programs()
-        .filter_map(Result::ok)
-        .find(|p| p.id() == id)
-        .context("director program not loaded")?;
+    let info = program_info(id)?;
     Ok((info.run_time().as_nanos() as u64, info.run_count()))
 }
 
 /// The live rate: the MAC-swap baseline first, then xdpvs with each of `plan.flow_counts`
 /// distinct established flows cycled through.
+///
 /// The calling thread moves between the test bed's namespaces and is back in its own when
 /// this returns.
 pub fn live_rate(plan: &Plan, progress: &mut dyn FnMut(&Measured)) -> Result<Vec<Measured>> {
@@ -266,13 +230,13 @@ fn measure_live(plan: &Plan, progress: &mut dyn FnMut(&Measured)) -> Result<Vec<
     let mut figures = Vec::new();
     bed.set_flows(1)?;
     enter_current_thread(&bed.director.path())?;
-    let swap = xdp(&mut bed.tools, program_names::MAC_SWAP)?;
+    let swap = tools::program(&mut bed.tools, program_names::MAC_SWAP)?;
     let id = swap.info()?.id();
     let link = swap.attach(IFACE, XdpMode::Driver)?;
     let f = bed.measure(plan, "baseline: MAC swap + XDP_TX".into(), id)?;
     progress(&f);
     figures.push(f);
-    xdp(&mut bed.tools, program_names::MAC_SWAP)?.detach(link)?;
+    tools::program(&mut bed.tools, program_names::MAC_SWAP)?.detach(link)?;
 
     let mut dp = dataplane(Scheduler::Rr, 2, DEFAULT_MAX_FLOWS)?;
     enter_current_thread(&bed.director.path())?;

@@ -46,6 +46,7 @@ use crate::{
 };
 
 const DIRECTOR_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
+const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x10];
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 100);
 
 /// How much to measure.
@@ -128,7 +129,7 @@ fn frame(src_port: u16, flags: u8, dst: Ipv4Addr) -> Vec<u8> {
 fn frame_from(src: Ipv4Addr, src_port: u16, flags: u8, dst: Ipv4Addr) -> Vec<u8> {
     Frame {
         dst_mac: DIRECTOR_MAC,
-        src_mac: [2, 0, 0, 0, 0, 0x10],
+        src_mac: CLIENT_MAC,
         vlan: None,
         src,
         dst,
@@ -277,12 +278,18 @@ pub fn per_packet(
     Ok((figures, curves))
 }
 
-/// The `i`-th distinct client flow: a source address and port.
+/// The `i`-th distinct client flow, as the live-frame generator sends it.
 fn client_flow(i: u32) -> (Ipv4Addr, u16) {
-    (
-        Ipv4Addr::from(0x0a80_0000 + i / 50_000),
-        1024 + (i % 50_000) as u16,
-    )
+    let (addr, port) = lb_common::generator::flow_source(i);
+    (Ipv4Addr::from(addr), port)
+}
+
+/// The kernel's information on loaded program `id` (run-time statistics included).
+fn program_info(id: u32) -> Result<aya::programs::ProgramInfo> {
+    aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .find(|p| p.id() == id)
+        .with_context(|| format!("program {id} not loaded"))
 }
 
 /// Established-flow cost with `plan.flow_counts` flows in a 1M-entry table, and the maps'
