@@ -18,11 +18,12 @@ pub mod stats;
 pub mod map_names {
     /// Virtual services: [`crate::service::ServiceKey`] -> [`crate::service::Service`].
     pub const SERVICES: &str = "SERVICES";
-    /// Per-service real server lists: slot `service * MAX_DESTS_PER_SERVICE + i` -> dest id.
+    /// Pool of real server lists: slot `dests_offset + i` -> dest id. The daemon places each
+    /// service's list in a free region, like the tables.
     pub const SERVICE_DESTS: &str = "SERVICE_DESTS";
     /// Per-service scheduler state written by the data path.
     pub const SERVICE_SCHED: &str = "SERVICE_SCHED";
-    /// Pool of sh/dh/mh bucket tables: slot `table_offset + bucket` -> list position
+    /// Pool of sh/dh/mh bucket tables: slot `table_offset + bucket` -> dest id
     /// (`u32::MAX` = empty). The daemon places each table in a free region.
     pub const SERVICE_TABLES: &str = "SERVICE_TABLES";
     /// Real servers by dest id: [`crate::dest::Dest`].
@@ -87,6 +88,8 @@ pub const MAX_SERVICES: u32 = 1024;
 pub const MAX_DESTS_PER_SERVICE: u32 = 1024;
 /// Most real servers over all services (dest ids are below this).
 pub const MAX_DESTS: u32 = 131_072;
+/// Entries in the real server list pool shared by all services.
+pub const LIST_POOL_SIZE: u32 = MAX_SERVICES * MAX_DESTS_PER_SERVICE;
 /// Entries in the bucket table pool shared by all services.
 pub const TABLE_POOL_SIZE: u32 = 1 << 22;
 /// Default size of the connection table.

@@ -16,13 +16,16 @@ pub struct ServiceKey {
     pub _pad: u8,
 }
 
-/// A virtual service as the data path needs it. Written only by the daemon, whole, so that
-/// a packet sees either the old or the new list length, table half and weights.
+/// A virtual service as the data path needs it. Written only by the daemon, whole, after the
+/// list and table it points at: a changed service gets a new list region and a new table
+/// region, so a packet sees either the old service with its old list and table or the new one.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Service {
     /// Index of the service in the per-service arrays.
     pub id: u32,
+    /// Start of the service's real server list in the list pool (SERVICE_DESTS).
+    pub dests_offset: u32,
     /// Number of real servers in the service's list.
     pub dest_count: u32,
     /// Largest weight in the list (wrr).

@@ -6,7 +6,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
 use lb_common::{
-    DEFAULT_MAX_FLOWS, MAX_DESTS, MAX_DESTS_PER_SERVICE, MAX_SERVICES, TABLE_POOL_SIZE,
+    DEFAULT_MAX_FLOWS, LIST_POOL_SIZE, MAX_DESTS, MAX_SERVICES, TABLE_POOL_SIZE,
     config::Director,
     dest::{Dest, DestConns},
     flow::{Flow, FlowKey, Persist, PersistKey},
@@ -19,7 +19,7 @@ pub static SERVICES: HashMap<ServiceKey, Service> = HashMap::with_max_entries(MA
 
 #[map(name = "SERVICE_DESTS")]
 pub static SERVICE_DESTS: Array<u32> =
-    Array::with_max_entries(MAX_SERVICES * MAX_DESTS_PER_SERVICE, 0);
+    Array::with_max_entries(LIST_POOL_SIZE, 0);
 
 #[map(name = "SERVICE_SCHED")]
 pub static SERVICE_SCHED: Array<SchedState> = Array::with_max_entries(MAX_SERVICES, 0);

@@ -140,7 +140,7 @@ fn pick(svc: &Service, pkt: &Addresses) -> Option<u32> {
         return None;
     }
     let servers = MapServers {
-        base: svc.id * MAX_DESTS_PER_SERVICE,
+        base: svc.dests_offset,
         table_offset: svc.table_offset,
         table_size: svc.table_size,
         count: svc.dest_count,

@@ -313,7 +313,7 @@ impl Daemon {
             .ok_or_else(|| full("room in the table pool"))?;
         self.dataplane.write_service(
             spec.addr.map_key(),
-            spec.map_value(id, offset),
+            spec.map_value(id, id * lb_common::MAX_DESTS_PER_SERVICE, offset),
             &dest_ids,
             spec.table().as_deref(),
         )?;

@@ -16,7 +16,6 @@ use aya::{
     },
 };
 use lb_common::{
-    MAX_DESTS_PER_SERVICE,
     config::Director,
     dest::{Dest, DestConns},
     event::Event,
@@ -299,7 +298,7 @@ impl DataPlane {
     ) -> Result<()> {
         let mut list = self.array::<u32>(names::SERVICE_DESTS)?;
         for (i, id) in dest_ids.iter().enumerate() {
-            list.set(svc.id * MAX_DESTS_PER_SERVICE + i as u32, id, 0)
+            list.set(svc.dests_offset + i as u32, id, 0)
                 .map_err(map_err(names::SERVICE_DESTS))?;
         }
         if let Some(table) = table {

@@ -118,12 +118,13 @@ impl ServiceSpec {
         Scheduler::from_name(&self.scheduler)
     }
 
-    /// The SERVICES map value for this service under `id`, its table at `table_offset` in the
-    /// pool (see [`ServiceSpec::table`]).
-    pub fn map_value(&self, id: u32, table_offset: u32) -> Service {
+    /// The SERVICES map value for this service under `id`, its list at `dests_offset` in the
+    /// list pool and its table at `table_offset` in the table pool (see [`ServiceSpec::table`]).
+    pub fn map_value(&self, id: u32, dests_offset: u32, table_offset: u32) -> Service {
         let weights = || self.dests.iter().map(|d| d.weight);
         Service {
             id,
+            dests_offset,
             dest_count: self.dests.len() as u32,
             max_weight: weights().max().unwrap_or(0),
             weight_gcd: sched::weight_gcd(weights()),
@@ -321,7 +322,7 @@ mod tests {
         for (d, w) in s.dests.iter_mut().zip([8, 0, 6]) {
             d.weight = w;
         }
-        let v = s.map_value(7, 1);
+        let v = s.map_value(7, 0, 1);
         assert_eq!(
             (
                 v.id,
@@ -342,7 +343,7 @@ mod tests {
         );
         s.scheduler = "mh".into();
         let t = s.table().unwrap();
-        assert_eq!((t.len(), s.map_value(0, 0).table_size), (509, 509));
+        assert_eq!((t.len(), s.map_value(0, 0, 0).table_size), (509, 509));
         assert!(
             t.iter().all(|p| matches!(p, Some(0) | Some(2))),
             "weight 0 gets no slot"

@@ -35,7 +35,7 @@ pub fn install(
         let id = id as u32;
         dp.write_service(
             spec.addr.map_key(),
-            spec.map_value(id, id * TABLE_STRIDE),
+            spec.map_value(id, id * lb_common::MAX_DESTS_PER_SERVICE, id * TABLE_STRIDE),
             &ids,
             spec.table().as_deref(),
         )?;

@@ -535,7 +535,7 @@ fn adding_or_removing_servers_moves_only_the_removed_servers_flows() {
             })
             .collect(),
     };
-    dp.write_service(tcp_key, spec(3).map_value(0, 0), &[0, 1, 4], None)
+    dp.write_service(tcp_key, spec(3).map_value(0, 0, 0), &[0, 1, 4], None)
         .unwrap();
     assert_eq!(
         (flow(&dp, 1), flow(&dp, 2)),
@@ -553,7 +553,7 @@ fn adding_or_removing_servers_moves_only_the_removed_servers_flows() {
         },
     )
     .unwrap();
-    dp.write_service(tcp_key, spec(2).map_value(0, 0), &[1, 4], None)
+    dp.write_service(tcp_key, spec(2).map_value(0, 0, 0), &[1, 4], None)
         .unwrap();
     assert_eq!(flow(&dp, 2), 1, "a flow of a kept server moved");
     assert_ne!(
