@@ -8,12 +8,13 @@ use std::{
 use anyhow::{Context, Result, bail};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, IterableMap, MapData, MapError, PerCpuArray, RingBuf},
     programs::{
         ProgramError, Xdp, XdpMode,
         links::{FdLink, PinnedLink},
         xdp::{XdpLink, XdpLinkId},
     },
+    sys::{NetlinkError, SyscallError},
 };
 use lb_common::{
     config::Director,
@@ -22,11 +23,10 @@ use lb_common::{
     flow::{Flow, FlowKey, Persist, PersistKey},
     map_names as names, program_names,
     service::{SchedState, Service, ServiceKey},
-    state::Timeouts,
     stats::{Global, Traffic},
 };
 
-use crate::{EBPF_OBJECT, iface};
+use crate::{EBPF_OBJECT, iface, maps::Maps};
 
 /// How the program ended up attached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,13 +42,63 @@ pub enum AttachMode {
 /// Name of the pinned XDP link in the pin directory.
 const LINK_PIN: &str = "link";
 
+/// The maps of the loaded object, taken once at load.
+struct MapSet {
+    services: HashMap<MapData, ServiceKey, Service>,
+    lists: Array<MapData, u32>,
+    sched: Array<MapData, SchedState>,
+    tables: Array<MapData, u32>,
+    dests: Array<MapData, Dest>,
+    counted_in: Array<MapData, DestConns>,
+    released: Array<MapData, DestConns>,
+    flows: HashMap<MapData, FlowKey, Flow>,
+    templates: HashMap<MapData, PersistKey, Persist>,
+    service_stats: PerCpuArray<MapData, Traffic>,
+    dest_stats: PerCpuArray<MapData, Traffic>,
+    globals: PerCpuArray<MapData, u64>,
+    director: Array<MapData, Director>,
+    events: RingBuf<MapData>,
+}
+
+impl MapSet {
+    fn take(ebpf: &mut Ebpf) -> Result<Self> {
+        fn take<M: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
+            ebpf: &mut Ebpf,
+            name: &str,
+        ) -> Result<M> {
+            let map = ebpf
+                .take_map(name)
+                .with_context(|| format!("map {name} missing"))?;
+            M::try_from(map).with_context(|| format!("map {name}"))
+        }
+        Ok(Self {
+            services: take(ebpf, names::SERVICES)?,
+            lists: take(ebpf, names::SERVICE_DESTS)?,
+            sched: take(ebpf, names::SERVICE_SCHED)?,
+            tables: take(ebpf, names::SERVICE_TABLES)?,
+            dests: take(ebpf, names::DESTS)?,
+            counted_in: take(ebpf, names::DEST_CONNS)?,
+            released: take(ebpf, names::DEST_RELEASED)?,
+            flows: take(ebpf, names::FLOWS)?,
+            templates: take(ebpf, names::PERSIST)?,
+            service_stats: take(ebpf, names::SERVICE_STATS)?,
+            dest_stats: take(ebpf, names::DEST_STATS)?,
+            globals: take(ebpf, names::GLOBAL_STATS)?,
+            director: take(ebpf, names::DIRECTOR)?,
+            events: take(ebpf, names::EVENTS)?,
+        })
+    }
+}
+
 /// The loaded object and its maps. Without a pin directory an attachment lasts as long as the
 /// object; with one it is a pinned link that outlives it.
 pub struct DataPlane {
     ebpf: Ebpf,
+    maps: MapSet,
     pin_dir: Option<PathBuf>,
 }
 
+/// Names a failed map operation.
 fn map_err(name: &str) -> impl FnOnce(aya::maps::MapError) -> anyhow::Error + '_ {
     move |e| anyhow::anyhow!("map {name}: {e}")
 }
@@ -85,6 +135,7 @@ impl DataPlane {
                 .with_context(|| format!("loading program {name} (verifier)"))?;
         }
         Ok(Self {
+            maps: MapSet::take(&mut ebpf)?,
             ebpf,
             pin_dir: pin_dir.map(Path::to_owned),
         })
@@ -181,75 +232,192 @@ impl DataPlane {
         }
     }
 
-    fn map(&self, name: &str) -> Result<&aya::maps::Map> {
-        self.ebpf
-            .map(name)
-            .with_context(|| format!("map {name} missing"))
-    }
-
-    /// Kernel memory charged to map `name` in bytes (`memlock` of its descriptor).
-    pub fn map_memory(&self, name: &str) -> Result<u64> {
+    /// Kernel memory charged to the connection table and the persistence templates, in bytes
+    /// (`memlock` of their descriptors).
+    pub fn flow_memory(&self) -> Result<u64> {
         use std::os::fd::{AsFd, AsRawFd};
-        let data = match self.map(name)? {
-            aya::maps::Map::HashMap(m)
-            | aya::maps::Map::Array(m)
-            | aya::maps::Map::PerCpuArray(m)
-            | aya::maps::Map::RingBuf(m) => m,
-            _ => bail!("map {name}: unexpected map type"),
-        };
-        let fd = data.fd().as_fd().as_raw_fd();
-        let info = fs::read_to_string(format!("/proc/self/fdinfo/{fd}"))?;
-        info.lines()
-            .find_map(|l| l.strip_prefix("memlock:"))
-            .and_then(|v| v.trim().parse().ok())
-            .with_context(|| format!("map {name}: no memlock in fdinfo"))
+        let mut total = 0;
+        for (name, data) in [
+            (names::FLOWS, self.maps.flows.map()),
+            (names::PERSIST, self.maps.templates.map()),
+        ] {
+            let fd = data.fd().as_fd().as_raw_fd();
+            let info = fs::read_to_string(format!("/proc/self/fdinfo/{fd}"))?;
+            total += info
+                .lines()
+                .find_map(|l| l.strip_prefix("memlock:"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .with_context(|| format!("map {name}: no memlock in fdinfo"))?;
+        }
+        Ok(total)
     }
+}
 
-    fn map_mut(&mut self, name: &str) -> Result<&mut aya::maps::Map> {
-        self.ebpf
-            .map_mut(name)
-            .with_context(|| format!("map {name} missing"))
+/// The sum over CPUs of entry `id` of a per-CPU traffic map.
+fn traffic_sum(map: &PerCpuArray<MapData, Traffic>, name: &str, id: u32) -> Result<Traffic> {
+    let per_cpu = map.get(&id, 0).map_err(map_err(name))?;
+    Ok(per_cpu.iter().fold(Traffic::default(), |mut sum, t| {
+        sum.add(t);
+        sum
+    }))
+}
+
+/// Whether a lookup found nothing.
+fn missing<T>(r: Result<T, MapError>, name: &str) -> Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(MapError::KeyNotFound) => Ok(None),
+        Err(e) => Err(map_err(name)(e)),
     }
+}
 
-    fn array<T: aya::Pod>(&mut self, name: &'static str) -> Result<Array<&mut MapData, T>> {
-        Array::try_from(self.map_mut(name)?).map_err(map_err(name))
-    }
-
-    fn array_ref<T: aya::Pod>(&self, name: &'static str) -> Result<Array<&MapData, T>> {
-        Array::try_from(self.map(name)?).map_err(map_err(name))
-    }
-
-    fn per_cpu<T: aya::Pod>(&self, name: &'static str) -> Result<PerCpuArray<&MapData, T>> {
-        PerCpuArray::try_from(self.map(name)?).map_err(map_err(name))
-    }
-
-    fn flows_map(&mut self) -> Result<HashMap<&mut MapData, FlowKey, Flow>> {
-        HashMap::try_from(self.map_mut(names::FLOWS)?).map_err(map_err(names::FLOWS))
-    }
-
-    fn services_map(&mut self) -> Result<HashMap<&mut MapData, ServiceKey, Service>> {
-        HashMap::try_from(self.map_mut(names::SERVICES)?).map_err(map_err(names::SERVICES))
-    }
-
-    /// Sets the source MAC of forwarded frames, and whether the program reports its decisions
-    /// (see [`DataPlane::events`]).
-    pub fn set_director(&mut self, mac: [u8; 6], debug: bool) -> Result<()> {
+impl Maps for DataPlane {
+    fn set_director(&mut self, mac: [u8; 6], debug: bool) -> Result<()> {
         let director = Director {
             mac,
             debug: debug.into(),
             _pad: 0,
         };
-        self.array(names::DIRECTOR)?
+        self.maps
+            .director
             .set(0, director, 0)
             .map_err(map_err(names::DIRECTOR))
     }
 
-    /// The events the program reported since the last call.
-    pub fn events(&mut self) -> Result<Vec<Event>> {
-        let mut ring =
-            RingBuf::try_from(self.map_mut(names::EVENTS)?).map_err(map_err(names::EVENTS))?;
+    fn dest(&self, id: u32) -> Result<Dest> {
+        self.maps.dests.get(&id, 0).map_err(map_err(names::DESTS))
+    }
+
+    fn write_dest(&mut self, id: u32, dest: &Dest) -> Result<()> {
+        self.maps
+            .dests
+            .set(id, dest, 0)
+            .map_err(map_err(names::DESTS))
+    }
+
+    fn counted_in(&self, id: u32) -> Result<DestConns> {
+        self.maps
+            .counted_in
+            .get(&id, 0)
+            .map_err(map_err(names::DEST_CONNS))
+    }
+
+    fn released(&self, id: u32) -> Result<DestConns> {
+        self.maps
+            .released
+            .get(&id, 0)
+            .map_err(map_err(names::DEST_RELEASED))
+    }
+
+    fn write_released(&mut self, id: u32, released: &DestConns) -> Result<()> {
+        self.maps
+            .released
+            .set(id, released, 0)
+            .map_err(map_err(names::DEST_RELEASED))
+    }
+
+    fn write_list(&mut self, offset: u32, ids: &[u32]) -> Result<()> {
+        for (i, id) in (offset..).zip(ids) {
+            self.maps
+                .lists
+                .set(i, id, 0)
+                .map_err(map_err(names::SERVICE_DESTS))?;
+        }
+        Ok(())
+    }
+
+    fn write_table(&mut self, offset: u32, buckets: &[u32]) -> Result<()> {
+        for (i, b) in (offset..).zip(buckets) {
+            self.maps
+                .tables
+                .set(i, b, 0)
+                .map_err(map_err(names::SERVICE_TABLES))?;
+        }
+        Ok(())
+    }
+
+    fn reset_sched(&mut self, id: u32) -> Result<()> {
+        self.maps
+            .sched
+            .set(id, SchedState::default(), 0)
+            .map_err(map_err(names::SERVICE_SCHED))
+    }
+
+    fn service(&self, key: &ServiceKey) -> Result<Option<Service>> {
+        missing(self.maps.services.get(key, 0), names::SERVICES)
+    }
+
+    fn service_keys(&self) -> Result<Vec<ServiceKey>> {
+        self.maps
+            .services
+            .keys()
+            .collect::<Result<_, _>>()
+            .map_err(map_err(names::SERVICES))
+    }
+
+    fn write_service(&mut self, key: &ServiceKey, svc: &Service) -> Result<()> {
+        self.maps
+            .services
+            .insert(key, svc, 0)
+            .map_err(map_err(names::SERVICES))
+    }
+
+    fn remove_service(&mut self, key: &ServiceKey) -> Result<()> {
+        self.maps
+            .services
+            .remove(key)
+            .map_err(map_err(names::SERVICES))
+    }
+
+    fn flows(&self) -> Result<Vec<(FlowKey, Flow)>> {
+        self.maps
+            .flows
+            .iter()
+            .collect::<Result<_, _>>()
+            .map_err(map_err(names::FLOWS))
+    }
+
+    fn remove_flow(&mut self, key: &FlowKey) -> Result<bool> {
+        missing(self.maps.flows.remove(key), names::FLOWS).map(|r| r.is_some())
+    }
+
+    fn templates(&self) -> Result<Vec<(PersistKey, Persist)>> {
+        self.maps
+            .templates
+            .iter()
+            .collect::<Result<_, _>>()
+            .map_err(map_err(names::PERSIST))
+    }
+
+    fn remove_template(&mut self, key: &PersistKey) -> Result<()> {
+        missing(self.maps.templates.remove(key), names::PERSIST).map(drop)
+    }
+
+    fn service_traffic(&self, id: u32) -> Result<Traffic> {
+        traffic_sum(&self.maps.service_stats, names::SERVICE_STATS, id)
+    }
+
+    fn dest_traffic(&self, id: u32) -> Result<Traffic> {
+        traffic_sum(&self.maps.dest_stats, names::DEST_STATS, id)
+    }
+
+    fn globals(&self) -> Result<Vec<(Global, u64)>> {
+        Global::ALL
+            .iter()
+            .map(|g| {
+                let per_cpu = self
+                    .maps
+                    .globals
+                    .get(&(*g as u32), 0)
+                    .map_err(map_err(names::GLOBAL_STATS))?;
+                Ok((*g, per_cpu.iter().sum()))
+            })
+            .collect()
+    }
+
+    fn events(&mut self) -> Result<Vec<Event>> {
         let mut events = Vec::new();
-        while let Some(item) = ring.next() {
+        while let Some(item) = self.maps.events.next() {
             if item.len() >= size_of::<Event>() {
                 // SAFETY: the program writes whole `Event`s; read unaligned from the ring.
                 events.push(unsafe { item.as_ptr().cast::<Event>().read_unaligned() });
@@ -258,197 +426,19 @@ impl DataPlane {
         Ok(events)
     }
 
-    /// The real server in slot `id`.
-    pub fn dest(&self, id: u32) -> Result<Dest> {
-        self.array_ref(names::DESTS)?
-            .get(&id, 0)
-            .map_err(map_err(names::DESTS))
-    }
-
-    /// Writes the real server in slot `id`.
-    pub fn write_dest(&mut self, id: u32, dest: &Dest) -> Result<()> {
-        self.array::<Dest>(names::DESTS)?
-            .set(id, dest, 0)
-            .map_err(map_err(names::DESTS))
-    }
-
-    /// Gives slot `id` to a new real server: returns the slot's next generation, and makes the
-    /// slot's live connection counts start at zero.
-    pub fn claim_dest(&mut self, id: u32) -> Result<u32> {
-        let generation = self.dest(id)?.generation.wrapping_add(1);
-        let counted_in: DestConns = self
-            .array_ref(names::DEST_CONNS)?
-            .get(&id, 0)
-            .map_err(map_err(names::DEST_CONNS))?;
-        self.array(names::DEST_RELEASED)?
-            .set(id, counted_in, 0)
-            .map_err(map_err(names::DEST_RELEASED))?;
-        Ok(generation)
-    }
-
-    /// Writes service `svc.id`'s real server list and (for sh/dh/mh) its bucket table at
-    /// `svc.table_offset` in the pool, resets its scheduler state, then writes the service
-    /// itself, so that a packet sees the old service or the new one, never a half-written table.
-    pub fn write_service(
-        &mut self,
-        key: ServiceKey,
-        svc: Service,
-        dest_ids: &[u32],
-        table: Option<&[Option<u32>]>,
-    ) -> Result<()> {
-        let mut list = self.array::<u32>(names::SERVICE_DESTS)?;
-        for (i, id) in dest_ids.iter().enumerate() {
-            list.set(svc.dests_offset + i as u32, id, 0)
-                .map_err(map_err(names::SERVICE_DESTS))?;
+    fn synchronize(&mut self) -> Result<()> {
+        // MEMBARRIER_CMD_GLOBAL returns after synchronize_rcu(): every XDP program run that
+        // started before it (they run inside RCU read-side sections) has finished.
+        const MEMBARRIER_CMD_GLOBAL: libc::c_long = 1;
+        // SAFETY: membarrier takes two integers and touches no memory of ours.
+        let r = unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0) };
+        if r != 0 {
+            bail!(
+                "membarrier (waiting for packets in flight): {}",
+                std::io::Error::last_os_error()
+            );
         }
-        if let Some(table) = table {
-            let mut tables = self.array::<u32>(names::SERVICE_TABLES)?;
-            for (bucket, pos) in table.iter().enumerate() {
-                tables
-                    .set(svc.table_offset + bucket as u32, pos.unwrap_or(u32::MAX), 0)
-                    .map_err(map_err(names::SERVICE_TABLES))?;
-            }
-        }
-        self.array(names::SERVICE_SCHED)?
-            .set(svc.id, SchedState::default(), 0)
-            .map_err(map_err(names::SERVICE_SCHED))?;
-        self.services_map()?
-            .insert(key, svc, 0)
-            .map_err(map_err(names::SERVICES))
-    }
-
-    fn services_ref(&self) -> Result<HashMap<&MapData, ServiceKey, Service>> {
-        HashMap::try_from(self.map(names::SERVICES)?).map_err(map_err(names::SERVICES))
-    }
-
-    /// Every service key in the map.
-    pub fn service_keys(&self) -> Result<Vec<ServiceKey>> {
-        self.services_ref()?
-            .keys()
-            .collect::<Result<_, _>>()
-            .map_err(map_err(names::SERVICES))
-    }
-
-    /// The service under `key`, if the map has it.
-    pub fn service(&self, key: &ServiceKey) -> Result<Option<Service>> {
-        match self.services_ref()?.get(key, 0) {
-            Ok(s) => Ok(Some(s)),
-            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
-            Err(e) => Err(map_err(names::SERVICES)(e)),
-        }
-    }
-
-    /// Removes a service from the map.
-    pub fn remove_service(&mut self, key: &ServiceKey) -> Result<()> {
-        self.services_map()?
-            .remove(key)
-            .map_err(map_err(names::SERVICES))
-    }
-
-    /// Live connection counts of real server `id`.
-    pub fn conns(&self, id: u32) -> Result<DestConns> {
-        let counted_in: DestConns = self
-            .array_ref(names::DEST_CONNS)?
-            .get(&id, 0)
-            .map_err(map_err(names::DEST_CONNS))?;
-        let released = self
-            .array_ref(names::DEST_RELEASED)?
-            .get(&id, 0)
-            .map_err(map_err(names::DEST_RELEASED))?;
-        Ok(counted_in.minus(&released))
-    }
-
-    fn traffic(&self, name: &'static str, id: u32) -> Result<Traffic> {
-        let per_cpu = self
-            .per_cpu::<Traffic>(name)?
-            .get(&id, 0)
-            .map_err(map_err(name))?;
-        Ok(per_cpu.iter().fold(Traffic::default(), |mut sum, t| {
-            sum.add(t);
-            sum
-        }))
-    }
-
-    /// Traffic of service `id`, summed over CPUs.
-    pub fn service_traffic(&self, id: u32) -> Result<Traffic> {
-        self.traffic(names::SERVICE_STATS, id)
-    }
-
-    /// Traffic of real server `id`, summed over CPUs.
-    pub fn dest_traffic(&self, id: u32) -> Result<Traffic> {
-        self.traffic(names::DEST_STATS, id)
-    }
-
-    /// The global counters, summed over CPUs.
-    pub fn globals(&self) -> Result<Vec<(Global, u64)>> {
-        let map = self.per_cpu::<u64>(names::GLOBAL_STATS)?;
-        Global::ALL
-            .iter()
-            .map(|g| {
-                Ok((
-                    *g,
-                    map.get(&(*g as u32), 0)
-                        .map_err(map_err(names::GLOBAL_STATS))?
-                        .iter()
-                        .sum(),
-                ))
-            })
-            .collect()
-    }
-
-    /// Every flow in the connection table.
-    pub fn flows(&mut self) -> Result<Vec<(FlowKey, Flow)>> {
-        self.flows_map()?
-            .iter()
-            .collect::<Result<_, _>>()
-            .map_err(map_err(names::FLOWS))
-    }
-
-    fn templates_map(&mut self) -> Result<HashMap<&mut MapData, PersistKey, Persist>> {
-        HashMap::try_from(self.map_mut(names::PERSIST)?).map_err(map_err(names::PERSIST))
-    }
-
-    /// Every persistence template.
-    pub fn templates(&mut self) -> Result<Vec<(PersistKey, Persist)>> {
-        self.templates_map()?
-            .iter()
-            .collect::<Result<_, _>>()
-            .map_err(map_err(names::PERSIST))
-    }
-
-    /// Removes a persistence template.
-    pub fn remove_template(&mut self, key: &PersistKey) -> Result<()> {
-        self.templates_map()?
-            .remove(key)
-            .map_err(map_err(names::PERSIST))
-    }
-
-    /// Removes the flows idle longer than their state's timeout at monotonic time `now_ns`,
-    /// counting each out of its real server. Returns the flows that remain.
-    pub fn expire(&mut self, timeouts: &Timeouts, now_ns: u64) -> Result<Vec<(FlowKey, Flow)>> {
-        let (expired, live): (Vec<_>, Vec<_>) = self.flows()?.into_iter().partition(|(_, f)| {
-            now_ns.saturating_sub(f.last_seen_ns)
-                > u64::from(timeouts.of(f.state())) * 1_000_000_000
-        });
-        for (key, flow) in &expired {
-            if self.flows_map()?.remove(key).is_err() {
-                continue;
-            }
-            // A flow of an earlier holder of the slot was never counted for the current one.
-            if self.dest(flow.dest)?.generation != flow.dest_generation {
-                continue;
-            }
-            let mut released = self.array::<DestConns>(names::DEST_RELEASED)?;
-            let mut r = released
-                .get(&flow.dest, 0)
-                .map_err(map_err(names::DEST_RELEASED))?;
-            let c = r.counter_mut(flow.state().is_active());
-            *c = c.wrapping_add(1);
-            released
-                .set(flow.dest, r, 0)
-                .map_err(map_err(names::DEST_RELEASED))?;
-        }
-        Ok(live)
+        Ok(())
     }
 }
 
@@ -463,12 +453,26 @@ pub fn remove_pins(dir: &Path) -> bool {
     found
 }
 
+/// The errno behind an aya program error, wherever in its chain it is.
+fn errno(e: &ProgramError) -> Option<i32> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(n) = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::raw_os_error)
+            .or_else(|| err.downcast_ref::<NetlinkError>()?.raw_os_error())
+            .or_else(|| err.downcast_ref::<SyscallError>()?.io_error.raw_os_error())
+        {
+            return Some(n);
+        }
+        cur = err.source();
+    }
+    None
+}
+
+/// Whether attaching failed because another program holds the hook.
 fn is_busy(e: &ProgramError) -> bool {
-    let text = format!("{e:?}");
-    text.contains("Os { code: 16")
-        || text.contains("Os { code: 17")
-        || text.contains("EBUSY")
-        || text.contains("EEXIST")
+    matches!(errno(e), Some(libc::EBUSY | libc::EEXIST))
 }
 
 fn busy_or(e: ProgramError, interface: &str) -> anyhow::Error {

@@ -8,16 +8,20 @@ pub mod counters;
 pub mod daemon;
 pub mod dataplane;
 pub mod edit;
+pub mod engine;
 pub mod iface;
 pub mod ipvsadm_format;
 pub mod listing;
+pub mod maps;
 pub mod metrics;
 pub mod model;
 pub mod neigh;
+pub mod pools;
+pub mod reconcile;
 pub mod rs_setup;
 pub mod run;
 pub mod saved;
-pub mod tables;
+pub mod sweep;
 
 /// The XDP object, as built by `cargo xtask build-ebpf` (empty if it was not built).
 pub static EBPF_OBJECT: &[u8] =

@@ -1,5 +1,5 @@
 //! What a stopping daemon leaves for its successor, next to the pinned maps: the services with
-//! the map ids and table regions they hold, the timeouts and the counter baselines. With it a
+//! the map ids, list and table regions they hold, the timeouts and the counter baselines. With it a
 //! restarted daemon adopts the running data plane instead of rebuilding it, so flows stay.
 
 use std::{fs, path::Path};
@@ -7,23 +7,10 @@ use std::{fs, path::Path};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::{counters::Baselines, model::ServiceSpec};
+use crate::{counters::Baselines, reconcile::InstalledService};
 
 /// Version of the file's format; another version is ignored.
-const FORMAT: u32 = 1;
-
-/// A service as installed in the maps.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct InstalledService {
-    /// Its settings and real servers.
-    pub spec: ServiceSpec,
-    /// Its service id.
-    pub id: u32,
-    /// The slots of its real servers, in list order.
-    pub dest_ids: Vec<u32>,
-    /// Its region of the table pool (offset, size).
-    pub table: (u32, u32),
-}
+const FORMAT: u32 = 2;
 
 /// The daemon's bookkeeping.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

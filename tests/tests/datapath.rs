@@ -1,11 +1,10 @@
 //! The XDP program in the kernel, packet by packet, with BPF_PROG_TEST_RUN on the real object:
 //! verdicts, exact output frames, flow stickiness and counters.
 
-use std::net::Ipv4Addr;
+use std::{collections::HashMap, net::Ipv4Addr};
 
 use aya::programs::{TestRun, TestRunOptions};
 use lb_common::{
-    dest::{DEST_F_RESOLVED, Dest},
     program_names,
     sched::flags::{SH_FALLBACK, SH_PORT},
     state::{
@@ -16,7 +15,11 @@ use lb_common::{
 };
 use lb_userspace::{
     dataplane::{DataPlane, monotonic_ns},
+    engine::Engine,
+    maps::{Maps, live_conns},
     model::{DestSpec, Persistence, Protocol, ServiceAddr, ServiceSpec},
+    neigh::Neighbour,
+    sweep::Sweeper,
 };
 use xdpvs_tests::{
     direct,
@@ -52,8 +55,7 @@ fn dataplane_from(
     weights: &[u32],
     resolved: bool,
 ) -> DataPlane {
-    let mut dp = DataPlane::load(None, 1024).expect("the object loads and passes the verifier");
-    dp.set_director(DIRECTOR_MAC, false).unwrap();
+    let dp = loaded();
     let specs: Vec<ServiceSpec> = [(Protocol::Tcp, 80), (Protocol::Udp, 53)]
         .into_iter()
         .map(|(protocol, port)| ServiceSpec {
@@ -77,8 +79,21 @@ fn dataplane_from(
                 .collect(),
         })
         .collect();
-    direct::install(&mut dp, &specs, |i| resolved.then_some(RS_MACS[i])).unwrap();
+    direct::install(dp, &specs, |i| resolved.then_some(RS_MACS[i])).unwrap()
+}
+
+/// A private data plane (no pins) with nothing installed.
+fn loaded() -> DataPlane {
+    let mut dp = DataPlane::load(None, 1024).expect("the object loads and passes the verifier");
+    dp.set_director(DIRECTOR_MAC, false).unwrap();
     dp
+}
+
+/// Expires what is idle at `now`, as the daemon's tick does.
+fn sweep(dp: &mut DataPlane, now: u64) {
+    Sweeper::default()
+        .sweep(dp, &Timeouts::default(), &HashMap::new(), now)
+        .unwrap();
 }
 
 /// Round robin over two real servers of weight 1.
@@ -260,7 +275,7 @@ fn connection_states_drive_active_and_inactive_counts() {
     let dp = dataplane(true);
     let send = |flags| assert_eq!(run(&dp, &tcp(2000, 80, flags).build(b"")).0, XDP_TX);
     let conns = |id| {
-        let c = dp.conns(id).unwrap();
+        let c = live_conns(&dp, id).unwrap();
         (c.active, c.inactive)
     };
     send(SYN);
@@ -274,10 +289,7 @@ fn connection_states_drive_active_and_inactive_counts() {
     send(RST);
     assert_eq!(conns(0), (0, 1), "CLOSE counts as inactive");
     assert_eq!(conns(1), (0, 0));
-    let flows = {
-        let mut dp = dp;
-        dp.flows().unwrap()
-    };
+    let flows = dp.flows().unwrap();
     assert_eq!(flows.len(), 1);
     assert_eq!(flows[0].1.state().name(), "CLOSE");
 }
@@ -433,9 +445,9 @@ fn weight_zero_drains_and_upper_threshold_overloads() {
     );
     // Expire everything: the counts drop to zero and rs1 recovers.
     let later = monotonic_ns() + 3_600_000_000_000;
-    dp.expire(&Timeouts::default(), later).unwrap();
+    sweep(&mut dp, later);
     for id in 0..2 {
-        let c = dp.conns(id).unwrap();
+        let c = live_conns(&dp, id).unwrap();
         assert_eq!((c.active, c.inactive), (0, 0), "dest {id}");
     }
     assert!(new_flows(&dp, CLIENT, 20..24).contains(&0));
@@ -453,14 +465,11 @@ fn expiry_keeps_counts_equal_to_live_flows() {
     }
     let total = |dp: &DataPlane| {
         (0..2)
-            .map(|i| dp.conns(i).unwrap())
+            .map(|i| live_conns(dp, i).unwrap())
             .fold((0, 0), |a, c| (a.0 + c.active, a.1 + c.inactive))
     };
     assert_eq!(total(&dp), (3, 2));
-    let live = dp
-        .expire(&Timeouts::default(), monotonic_ns() + 61_000_000_000)
-        .unwrap();
-    assert_eq!(live.len(), 3);
+    sweep(&mut dp, monotonic_ns() + 61_000_000_000);
     assert_eq!(total(&dp), (3, 0));
     assert_eq!(dp.flows().unwrap().len(), 3);
 }
@@ -497,27 +506,7 @@ fn persistence_keeps_a_client_and_its_netmask_on_one_server() {
 
 #[test]
 fn adding_or_removing_servers_moves_only_the_removed_servers_flows() {
-    let mut dp = dataplane_with("rr", 0, &[1, 1], true);
-    let tcp_key = ServiceAddr {
-        protocol: Protocol::Tcp,
-        addr: VIP,
-        port: 80,
-    }
-    .map_key();
-    let flow = |dp: &DataPlane, port| rs_of(&run(dp, &tcp(port, 80, ACK).build(b"")).1);
-    assert_eq!(new_flows(&dp, CLIENT, 1..3), [0, 1]);
-    // Add rs3 (dest id 4: ids 0-3 are the two services' servers) at the end of the list.
-    let generation = dp.claim_dest(4).unwrap();
-    let rs3 = Dest {
-        addr: u32::from_ne_bytes(rs_ip(2).octets()),
-        weight: 1,
-        generation,
-        flags: DEST_F_RESOLVED,
-        mac: RS_MACS[2],
-        ..Dest::default()
-    };
-    dp.write_dest(4, &rs3).unwrap();
-    let spec = |n: usize| ServiceSpec {
+    let spec = |servers: &[usize]| ServiceSpec {
         addr: ServiceAddr {
             protocol: Protocol::Tcp,
             addr: VIP,
@@ -526,42 +515,42 @@ fn adding_or_removing_servers_moves_only_the_removed_servers_flows() {
         scheduler: "rr".into(),
         flags: 0,
         persistence: None,
-        dests: (0..n)
+        dests: servers
+            .iter()
             .map(|i| DestSpec {
-                addr: rs_ip(i),
+                addr: rs_ip(*i),
                 weight: 1,
                 u_threshold: 0,
                 l_threshold: 0,
             })
             .collect(),
     };
-    dp.write_service(tcp_key, spec(3).map_value(0, 0, 0), &[0, 1, 4], None)
-        .unwrap();
+    let mut engine = Engine::new(loaded(), 1024, Timeouts::default());
+    let macs = (0..3).map(|i| (rs_ip(i), Neighbour { mac: RS_MACS[i] }));
+    engine.set_neighbours(macs.collect(), false).unwrap();
+    engine.apply(&[spec(&[0, 1])]).unwrap();
+    let flow = |dp: &DataPlane, port| rs_of(&run(dp, &tcp(port, 80, ACK).build(b"")).1);
+    assert_eq!(new_flows(engine.maps(), CLIENT, 1..3), [0, 1]);
+    // Add rs3 at the end of the list.
+    engine.apply(&[spec(&[0, 1, 2])]).unwrap();
+    let dp = engine.maps();
     assert_eq!(
-        (flow(&dp, 1), flow(&dp, 2)),
+        (flow(dp, 1), flow(dp, 2)),
         (0, 1),
         "adding a server moved a flow"
     );
-    assert!(new_flows(&dp, CLIENT, 10..13).contains(&2));
+    assert!(new_flows(dp, CLIENT, 10..13).contains(&2));
     // Remove rs1: its slot is retired (new generation, no MAC) and the list shrinks.
-    let generation = dp.claim_dest(0).unwrap();
-    dp.write_dest(
-        0,
-        &Dest {
-            generation,
-            ..Dest::default()
-        },
-    )
-    .unwrap();
-    dp.write_service(tcp_key, spec(2).map_value(0, 0, 0), &[1, 4], None)
-        .unwrap();
-    assert_eq!(flow(&dp, 2), 1, "a flow of a kept server moved");
+    let rs1 = engine.installed().services[0].dest_ids[0];
+    engine.apply(&[spec(&[1, 2])]).unwrap();
+    let dp = engine.maps();
+    assert_eq!(flow(dp, 2), 1, "a flow of a kept server moved");
     assert_ne!(
-        flow(&dp, 1),
+        flow(dp, 1),
         0,
         "the removed server's flow is rescheduled to a live one"
     );
-    let c = dp.conns(0).unwrap();
+    let c = live_conns(dp, rs1).unwrap();
     assert_eq!(
         (c.active, c.inactive),
         (0, 0),

@@ -32,6 +32,8 @@ use super::{
     CLIENT, CLIENT_MAC, DIRECTOR_MAC, Extra, Figure, Measured, Plan, VIP, dataplane, frame_from,
     program_info,
 };
+use lb_userspace::maps::live_conns;
+
 use crate::{
     netns::{Netns, enter_current_thread, unique_name},
     tools,
@@ -251,10 +253,7 @@ fn measure_live(plan: &Plan, progress: &mut dyn FnMut(&Measured)) -> Result<Vec<
             bed.take_counts()?;
             bed.send(n)?;
             conns = (0..2)
-                .map(|d| {
-                    dp.conns(d)
-                        .map(|c| u64::from(c.active) + u64::from(c.inactive))
-                })
+                .map(|d| live_conns(&dp, d).map(|c| u64::from(c.active) + u64::from(c.inactive)))
                 .sum::<Result<u64>>()?;
             if conns >= u64::from(n) {
                 break;

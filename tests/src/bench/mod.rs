@@ -15,7 +15,7 @@ use std::{net::Ipv4Addr, path::Path, time::Duration};
 
 use anyhow::{Context, Result};
 use aya::programs::{TestRun, TestRunOptions};
-use lb_common::{dest::Dest, map_names};
+use lb_common::dest::Dest;
 use lb_common::{
     program_names,
     sched::Scheduler,
@@ -26,6 +26,7 @@ use lb_userspace::{
     daemon::{Daemon, Options},
     dataplane::DataPlane,
     ipvsadm_format,
+    maps::Maps,
     model::{DestSpec, Protocol, ServiceAddr, ServiceSpec},
 };
 
@@ -200,10 +201,7 @@ fn dataplane(scheduler: Scheduler, n: u32, max_flows: u32) -> Result<DataPlane> 
             })
             .collect(),
     };
-    direct::install(&mut dp, &[spec], |i| {
-        Some([2, 0, 0, 1, (i >> 8) as u8, i as u8])
-    })?;
-    Ok(dp)
+    direct::install(dp, &[spec], |i| Some([2, 0, 0, 1, (i >> 8) as u8, i as u8]))
 }
 
 /// Every figure of the kernel per-packet benchmark, and the new-flow cost by number of real
@@ -321,7 +319,7 @@ pub fn flow_scaling(plan: &Plan, progress: &mut dyn FnMut(&Figure)) -> Result<(V
         progress(&f);
         figures.push(f);
     }
-    let bytes = dp.map_memory(map_names::FLOWS)? + dp.map_memory(map_names::PERSIST)?;
+    let bytes = dp.flow_memory()?;
     Ok((figures, bytes as f64 / f64::from(max_flows)))
 }
 
@@ -396,7 +394,7 @@ pub fn control_plane(plan: &Plan, progress: &mut dyn FnMut(&Figure)) -> Result<V
             Ok(())
         },
     )?);
-    let mut daemon = daemon.context("applied")?;
+    let daemon = daemon.context("applied")?;
     let mut lines = 0;
     push(timed(
         format!("xdpvsadm -Ln of {services} x {servers}"),

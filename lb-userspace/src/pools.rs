@@ -1,25 +1,23 @@
-//! Allocation of map slots: regions of the bucket-table pool shared by all services (a new
-//! table is written into a free region before the service is switched to it, and the old region
-//! is freed afterwards), and service and real server ids.
+//! Allocation of map slots: regions of the list and bucket-table pools shared by all services
+//! (a new list or table is written into a free region before the service is switched to it,
+//! and the old region is freed once no packet can still read it), and service and real server
+//! ids.
 
-use lb_common::TABLE_POOL_SIZE;
-
-/// First-fit allocator over `[0, TABLE_POOL_SIZE)`.
-#[derive(Debug)]
-pub struct TablePool {
+/// First-fit allocator of regions in `[0, size)`.
+#[derive(Clone, Debug)]
+pub struct RegionPool {
     /// Free regions (start, length), sorted and coalesced.
     free: Vec<(u32, u32)>,
 }
 
-impl Default for TablePool {
-    fn default() -> Self {
+impl RegionPool {
+    /// A pool of `size` free entries.
+    pub fn new(size: u32) -> Self {
         Self {
-            free: vec![(0, TABLE_POOL_SIZE)],
+            free: vec![(0, size)],
         }
     }
-}
 
-impl TablePool {
     /// A free region of `len` entries: its start (0 for an empty region, which takes nothing).
     pub fn alloc(&mut self, len: u32) -> Option<u32> {
         if len == 0 {
@@ -73,7 +71,7 @@ impl TablePool {
 }
 
 /// Ids below a maximum, lowest free first.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct IdPool {
     next: u32,
     max: u32,
@@ -122,11 +120,13 @@ impl IdPool {
 
 #[cfg(test)]
 mod tests {
+    use lb_common::TABLE_POOL_SIZE;
+
     use super::*;
 
     #[test]
     fn allocates_first_fit_and_coalesces() {
-        let mut p = TablePool::default();
+        let mut p = RegionPool::new(TABLE_POOL_SIZE);
         let a = p.alloc(256).unwrap();
         let b = p.alloc(1021).unwrap();
         let c = p.alloc(256).unwrap();

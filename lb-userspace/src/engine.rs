@@ -1,0 +1,532 @@
+//! The daemon's logic, free of I/O but for the maps: it carries out the reconciler's plans,
+//! keeps the counters, sweeps idle flows, and answers xdpvsadm's requests. Time and the
+//! neighbour table are given to it, so that tests run it on a virtual clock over fake maps.
+
+use std::{
+    collections::HashMap,
+    net::{Ipv4Addr, SocketAddrV4},
+};
+
+use anyhow::Result;
+use lb_common::{
+    dest::{DEST_F_RESOLVED, Dest},
+    event::EventKind,
+    state::{ConnState, STATE_COUNT, Timeouts},
+};
+
+use crate::{
+    control::{Command, Reply},
+    counters::{Counters, Owner, SAMPLE_TICKS},
+    edit::{self, Edit},
+    listing::{Connection, DestStatus, Listing, ServiceStatus, TrafficStatus},
+    maps::{Maps, live_conns},
+    model::{DestSpec, Persistence, ServiceAddr, ServiceSpec},
+    neigh::{self, Neighbour},
+    reconcile::{self, Installed, InstalledService, Step},
+    saved::SavedState,
+    sweep::{NS, Sweeper},
+};
+
+/// Log target of the program's decisions (`RUST_LOG=xdpvs::xdp=debug` shows them alone).
+pub const XDP_LOG_TARGET: &str = "xdpvs::xdp";
+
+/// Every this many ticks every real server is probed, so that its neighbour entry stays fresh.
+const REPROBE_TICKS: u32 = 30;
+
+/// The control plane's state over the maps `M`.
+pub struct Engine<M: Maps> {
+    maps: M,
+    installed: Installed,
+    timeouts: Timeouts,
+    counters: Counters,
+    sweeper: Sweeper,
+    neighbours: HashMap<Ipv4Addr, Neighbour>,
+    flow_table_size: u32,
+    ticks: u32,
+}
+
+impl<M: Maps> Engine<M> {
+    /// An engine over `maps` with nothing installed.
+    pub fn new(maps: M, flow_table_size: u32, timeouts: Timeouts) -> Self {
+        Self {
+            maps,
+            installed: Installed::default(),
+            timeouts,
+            counters: Counters::default(),
+            sweeper: Sweeper::default(),
+            neighbours: HashMap::new(),
+            flow_table_size,
+            ticks: 0,
+        }
+    }
+
+    /// The maps.
+    pub fn maps(&self) -> &M {
+        &self.maps
+    }
+
+    /// The maps, for attaching and unloading.
+    pub fn maps_mut(&mut self) -> &mut M {
+        &mut self.maps
+    }
+
+    /// Gives the maps back.
+    pub fn into_maps(self) -> M {
+        self.maps
+    }
+
+    /// The installed services.
+    pub fn installed(&self) -> &Installed {
+        &self.installed
+    }
+
+    /// Sets the connection timeouts.
+    pub fn set_timeouts(&mut self, timeouts: Timeouts) {
+        self.timeouts = timeouts;
+    }
+
+    /// Takes over what a predecessor saved if every service is in the map under the id, list
+    /// and table the state says and no two share anything; otherwise nothing is adopted (flows
+    /// are rescheduled). Services in the map that nobody accounts for are removed either way.
+    pub fn adopt(&mut self, saved: Option<SavedState>) -> Result<bool> {
+        let matches = |s: &InstalledService| {
+            matches!(self.maps.service(&s.spec.addr.map_key()), Ok(Some(v))
+                if v.id == s.id && v.dests_offset == s.list.offset && v.table_offset == s.table.offset)
+        };
+        let adopted = match saved {
+            Some(saved) => {
+                let installed = Installed {
+                    services: saved.services,
+                    retired: Default::default(),
+                };
+                let ok = saved.timeouts.len() == STATE_COUNT
+                    && installed.services.iter().all(matches)
+                    && installed.is_consistent();
+                if ok {
+                    log::info!(
+                        "adopted {} services from the previous daemon",
+                        installed.services.len()
+                    );
+                    self.timeouts = Timeouts(saved.timeouts.try_into().expect("checked length"));
+                    self.installed = installed;
+                    self.counters = Counters::restore(saved.baselines);
+                } else {
+                    log::warn!("the saved state does not match the pinned maps; starting afresh");
+                }
+                ok
+            }
+            None => false,
+        };
+        for key in self.maps.service_keys()? {
+            if !self
+                .installed
+                .services
+                .iter()
+                .any(|s| s.spec.addr.map_key() == key)
+            {
+                self.maps.remove_service(&key)?;
+            }
+        }
+        Ok(adopted)
+    }
+
+    /// What a successor needs to adopt the maps.
+    pub fn saved(&self) -> SavedState {
+        SavedState::new(
+            self.installed.services.clone(),
+            self.timeouts.0.to_vec(),
+            self.counters.baselines(),
+        )
+    }
+
+    /// Makes the maps hold `specs`, changing only what differs. A plan that does not fit is
+    /// refused before anything is written; if a map write fails midway, the record keeps what
+    /// was carried out, so that it matches the maps.
+    pub fn apply(&mut self, specs: &[ServiceSpec]) -> Result<()> {
+        let plan = reconcile::plan(&self.installed, specs)?;
+        for step in &plan {
+            self.carry_out(step)?;
+            self.installed.record(step);
+        }
+        self.installed.order_as(specs);
+        Ok(())
+    }
+
+    fn carry_out(&mut self, step: &Step) -> Result<()> {
+        match step {
+            Step::ClaimDest { id, spec } => {
+                let generation = self.maps.dest(*id)?.generation.wrapping_add(1);
+                // The slot's live counts start from zero.
+                let counted_in = self.maps.counted_in(*id)?;
+                self.maps.write_released(*id, &counted_in)?;
+                self.zero_counters(Owner::Dest(*id))?;
+                let mut dest = Dest {
+                    addr: u32::from_ne_bytes(spec.addr.octets()),
+                    generation,
+                    ..Dest::default()
+                };
+                set_spec(&mut dest, spec);
+                set_neighbour(&mut dest, self.neighbours.get(&spec.addr));
+                self.maps.write_dest(*id, &dest)
+            }
+            Step::UpdateDest { id, spec } => {
+                let mut dest = self.maps.dest(*id)?;
+                set_spec(&mut dest, spec);
+                self.maps.write_dest(*id, &dest)
+            }
+            Step::WriteList { offset, ids } => self.maps.write_list(*offset, ids),
+            Step::WriteTable { offset, buckets } => self.maps.write_table(*offset, buckets),
+            Step::Switch { service: s, new } => {
+                if *new {
+                    self.zero_counters(Owner::Service(s.id))?;
+                }
+                self.maps.reset_sched(s.id)?;
+                let value = s.spec.map_value(s.id, s.list.offset, s.table.offset);
+                self.maps.write_service(&s.spec.addr.map_key(), &value)?;
+                log::info!(
+                    "service {} ({}) with {} real servers",
+                    s.spec.addr,
+                    s.spec.scheduler,
+                    s.dest_ids.len()
+                );
+                Ok(())
+            }
+            Step::RetireDest { id } => {
+                let generation = self.maps.dest(*id)?.generation.wrapping_add(1);
+                // The slot counts nothing from now on: its flows no longer match it.
+                let counted_in = self.maps.counted_in(*id)?;
+                self.maps.write_released(*id, &counted_in)?;
+                self.counters.forget(Owner::Dest(*id));
+                self.maps.write_dest(
+                    *id,
+                    &Dest {
+                        generation,
+                        ..Dest::default()
+                    },
+                )
+            }
+            Step::Remove { addr } => {
+                if let Some(s) = self.installed.get(addr) {
+                    self.counters.forget(Owner::Service(s.id));
+                }
+                log::info!("service {addr} removed");
+                self.maps.remove_service(&addr.map_key())
+            }
+            Step::Synchronize => self.maps.synchronize(),
+        }
+    }
+
+    /// Applies ipvsadm-style edits as one change: all of them or, on the first refusal (whose
+    /// message is ipvsadm's), none.
+    pub fn edit(&mut self, edits: &[Edit]) -> Result<(), String> {
+        let next = edit::apply(&self.installed.specs(), edits).map_err(|e| e.to_string())?;
+        self.apply(&next).map_err(|e| format!("{e:#}"))
+    }
+
+    /// `-Z`: zeroes the counters of one service and its real servers, or of everything.
+    pub fn zero(&mut self, only: Option<ServiceAddr>) -> Result<(), String> {
+        let chosen: Vec<Owner> = self
+            .installed
+            .services
+            .iter()
+            .filter(|s| only.is_none_or(|a| a == s.spec.addr))
+            .flat_map(owners)
+            .collect();
+        if chosen.is_empty() && only.is_some() {
+            return Err("No such service".into());
+        }
+        let failed = |e: anyhow::Error| format!("{e:#}");
+        for owner in chosen {
+            self.zero_counters(owner).map_err(failed)?;
+        }
+        if only.is_none() {
+            for (g, raw) in self.maps.globals().map_err(failed)? {
+                self.counters.zero_global(g.name(), raw);
+            }
+        }
+        Ok(())
+    }
+
+    fn installed_dests(&self) -> impl Iterator<Item = (Ipv4Addr, u32)> + '_ {
+        self.installed.services.iter().flat_map(|s| {
+            s.spec
+                .dests
+                .iter()
+                .map(|d| d.addr)
+                .zip(s.dest_ids.iter().copied())
+        })
+    }
+
+    /// Takes the kernel's neighbour table: picks up new and changed MACs. Returns the real
+    /// servers to probe: those whose MAC is unknown, and all of them now and then so that
+    /// their entries stay fresh.
+    pub fn set_neighbours(
+        &mut self,
+        table: HashMap<Ipv4Addr, Neighbour>,
+        reprobe: bool,
+    ) -> Result<Vec<Ipv4Addr>> {
+        self.neighbours = table;
+        let mut probes = Vec::new();
+        let dests: Vec<_> = self.installed_dests().collect();
+        for (addr, id) in dests {
+            let mut dest = self.maps.dest(id)?;
+            let before = dest;
+            let found = self.neighbours.get(&addr);
+            set_neighbour(&mut dest, found);
+            if dest != before {
+                match found {
+                    Some(n) => log::info!("real server {addr} is at {}", neigh::format_mac(&n.mac)),
+                    None => log::warn!("real server {addr}: MAC address unknown, not scheduled"),
+                }
+                self.maps.write_dest(id, &dest)?;
+            }
+            if !dest.is_resolved() || reprobe {
+                probes.push(addr);
+            }
+        }
+        Ok(probes)
+    }
+
+    /// The periodic work at monotonic time `now` with the kernel's neighbour `table`: MACs,
+    /// counter samples, the program's events, expiry. Returns the addresses to probe.
+    pub fn tick(&mut self, now: u64, table: HashMap<Ipv4Addr, Neighbour>) -> Result<Vec<Ipv4Addr>> {
+        self.ticks = self.ticks.wrapping_add(1);
+        let probes = self.set_neighbours(table, self.ticks.is_multiple_of(REPROBE_TICKS))?;
+        if self.ticks.is_multiple_of(SAMPLE_TICKS) {
+            self.sample_counters()?;
+        }
+        self.log_events()?;
+        let persistence = self.persistence();
+        self.sweeper
+            .sweep(&mut self.maps, &self.timeouts, &persistence, now)?;
+        Ok(probes)
+    }
+
+    /// The persistent services' settings by service id.
+    fn persistence(&self) -> HashMap<u32, Persistence> {
+        self.installed
+            .services
+            .iter()
+            .filter_map(|s| Some((s.id, s.spec.persistence?)))
+            .collect()
+    }
+
+    /// Logs the program's decisions at debug level (it reports them only when that is on).
+    fn log_events(&mut self) -> Result<()> {
+        for e in self.maps.events()? {
+            let service = self.installed.services.iter().find(|s| s.id == e.service);
+            let dest = service.and_then(|s| {
+                let i = s.dest_ids.iter().position(|d| *d == e.dest)?;
+                Some(s.spec.dests[i].addr)
+            });
+            let client = SocketAddrV4::new(
+                Ipv4Addr::from(e.src_addr.to_ne_bytes()),
+                u16::from_be(e.src_port),
+            );
+            let svc = service.map_or_else(
+                || format!("service #{}", e.service),
+                |s| s.spec.addr.to_string(),
+            );
+            match (EventKind::from_u32(e.kind), dest) {
+                (Some(EventKind::Scheduled), Some(d)) => {
+                    log::debug!(target: XDP_LOG_TARGET, "{client} -> {svc}: new flow to {d}")
+                }
+                (Some(EventKind::NoDest), _) => {
+                    log::debug!(target: XDP_LOG_TARGET, "{client} -> {svc}: dropped, no usable real server")
+                }
+                (Some(EventKind::FlowTableFull), _) => {
+                    log::debug!(target: XDP_LOG_TARGET, "{client} -> {svc}: dropped, connection table full")
+                }
+                (kind, _) => {
+                    log::debug!(target: XDP_LOG_TARGET, "{client} -> {svc}: {kind:?} dest #{}", e.dest)
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn sample_counters(&mut self) -> Result<()> {
+        let all: Vec<Owner> = self.installed.services.iter().flat_map(owners).collect();
+        for owner in all {
+            let raw = self.raw_traffic(owner)?;
+            self.counters.sample(owner, raw);
+        }
+        Ok(())
+    }
+
+    /// The program's cumulative sums for `owner`.
+    fn raw_traffic(&self, owner: Owner) -> Result<TrafficStatus> {
+        Ok(match owner {
+            Owner::Service(id) => self.maps.service_traffic(id)?,
+            Owner::Dest(id) => self.maps.dest_traffic(id)?,
+        }
+        .into())
+    }
+
+    /// Starts `owner`'s counters from zero at the program's current sums.
+    fn zero_counters(&mut self, owner: Owner) -> Result<()> {
+        let raw = self.raw_traffic(owner)?;
+        self.counters.zero(owner, raw);
+        Ok(())
+    }
+
+    fn traffic(&self, owner: Owner) -> Result<TrafficStatus> {
+        Ok(self.counters.traffic(owner, self.raw_traffic(owner)?))
+    }
+
+    /// The listing xdpvsadm prints.
+    pub fn listing(&self) -> Result<Listing> {
+        let mut persistent: HashMap<u32, u32> = HashMap::new();
+        for (_, t) in self.maps.templates()? {
+            if self.maps.dest(t.dest)?.generation == t.dest_generation {
+                *persistent.entry(t.dest).or_default() += 1;
+            }
+        }
+        let mut services = Vec::with_capacity(self.installed.services.len());
+        for s in &self.installed.services {
+            let mut dests = Vec::with_capacity(s.dest_ids.len());
+            for (spec, id) in s.spec.dests.iter().zip(&s.dest_ids) {
+                let dest = self.maps.dest(*id)?;
+                let conns = live_conns(&self.maps, *id)?;
+                let owner = Owner::Dest(*id);
+                dests.push(DestStatus {
+                    addr: spec.addr,
+                    port: s.spec.addr.port,
+                    weight: dest.weight,
+                    u_threshold: dest.u_threshold,
+                    l_threshold: dest.l_threshold,
+                    persistent: persistent.get(id).copied().unwrap_or(0),
+                    active: conns.active,
+                    inactive: conns.inactive,
+                    mac: dest.is_resolved().then(|| neigh::format_mac(&dest.mac)),
+                    traffic: self.traffic(owner)?,
+                    rates: self.counters.rates(owner),
+                });
+            }
+            let owner = Owner::Service(s.id);
+            services.push(ServiceStatus {
+                addr: s.spec.addr,
+                scheduler: s.spec.scheduler.clone(),
+                flags: s.spec.flags,
+                persistence: s.spec.persistence,
+                dests,
+                traffic: self.traffic(owner)?,
+                rates: self.counters.rates(owner),
+            });
+        }
+        let counters = self
+            .maps
+            .globals()?
+            .into_iter()
+            .map(|(g, v)| (g.name().to_owned(), self.counters.global(g.name(), v)))
+            .collect();
+        Ok(Listing {
+            flow_table_size: self.flow_table_size,
+            services,
+            counters,
+        })
+    }
+
+    /// The connection table with the persistence templates at monotonic time `now`, as
+    /// `-Lnc` lists them.
+    pub fn connections(&self, now: u64) -> Result<Vec<Connection>> {
+        let mut services = HashMap::new();
+        let mut dests = HashMap::new();
+        for s in &self.installed.services {
+            services.insert(s.id, &s.spec);
+            for (d, id) in s.spec.dests.iter().zip(&s.dest_ids) {
+                dests.insert(*id, d.addr);
+            }
+        }
+        let mut out = Vec::new();
+        let endpoint = |addr: Ipv4Addr, port: u16| SocketAddrV4::new(addr, port);
+        for (key, flow) in self.maps.flows()? {
+            let (Some(svc), Some(dest)) = (services.get(&flow.service), dests.get(&flow.dest))
+            else {
+                continue;
+            };
+            if self.maps.dest(flow.dest)?.generation != flow.dest_generation {
+                continue;
+            }
+            let idle = now.saturating_sub(flow.last_seen_ns) / NS;
+            out.push(Connection {
+                protocol: svc.addr.protocol,
+                client: endpoint(
+                    Ipv4Addr::from(key.src_addr.to_ne_bytes()),
+                    u16::from_be(key.src_port),
+                ),
+                service: endpoint(svc.addr.addr, svc.addr.port),
+                dest: endpoint(*dest, svc.addr.port),
+                state: flow.state().name().into(),
+                expires: u64::from(self.timeouts.of(flow.state())).saturating_sub(idle) as u32,
+            });
+        }
+        for (key, t) in self.maps.templates()? {
+            let (Some(svc), Some(dest)) = (services.get(&key.service), dests.get(&t.dest)) else {
+                continue;
+            };
+            let Some(p) = svc.persistence else { continue };
+            let idle = now.saturating_sub(self.sweeper.last_used(&key, &t)) / NS;
+            out.push(Connection {
+                protocol: svc.addr.protocol,
+                client: endpoint(Ipv4Addr::from(key.client.to_ne_bytes()), 0),
+                service: endpoint(svc.addr.addr, svc.addr.port),
+                dest: endpoint(*dest, svc.addr.port),
+                state: ConnState::None.name().into(),
+                expires: u64::from(p.timeout).saturating_sub(idle) as u32,
+            });
+        }
+        Ok(out)
+    }
+
+    fn timeouts_reply(&self) -> Reply {
+        use lb_common::state::ConnState::{Established, FinWait, Udp};
+        Reply::Timeouts([Established, FinWait, Udp].map(|s| self.timeouts.of(s)))
+    }
+
+    /// Answers a command at monotonic time `now`. `Reload` needs the configuration file, which
+    /// the daemon reads: it is refused here.
+    pub fn handle(&mut self, command: Command, now: u64) -> Result<Reply, String> {
+        let failed = |e: anyhow::Error| format!("{e:#}");
+        match command {
+            Command::List => self.listing().map(Reply::Listing).map_err(failed),
+            Command::Connections => self
+                .connections(now)
+                .map(Reply::Connections)
+                .map_err(failed),
+            Command::Timeouts => Ok(self.timeouts_reply()),
+            Command::Reload => Err("the daemon was started without --config".into()),
+            Command::Edit(edits) => self.edit(&edits).map(|()| Reply::Done),
+            Command::Zero(only) => self.zero(only).map(|()| Reply::Done),
+            Command::SetTimeouts { tcp, tcpfin, udp } => {
+                self.timeouts.set(tcp, tcpfin, udp);
+                log::info!("timeouts now tcp {tcp} tcpfin {tcpfin} udp {udp} (0 kept)");
+                Ok(self.timeouts_reply())
+            }
+        }
+    }
+}
+
+/// The counter owners of a service: itself and its real servers.
+fn owners(s: &InstalledService) -> impl Iterator<Item = Owner> + '_ {
+    std::iter::once(Owner::Service(s.id)).chain(s.dest_ids.iter().map(|d| Owner::Dest(*d)))
+}
+
+fn set_spec(dest: &mut Dest, spec: &DestSpec) {
+    dest.weight = spec.weight;
+    dest.u_threshold = spec.u_threshold;
+    dest.l_threshold = spec.l_threshold;
+}
+
+fn set_neighbour(dest: &mut Dest, n: Option<&Neighbour>) {
+    match n {
+        Some(n) => {
+            dest.mac = n.mac;
+            dest.flags |= DEST_F_RESOLVED;
+        }
+        None => dest.flags &= !DEST_F_RESOLVED,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,261 @@
+use std::net::Ipv4Addr;
+
+use lb_common::{
+    flow::{Flow, FlowKey},
+    service::Service,
+    state::ConnState,
+};
+
+use super::*;
+use crate::{
+    maps::fake::FakeMaps,
+    model::{Protocol, ServiceAddr},
+    sweep::NS,
+};
+
+/// The test's only place that names a scheduler.
+fn spec(port: u16, scheduler: &str, dests: &[u32]) -> ServiceSpec {
+    ServiceSpec {
+        addr: ServiceAddr {
+            protocol: Protocol::Tcp,
+            addr: Ipv4Addr::new(10, 0, 0, 1),
+            port,
+        },
+        scheduler: scheduler.into(),
+        flags: 0,
+        persistence: None,
+        dests: dests
+            .iter()
+            .map(|i| DestSpec {
+                addr: Ipv4Addr::from(0x0a01_0000 + i),
+                weight: 1,
+                u_threshold: 0,
+                l_threshold: 0,
+            })
+            .collect(),
+    }
+}
+
+fn engine(specs: &[ServiceSpec]) -> Engine<FakeMaps> {
+    let mut e = Engine::new(FakeMaps::default(), 1024, Timeouts::default());
+    e.apply(specs).unwrap();
+    e
+}
+
+/// Every service the record holds is in SERVICES as recorded, and nothing else is.
+fn assert_record_matches_maps(e: &Engine<FakeMaps>) {
+    let m = e.maps();
+    assert_eq!(m.services.len(), e.installed().services.len());
+    for s in &e.installed().services {
+        let v = m.services[&s.spec.addr.map_key()];
+        assert_eq!(
+            (v.id, v.dests_offset, v.table_offset),
+            (s.id, s.list.offset, s.table.offset)
+        );
+        assert_eq!(m.list_of(&s.spec.addr.map_key()), s.dest_ids);
+    }
+    assert!(e.installed().is_consistent());
+}
+
+fn before_and_after() -> (Vec<ServiceSpec>, Vec<ServiceSpec>) {
+    let before = vec![
+        spec(80, "sh", &[1, 2, 3]),
+        spec(81, "rr", &[4, 5]),
+        spec(82, "mh", &[6, 7]),
+    ];
+    // 80 loses a server and gains one, 81 is removed, 82 is kept, 83 is new.
+    let after = vec![
+        spec(80, "sh", &[1, 3, 8]),
+        spec(82, "mh", &[6, 7]),
+        spec(83, "wrr", &[9]),
+    ];
+    (before, after)
+}
+
+#[test]
+fn a_failed_map_write_leaves_the_record_matching_the_maps() {
+    let (before, after) = before_and_after();
+    let writes = {
+        let mut e = engine(&before);
+        let start = e.maps().writes;
+        e.apply(&after).unwrap();
+        e.maps().writes - start
+    };
+    for k in 0..writes {
+        let mut e = engine(&before);
+        e.maps_mut().fail_after = Some(k);
+        assert!(e.apply(&after).is_err(), "write {k} of {writes} failed");
+        assert_record_matches_maps(&e);
+        // The daemon goes on: the same change, retried, lands; removing everything frees all.
+        e.maps_mut().fail_after = None;
+        e.apply(&after).unwrap();
+        assert_record_matches_maps(&e);
+        assert_eq!(e.installed().specs(), after);
+        e.apply(&[]).unwrap();
+        assert!(e.maps().services.is_empty());
+        assert!(
+            e.maps()
+                .dests
+                .values()
+                .all(|d| !d.is_resolved() && d.weight == 0)
+        );
+        assert_eq!(e.installed(), &Installed::default());
+    }
+}
+
+#[test]
+fn a_packet_sees_the_old_service_or_the_new_one_never_a_half_written_list() {
+    let (before, after) = before_and_after();
+    let key = before[0].addr.map_key();
+    let old = engine(&before);
+    let (old_value, old_list, old_table) = {
+        let m = old.maps();
+        (m.services[&key], m.list_of(&key), m.table_of(&key))
+    };
+    let new = {
+        let mut e = engine(&before);
+        e.apply(&after).unwrap();
+        let m = e.maps();
+        (m.services[&key], m.list_of(&key), m.table_of(&key))
+    };
+    // Stop the change after every write: what a packet could meet at that moment.
+    for k in 0.. {
+        let mut e = engine(&before);
+        let syncs = e.maps().syncs;
+        e.maps_mut().fail_after = Some(k);
+        let done = e.apply(&after).is_ok();
+        let m = e.maps();
+        let read = |v: &Service| {
+            let list: Vec<u32> = (0..v.dest_count)
+                .map(|i| m.lists[&(v.dests_offset + i)])
+                .collect();
+            let table: Vec<u32> = (0..v.table_size)
+                .map(|i| m.tables[&(v.table_offset + i)])
+                .collect();
+            (list, table)
+        };
+        // The current value is whole: the old service or the new one.
+        let now = m.services[&key];
+        assert!(
+            (now, read(&now)) == (old_value, (old_list.clone(), old_table.clone()))
+                || (now, read(&now)) == (new.0, (new.1.clone(), new.2.clone())),
+            "after {k} writes"
+        );
+        // A packet still holding the old value reads the old list and table until the change
+        // has waited for it.
+        if m.syncs == syncs {
+            assert_eq!(
+                read(&old_value),
+                (old_list.clone(), old_table.clone()),
+                "after {k} writes"
+            );
+        }
+        // Tables hold ids of the list's servers.
+        assert!(read(&now).1.iter().all(|b| read(&now).0.contains(b)));
+        if done {
+            break;
+        }
+    }
+}
+
+#[test]
+fn a_refused_edit_writes_nothing() {
+    let (before, _) = before_and_after();
+    let mut e = engine(&before);
+    let writes = e.maps().writes;
+    let missing = ServiceAddr {
+        port: 99,
+        ..before[0].addr
+    };
+    let edits = [
+        crate::edit::Edit::DeleteService(before[1].addr),
+        crate::edit::Edit::DeleteService(missing),
+    ];
+    assert_eq!(e.edit(&edits), Err("No such service".into()));
+    // 33 Maglev services of 1024 servers validate but do not fit: refused whole.
+    let big: Vec<u32> = (0..1024).collect();
+    let too_many: Vec<_> = (0..33).map(|p| spec(1000 + p, "mh", &big)).collect();
+    let msg = e.apply(&too_many).unwrap_err().to_string();
+    assert!(msg.contains("no free room in the table pool"), "{msg}");
+    assert_eq!(e.maps().writes, writes);
+    assert_eq!(e.installed().specs(), before);
+}
+
+#[test]
+fn a_successor_adopts_matching_maps_and_drops_what_nobody_accounts_for() {
+    let (before, _) = before_and_after();
+    let e = engine(&before);
+    let saved = e.saved();
+    let mut next = Engine::new(e.into_maps(), 1024, Timeouts::default());
+    assert!(next.adopt(Some(saved.clone())).unwrap());
+    assert_eq!(next.installed().specs(), before);
+    assert_record_matches_maps(&next);
+
+    // A state that does not match (a table moved) is not adopted; its services are dropped
+    // from the map, so that the configured ones start afresh.
+    let mut wrong = saved;
+    wrong.services[0].table.offset += 1;
+    let mut third = Engine::new(next.into_maps(), 1024, Timeouts::default());
+    assert!(!third.adopt(Some(wrong)).unwrap());
+    assert!(third.maps().services.is_empty());
+    third.apply(&before).unwrap();
+    assert_record_matches_maps(&third);
+}
+
+#[test]
+fn ticks_expire_idle_flows_on_the_given_clock() {
+    let mut e = engine(&[spec(80, "rr", &[1])]);
+    let s = &e.installed().services[0];
+    let (id, dest) = (s.id, s.dest_ids[0]);
+    let generation = e.maps().dests[&dest].generation;
+    let key = FlowKey {
+        src_addr: 7,
+        dst_addr: 1,
+        src_port: 1,
+        dst_port: 80,
+        proto: 6,
+    };
+    let m = e.maps_mut();
+    m.flows.insert(
+        key,
+        Flow {
+            last_seen_ns: 10 * NS,
+            dest,
+            dest_generation: generation,
+            service: id,
+            state: ConnState::Established as u32,
+        },
+    );
+    m.counted_in.entry(dest).or_default().active += 1;
+    assert_eq!(e.listing().unwrap().services[0].dests[0].active, 1);
+    e.tick(910 * NS, HashMap::new()).unwrap();
+    assert_eq!(e.maps().flows.len(), 1, "900 s idle is not over 900 s");
+    let conns = e.connections(910 * NS).unwrap();
+    assert_eq!((conns.len(), conns[0].expires), (1, 0));
+    e.tick(910 * NS + 1, HashMap::new()).unwrap();
+    assert!(e.maps().flows.is_empty());
+    assert_eq!(e.listing().unwrap().services[0].dests[0].active, 0);
+}
+
+#[test]
+fn neighbours_resolve_real_servers_and_unknown_ones_are_probed() {
+    let mut e = engine(&[spec(80, "rr", &[1, 2])]);
+    let known = Ipv4Addr::from(0x0a01_0001);
+    let table = HashMap::from([(
+        known,
+        Neighbour {
+            mac: [2, 0, 0, 0, 0, 1],
+        },
+    )]);
+    let probes = e.set_neighbours(table, false).unwrap();
+    assert_eq!(probes, vec![Ipv4Addr::from(0x0a01_0002)]);
+    let macs: Vec<_> = e.listing().unwrap().services[0]
+        .dests
+        .iter()
+        .map(|d| d.mac.clone())
+        .collect();
+    assert_eq!(macs, vec![Some("02:00:00:00:00:01".to_owned()), None]);
+    // A server added later starts with the MAC already known.
+    e.apply(&[spec(80, "rr", &[1, 2, 3])]).unwrap();
+    assert!(e.maps().dests.values().filter(|d| d.is_resolved()).count() == 1);
+}
