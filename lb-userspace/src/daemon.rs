@@ -226,7 +226,7 @@ impl Daemon {
                     log::info!(
                         "service {} ({}) with {} real servers",
                         spec.addr,
-                        spec.scheduler,
+                        spec.scheduler.name(),
                         s.dest_ids.len()
                     );
                     s
@@ -560,7 +560,7 @@ impl Daemon {
             let owner = Owner::Service(s.id);
             services.push(ServiceStatus {
                 addr: s.spec.addr,
-                scheduler: s.spec.scheduler.clone(),
+                scheduler: s.spec.scheduler,
                 flags: s.spec.flags,
                 persistence: s.spec.persistence,
                 dests,
