@@ -4,9 +4,13 @@
 
 use std::net::Ipv4Addr;
 
+use lb_common::sched::Scheduler;
+
 use crate::{
     edit::Edit,
-    model::{DestSpec, Persistence, Protocol, SCHED_FLAG_NAMES, ServiceAddr, ServiceSpec},
+    model::{
+        DEFAULT_SCHEDULER, DestSpec, Persistence, Protocol, SchedFlag, ServiceAddr, ServiceSpec,
+    },
 };
 
 /// What one command line asks for.
@@ -197,60 +201,127 @@ enum Arg {
     Optional,
 }
 
-/// (long name, short letter, value) of every option xdpvsadm knows.
-const OPTIONS: &[(&str, char, Arg)] = &[
-    ("add-service", 'A', Arg::None),
-    ("edit-service", 'E', Arg::None),
-    ("delete-service", 'D', Arg::None),
-    ("clear", 'C', Arg::None),
-    ("list", 'L', Arg::None),
-    ("list", 'l', Arg::None),
-    ("zero", 'Z', Arg::None),
-    ("add-server", 'a', Arg::None),
-    ("edit-server", 'e', Arg::None),
-    ("delete-server", 'd', Arg::None),
-    ("set", '\0', Arg::None),
-    ("help", 'h', Arg::None),
-    ("version", 'v', Arg::None),
-    ("restore", 'R', Arg::None),
-    ("save", 'S', Arg::None),
-    ("start-daemon", '\0', Arg::Required),
-    ("stop-daemon", '\0', Arg::Required),
-    ("tcp-service", 't', Arg::Required),
-    ("udp-service", 'u', Arg::Required),
-    ("fwmark-service", 'f', Arg::Required),
-    ("scheduler", 's', Arg::Required),
-    ("persistent", 'p', Arg::Optional),
-    ("netmask", 'M', Arg::Required),
-    ("sched-flags", 'b', Arg::Required),
-    ("real-server", 'r', Arg::Required),
-    ("masquerading", 'm', Arg::None),
-    ("ipip", 'i', Arg::None),
-    ("gatewaying", 'g', Arg::None),
-    ("weight", 'w', Arg::Required),
-    ("u-threshold", 'x', Arg::Required),
-    ("l-threshold", 'y', Arg::Required),
-    ("numeric", 'n', Arg::None),
-    ("connection", 'c', Arg::None),
-    ("mcast-interface", '\0', Arg::Required),
-    ("syncid", '\0', Arg::Required),
-    ("timeout", '\0', Arg::None),
-    ("daemon", '\0', Arg::None),
-    ("stats", '\0', Arg::None),
-    ("rate", '\0', Arg::None),
-    ("thresholds", '\0', Arg::None),
-    ("persistent-conn", '\0', Arg::None),
-    ("nosort", '\0', Arg::None),
-    ("sort", '\0', Arg::None),
-    ("exact", 'X', Arg::None),
-    ("ipv6", '6', Arg::None),
-    ("ops", 'o', Arg::None),
-    ("json", '\0', Arg::None),
-    ("reload", '\0', Arg::None),
+/// What an option of [`OPTIONS`] stands for: [`parse`] handles each in one exhaustive `match`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Switch {
+    /// A command of ipvsadm's legality table (`-A`, `-L`, `--set`, ...).
+    Command(Cmd),
+    Help,
+    Version,
+    /// `--start-daemon`, `--stop-daemon`.
+    SyncDaemon,
+    TcpService,
+    UdpService,
+    FwmarkService,
+    Scheduler,
+    Persistent,
+    Netmask,
+    SchedFlags,
+    RealServer,
+    Masquerading,
+    Ipip,
+    Gatewaying,
+    Weight,
+    UThreshold,
+    LThreshold,
+    Numeric,
+    Connection,
+    McastInterface,
+    SyncId,
+    Timeout,
+    Daemon,
+    Stats,
+    Rate,
+    Thresholds,
+    PersistentConn,
+    NoSort,
+    Sort,
+    Exact,
+    Ipv6,
+    Ops,
+    Json,
+}
+
+impl Switch {
+    /// Whether this option names what the command line does (it must come first).
+    const fn is_command(self) -> bool {
+        matches!(
+            self,
+            Self::Command(_) | Self::Help | Self::Version | Self::SyncDaemon
+        )
+    }
+}
+
+/// (option, long name, short letter, value) of every option xdpvsadm knows, as ipvsadm's
+/// popt table has them.
+const OPTIONS: &[(Switch, &str, char, Arg)] = &[
+    (Switch::Command(Cmd::Add), "add-service", 'A', Arg::None),
+    (Switch::Command(Cmd::Edit), "edit-service", 'E', Arg::None),
+    (Switch::Command(Cmd::Del), "delete-service", 'D', Arg::None),
+    (Switch::Command(Cmd::Flush), "clear", 'C', Arg::None),
+    (Switch::Command(Cmd::List), "list", 'L', Arg::None),
+    (Switch::Command(Cmd::List), "list", 'l', Arg::None),
+    (Switch::Command(Cmd::Zero), "zero", 'Z', Arg::None),
+    (Switch::Command(Cmd::AddDest), "add-server", 'a', Arg::None),
+    (
+        Switch::Command(Cmd::EditDest),
+        "edit-server",
+        'e',
+        Arg::None,
+    ),
+    (
+        Switch::Command(Cmd::DelDest),
+        "delete-server",
+        'd',
+        Arg::None,
+    ),
+    (Switch::Command(Cmd::Timeout), "set", '\0', Arg::None),
+    (Switch::Help, "help", 'h', Arg::None),
+    (Switch::Version, "version", 'v', Arg::None),
+    (Switch::Command(Cmd::Restore), "restore", 'R', Arg::None),
+    (Switch::Command(Cmd::Save), "save", 'S', Arg::None),
+    (Switch::SyncDaemon, "start-daemon", '\0', Arg::Required),
+    (Switch::SyncDaemon, "stop-daemon", '\0', Arg::Required),
+    (Switch::TcpService, "tcp-service", 't', Arg::Required),
+    (Switch::UdpService, "udp-service", 'u', Arg::Required),
+    (Switch::FwmarkService, "fwmark-service", 'f', Arg::Required),
+    (Switch::Scheduler, "scheduler", 's', Arg::Required),
+    (Switch::Persistent, "persistent", 'p', Arg::Optional),
+    (Switch::Netmask, "netmask", 'M', Arg::Required),
+    (Switch::SchedFlags, "sched-flags", 'b', Arg::Required),
+    (Switch::RealServer, "real-server", 'r', Arg::Required),
+    (Switch::Masquerading, "masquerading", 'm', Arg::None),
+    (Switch::Ipip, "ipip", 'i', Arg::None),
+    (Switch::Gatewaying, "gatewaying", 'g', Arg::None),
+    (Switch::Weight, "weight", 'w', Arg::Required),
+    (Switch::UThreshold, "u-threshold", 'x', Arg::Required),
+    (Switch::LThreshold, "l-threshold", 'y', Arg::Required),
+    (Switch::Numeric, "numeric", 'n', Arg::None),
+    (Switch::Connection, "connection", 'c', Arg::None),
+    (
+        Switch::McastInterface,
+        "mcast-interface",
+        '\0',
+        Arg::Required,
+    ),
+    (Switch::SyncId, "syncid", '\0', Arg::Required),
+    (Switch::Timeout, "timeout", '\0', Arg::None),
+    (Switch::Daemon, "daemon", '\0', Arg::None),
+    (Switch::Stats, "stats", '\0', Arg::None),
+    (Switch::Rate, "rate", '\0', Arg::None),
+    (Switch::Thresholds, "thresholds", '\0', Arg::None),
+    (Switch::PersistentConn, "persistent-conn", '\0', Arg::None),
+    (Switch::NoSort, "nosort", '\0', Arg::None),
+    (Switch::Sort, "sort", '\0', Arg::None),
+    (Switch::Exact, "exact", 'X', Arg::None),
+    (Switch::Ipv6, "ipv6", '6', Arg::None),
+    (Switch::Ops, "ops", 'o', Arg::None),
+    (Switch::Json, "json", '\0', Arg::None),
+    (Switch::Command(Cmd::Reload), "reload", '\0', Arg::None),
 ];
 
-/// Options as (long name, value) in command-line order.
-type Options = Vec<(&'static str, Option<String>)>;
+/// Options with their values in command-line order.
+type Options = Vec<(Switch, Option<String>)>;
 
 /// Splits the arguments into options and positional arguments, as popt does.
 fn tokenize(args: &[String]) -> Result<(Options, Vec<String>), CliError> {
@@ -272,9 +343,9 @@ fn tokenize(args: &[String]) -> Result<(Options, Vec<String>), CliError> {
                 Some((n, v)) => (n, Some(v.to_owned())),
                 None => (long, None),
             };
-            let &(name, _, arg) = OPTIONS
+            let &(switch, name, _, arg) = OPTIONS
                 .iter()
-                .find(|(n, _, _)| *n == name)
+                .find(|(_, n, _, _)| *n == name)
                 .ok_or_else(|| malformed(format!("{a}: unknown option")))?;
             let value = match (arg, inline) {
                 (Arg::None, Some(_)) => {
@@ -289,15 +360,15 @@ fn tokenize(args: &[String]) -> Result<(Options, Vec<String>), CliError> {
             if arg == Arg::Required && value.is_none() {
                 return Err(malformed(format!("--{name}: missing argument")));
             }
-            opts.push((name, value));
+            opts.push((switch, value));
         } else if let Some(shorts) = a.strip_prefix('-').filter(|s| !s.is_empty()) {
             for (at, c) in shorts.char_indices() {
-                let &(name, _, arg) = OPTIONS
+                let &(switch, _, _, arg) = OPTIONS
                     .iter()
-                    .find(|(_, s, _)| *s == c)
+                    .find(|(_, _, s, _)| *s == c)
                     .ok_or_else(|| malformed(format!("-{c}: unknown option")))?;
                 if arg == Arg::None {
-                    opts.push((name, None));
+                    opts.push((switch, None));
                     continue;
                 }
                 let rest = &shorts[at + c.len_utf8()..];
@@ -309,7 +380,7 @@ fn tokenize(args: &[String]) -> Result<(Options, Vec<String>), CliError> {
                 if arg == Arg::Required && value.is_none() {
                     return Err(malformed(format!("-{c}: missing argument")));
                 }
-                opts.push((name, value));
+                opts.push((switch, value));
                 break;
             }
         } else {
@@ -420,10 +491,10 @@ pub fn parse(args: &[String]) -> Result<Invocation, CliError> {
     let mut json = false;
     let mut protocol = Protocol::Tcp;
     let mut service: Option<(Ipv4Addr, Option<u16>)> = None;
-    let mut scheduler: Option<String> = None;
+    let mut scheduler: Option<&str> = None;
     let mut persistent: Option<u32> = None;
     let mut netmask = Ipv4Addr::BROADCAST;
-    let mut flags = 0u8;
+    let mut flag_names: Vec<&str> = Vec::new();
     let mut server: Option<Ipv4Addr> = None;
     let mut dest = DestSpec {
         addr: Ipv4Addr::UNSPECIFIED,
@@ -431,83 +502,57 @@ pub fn parse(args: &[String]) -> Result<Invocation, CliError> {
         u_threshold: 0,
         l_threshold: 0,
     };
-    for (i, (name, value)) in opts.iter().enumerate() {
-        let value = value.as_deref().unwrap_or_default();
-        let command = match *name {
-            "add-service" => Some(Cmd::Add),
-            "edit-service" => Some(Cmd::Edit),
-            "delete-service" => Some(Cmd::Del),
-            "clear" => Some(Cmd::Flush),
-            "list" => Some(Cmd::List),
-            "zero" => Some(Cmd::Zero),
-            "add-server" => Some(Cmd::AddDest),
-            "edit-server" => Some(Cmd::EditDest),
-            "delete-server" => Some(Cmd::DelDest),
-            "set" => Some(Cmd::Timeout),
-            "restore" => Some(Cmd::Restore),
-            "save" => Some(Cmd::Save),
-            "reload" => Some(Cmd::Reload),
-            "help" => return Ok(plain(Action::Help)),
-            "version" => return Ok(plain(Action::Version)),
-            "start-daemon" | "stop-daemon" => {
-                return Err(unsupported(
-                    "connection synchronization daemons are not supported by xdpvs",
-                ));
-            }
-            _ => None,
-        };
-        if let Some(c) = command {
-            if cmd.is_some() {
-                return Err(malformed("multiple commands specified"));
-            }
-            cmd = Some(c);
-            continue;
-        }
-        if i == 0 {
+    for (i, (switch, value)) in opts.iter().enumerate() {
+        if i == 0 && !switch.is_command() {
             return Err(malformed(
                 "Try `xdpvsadm -h' or 'xdpvsadm --help' for more information.",
             ));
         }
-        match *name {
-            "tcp-service" | "udp-service" => {
+        let value = value.as_deref().unwrap_or_default();
+        match *switch {
+            Switch::Command(c) => {
+                if cmd.is_some() {
+                    return Err(malformed("multiple commands specified"));
+                }
+                cmd = Some(c);
+            }
+            Switch::Help => return Ok(plain(Action::Help)),
+            Switch::Version => return Ok(plain(Action::Version)),
+            Switch::SyncDaemon | Switch::Daemon | Switch::McastInterface | Switch::SyncId => {
+                return Err(unsupported(
+                    "connection synchronization daemons are not supported by xdpvs",
+                ));
+            }
+            Switch::TcpService | Switch::UdpService => {
                 seen.set(Opt::Service)?;
-                protocol = if *name == "tcp-service" {
-                    Protocol::Tcp
-                } else {
-                    Protocol::Udp
+                protocol = match switch {
+                    Switch::UdpService => Protocol::Udp,
+                    _ => Protocol::Tcp,
                 };
                 service =
                     Some(address(value).ok_or_else(|| {
                         malformed("illegal virtual server address[:port] specified")
                     })?);
             }
-            "scheduler" => {
+            Switch::Scheduler => {
                 seen.set(Opt::Scheduler)?;
-                scheduler = Some(value.to_owned());
+                scheduler = Some(value);
             }
-            "persistent" => {
+            Switch::Persistent => {
                 seen.set(Opt::Persistent)?;
                 persistent = Some(match value {
                     "" => DEFAULT_PERSISTENCE,
                     v => timeout(v, 1)?,
                 });
             }
-            "netmask" => {
+            Switch::Netmask => {
                 seen.set(Opt::Netmask)?;
                 netmask = value
                     .parse()
                     .map_err(|_| malformed("illegal virtual server persistent mask specified"))?;
             }
-            "sched-flags" => {
-                for f in value.split(',') {
-                    let (_, bit) = SCHED_FLAG_NAMES
-                        .iter()
-                        .find(|(n, _)| *n == f)
-                        .ok_or_else(|| malformed(format!("invalid scheduler flag `{f}'")))?;
-                    flags |= bit;
-                }
-            }
-            "real-server" => {
+            Switch::SchedFlags => flag_names.extend(value.split(',')),
+            Switch::RealServer => {
                 seen.set(Opt::Server)?;
                 server = Some(
                     address(value)
@@ -515,66 +560,60 @@ pub fn parse(args: &[String]) -> Result<Invocation, CliError> {
                         .0,
                 );
             }
-            "gatewaying" => seen.set(Opt::Forward)?,
-            "masquerading" | "ipip" => {
-                return Err(unsupported(format!(
-                    "xdpvs forwards by direct routing (-g) only: --{name} is not supported"
-                )));
-            }
-            "weight" => {
+            Switch::Gatewaying => seen.set(Opt::Forward)?,
+            Switch::Masquerading => return Err(direct_routing_only("masquerading")),
+            Switch::Ipip => return Err(direct_routing_only("ipip")),
+            Switch::Weight => {
                 seen.set(Opt::Weight)?;
                 dest.weight =
                     number(value, 0, 65535).ok_or_else(|| malformed("illegal weight specified"))?;
             }
-            "u-threshold" => {
+            Switch::UThreshold => {
                 seen.set(Opt::UThreshold)?;
                 dest.u_threshold = number(value, 0, i32::MAX as u32)
                     .ok_or_else(|| malformed("illegal u_threshold specified"))?;
             }
-            "l-threshold" => {
+            Switch::LThreshold => {
                 seen.set(Opt::LThreshold)?;
                 dest.l_threshold = number(value, 0, i32::MAX as u32)
                     .ok_or_else(|| malformed("illegal l_threshold specified"))?;
             }
-            "numeric" => {
+            Switch::Numeric => {
                 seen.set(Opt::Numeric)?;
                 format.numeric = true;
             }
-            "connection" => seen.set(Opt::Connection)?,
-            "timeout" => seen.set(Opt::Timeout)?,
-            "stats" => {
+            Switch::Connection => seen.set(Opt::Connection)?,
+            Switch::Timeout => seen.set(Opt::Timeout)?,
+            Switch::Stats => {
                 seen.set(Opt::Stats)?;
                 format.stats = true;
             }
-            "rate" => {
+            Switch::Rate => {
                 seen.set(Opt::Rate)?;
                 format.rate = true;
             }
-            "thresholds" | "persistent-conn" => {
+            Switch::Thresholds => {
                 seen.set(Opt::ListFormat)?;
-                format.thresholds = *name == "thresholds";
-                format.persistent_conn = *name == "persistent-conn";
+                format.thresholds = true;
             }
-            "nosort" => format.nosort = true,
-            "exact" => format.exact = true,
-            "sort" => {}
-            "json" => json = true,
-            "fwmark-service" | "ipv6" => {
+            Switch::PersistentConn => {
+                seen.set(Opt::ListFormat)?;
+                format.persistent_conn = true;
+            }
+            Switch::NoSort => format.nosort = true,
+            Switch::Exact => format.exact = true,
+            Switch::Sort => {}
+            Switch::Json => json = true,
+            Switch::FwmarkService | Switch::Ipv6 => {
                 return Err(unsupported(
                     "firewall-mark and IPv6 services are not supported by xdpvs",
                 ));
             }
-            "ops" => {
+            Switch::Ops => {
                 return Err(unsupported(
                     "one-packet scheduling is not supported by xdpvs",
                 ));
             }
-            "daemon" | "mcast-interface" | "syncid" => {
-                return Err(unsupported(
-                    "connection synchronization daemons are not supported by xdpvs",
-                ));
-            }
-            other => unreachable!("option {other} has no handler"),
         }
     }
     let Some(cmd) = cmd else {
@@ -586,6 +625,7 @@ pub fn parse(args: &[String]) -> Result<Invocation, CliError> {
             "Try `xdpvsadm -h' or 'xdpvsadm --help' for more information.",
         ));
     };
+    let flags = sched_flags(&flag_names, scheduler)?;
     seen.check(cmd)?;
     let mut positional = positional.into_iter();
     let timeouts = if cmd == Cmd::Timeout {
@@ -617,9 +657,16 @@ pub fn parse(args: &[String]) -> Result<Invocation, CliError> {
                 malformed("Zero port specified for non-persistent service")
             });
         }
+        let scheduler = match scheduler {
+            None => DEFAULT_SCHEDULER,
+            // The kernel's refusal, which ipvsadm passes on.
+            Some(name) => {
+                Scheduler::from_name(name).ok_or_else(|| unsupported("Scheduler not found"))?
+            }
+        };
         Ok(ServiceSpec {
             addr,
-            scheduler: scheduler.clone().unwrap_or_else(|| "wlc".into()),
+            scheduler,
             flags,
             persistence: persistent.map(|timeout| Persistence { timeout, netmask }),
             dests: Vec::new(),
@@ -661,6 +708,26 @@ pub fn parse(args: &[String]) -> Result<Invocation, CliError> {
         action,
         format,
         json,
+    })
+}
+
+fn direct_routing_only(option: &str) -> CliError {
+    unsupported(format!(
+        "xdpvs forwards by direct routing (-g) only: --{option} is not supported"
+    ))
+}
+
+/// ipvsadm's `parse_sched_flags`: the bits of the `-b` flag names, each of which must be one
+/// of the scheduler's (by name, `wlc` if none is given).
+fn sched_flags(names: &[&str], scheduler: Option<&str>) -> Result<u8, CliError> {
+    let scheduler = scheduler.unwrap_or(DEFAULT_SCHEDULER.name());
+    names.iter().try_fold(0, |flags, name| {
+        let flag = SchedFlag::from_name(name)
+            .ok_or_else(|| malformed(format!("invalid scheduler flag `{name}'")))?;
+        if flag.scheduler.name() != scheduler {
+            return Err(malformed(format!("incompatible scheduler flag `{name}'")));
+        }
+        Ok(flags | flag.bit)
     })
 }
 
@@ -718,7 +785,7 @@ mod tests {
         let Action::Edit(Edit::AddService(s)) = a.action else {
             panic!("{a:?}")
         };
-        assert_eq!((s.addr, s.scheduler.as_str()), (vip(80), "wrr"));
+        assert_eq!((s.addr, s.scheduler), (vip(80), Scheduler::Wrr));
         assert_eq!(
             s.persistence,
             Some(Persistence {
@@ -731,8 +798,8 @@ mod tests {
             panic!()
         };
         assert_eq!(
-            (s.scheduler.as_str(), s.persistence.unwrap().timeout),
-            ("wlc", 300)
+            (s.scheduler, s.persistence.unwrap().timeout),
+            (Scheduler::Wlc, 300)
         );
         assert_eq!(
             p("-a -t 10.0.0.1:80 -r 10.0.0.7:8080 -g -w 3 -x 10 -y 5")
@@ -854,6 +921,104 @@ mod tests {
             let (code, message) = err(line);
             assert_eq!(code, 255, "{line}");
             assert!(message.contains("not supported"), "{message}");
+        }
+    }
+
+    fn service(line: &str) -> ServiceSpec {
+        match p(line).map(|i| i.action) {
+            Ok(Action::Edit(Edit::AddService(s) | Edit::EditService(s))) => s,
+            other => panic!("{line}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_scheduler_is_taken_by_its_name() {
+        for scheduler in Scheduler::ALL {
+            let line = format!("-E -t 10.0.0.1:80 -s {}", scheduler.name());
+            assert_eq!(service(&line).scheduler, scheduler);
+        }
+    }
+
+    #[test]
+    fn an_unknown_scheduler_is_refused_with_255() {
+        assert_eq!(
+            err("-A -t 10.0.0.1:80 -s fancy"),
+            (255, "Scheduler not found".to_owned())
+        );
+        assert_eq!(
+            restore_line("-E -t 10.0.0.1:80 -s RR").unwrap_err().code,
+            255
+        );
+        // The command line's own faults come first, as in ipvsadm.
+        assert_eq!(err("-A -s fancy").0, 2);
+        assert_eq!(err("-A -t 10.0.0.1 -s fancy").0, 2);
+    }
+
+    #[test]
+    fn scheduler_flags_are_those_of_the_scheduler() {
+        use lb_common::sched::flags::{SH_FALLBACK, SH_PORT};
+        let flags = |line: &str| service(line).flags;
+        assert_eq!(flags("-A -t 10.0.0.1:80 -s sh -b sh-port"), SH_PORT);
+        assert_eq!(
+            flags("-A -t 10.0.0.1:80 -s sh -b sh-fallback,sh-port"),
+            SH_FALLBACK | SH_PORT
+        );
+        assert_eq!(flags("-A -t 10.0.0.1:80 -s mh -b mh-port"), SH_PORT);
+        assert_eq!(
+            flags("-A -t 10.0.0.1:80 -b mh-port -s mh -b mh-fallback"),
+            SH_FALLBACK | SH_PORT,
+            "-b may come before -s and more than once"
+        );
+        assert_eq!(flags("-A -t 10.0.0.1:80 -s mh"), 0);
+        for (line, message) in [
+            (
+                "-A -t 10.0.0.1:80 -s mh -b sh-port",
+                "incompatible scheduler flag `sh-port'",
+            ),
+            (
+                "-A -t 10.0.0.1:80 -s mh -b mh-port,sh-fallback",
+                "incompatible scheduler flag `sh-fallback'",
+            ),
+            (
+                "-A -t 10.0.0.1:80 -s sh -b mh-fallback",
+                "incompatible scheduler flag `mh-fallback'",
+            ),
+            (
+                "-A -t 10.0.0.1:80 -s rr -b sh-port",
+                "incompatible scheduler flag `sh-port'",
+            ),
+            (
+                "-A -t 10.0.0.1:80 -b mh-port",
+                "incompatible scheduler flag `mh-port'",
+            ),
+            (
+                "-A -t 10.0.0.1:80 -s sh -b sh-pork",
+                "invalid scheduler flag `sh-pork'",
+            ),
+            (
+                "-A -t 10.0.0.1:80 -s sh -b flag-1",
+                "invalid scheduler flag `flag-1'",
+            ),
+        ] {
+            assert_eq!(err(line), (2, message.to_owned()), "{line}");
+        }
+    }
+
+    #[test]
+    fn each_spelling_of_the_table_finds_its_own_option() {
+        for &(switch, long, short, arg) in OPTIONS {
+            let spellings = [
+                Some(format!("--{long}")),
+                (short != '\0').then(|| format!("-{short}")),
+            ];
+            for spelling in spellings.into_iter().flatten() {
+                let mut args = vec![spelling.clone()];
+                if arg == Arg::Required {
+                    args.push("1".into());
+                }
+                let (opts, _) = tokenize(&args).unwrap();
+                assert!(opts.len() == 1 && opts[0].0 == switch, "{spelling}");
+            }
         }
     }
 

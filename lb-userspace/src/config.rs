@@ -13,7 +13,8 @@
 //! protocol = "tcp"              # tcp | udp
 //! address = "10.0.0.100:80"     # VIP:port
 //! scheduler = "rr"              # default wlc, as ipvsadm
-//! sched_flags = []              # sh only: "sh-port", "sh-fallback" (ipvsadm -b)
+//! sched_flags = []              # ipvsadm -b: sh takes "sh-port", "sh-fallback";
+//!                               # mh takes "mh-port", "mh-fallback"
 //! persistence_timeout = 300     # optional: client persistence in seconds (ipvsadm -p)
 //! persistence_granularity = "255.255.255.0"  # optional netmask (ipvsadm -M), default /32
 //!
@@ -27,9 +28,12 @@ use std::{fs, net::SocketAddrV4, path::Path};
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
-use lb_common::state::Timeouts;
+use lb_common::{sched::Scheduler, state::Timeouts};
 
-use crate::model::{self, DestSpec, Persistence, Protocol, ServiceAddr, ServiceSpec};
+use crate::model::{
+    self, DEFAULT_SCHEDULER, DestSpec, Persistence, Protocol, SchedFlag, ServiceAddr, ServiceSpec,
+    scheduler_name,
+};
 
 /// A parsed and validated configuration.
 #[derive(Debug, PartialEq, Eq)]
@@ -60,10 +64,10 @@ struct File {
 struct ServiceEntry {
     protocol: Protocol,
     address: SocketAddrV4,
-    #[serde(default = "default_scheduler")]
-    scheduler: String,
+    #[serde(default = "default_scheduler", with = "scheduler_name")]
+    scheduler: Scheduler,
     #[serde(default)]
-    sched_flags: Vec<SchedFlag>,
+    sched_flags: Vec<SchedFlagName>,
     persistence_timeout: Option<u32>,
     persistence_granularity: Option<std::net::Ipv4Addr>,
     #[serde(default, rename = "real_server")]
@@ -96,19 +100,18 @@ struct TimeoutsEntry {
     udp: u32,
 }
 
-/// One of ipvsadm's scheduler flag names.
+/// One of ipvsadm's scheduler flag names, of any scheduler.
 #[derive(Deserialize)]
 #[serde(try_from = "String")]
-struct SchedFlag(u8);
+struct SchedFlagName(SchedFlag);
 
-impl TryFrom<String> for SchedFlag {
+impl TryFrom<String> for SchedFlagName {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
-        model::SCHED_FLAG_NAMES
-            .iter()
-            .find(|(name, _)| *name == s)
-            .map(|(_, bit)| Self(*bit))
-            .ok_or_else(|| format!("unknown scheduler flag {s:?} (sh-port, sh-fallback)"))
+        SchedFlag::from_name(&s).map(Self).ok_or_else(|| {
+            let known: Vec<&str> = model::SCHED_FLAGS.iter().map(|f| f.name).collect();
+            format!("unknown scheduler flag {s:?} (one of {})", known.join(", "))
+        })
     }
 }
 
@@ -129,8 +132,8 @@ impl TryFrom<String> for RealServerAddr {
     }
 }
 
-fn default_scheduler() -> String {
-    "wlc".into()
+const fn default_scheduler() -> Scheduler {
+    DEFAULT_SCHEDULER
 }
 
 const fn default_weight() -> u32 {
@@ -177,7 +180,18 @@ impl Config {
                     "service {addr}: health_check is accepted but not run yet; real servers count as up"
                 );
             }
-            let flags = s.sched_flags.iter().fold(0, |acc, f| acc | f.0);
+            let mut flags = 0;
+            for SchedFlagName(f) in &s.sched_flags {
+                if f.scheduler != s.scheduler {
+                    bail!(
+                        "service {addr}: incompatible scheduler flag `{}' (for {}, not {})",
+                        f.name,
+                        f.scheduler.name(),
+                        s.scheduler.name()
+                    );
+                }
+                flags |= f.bit;
+            }
             if s.persistence_granularity.is_some() && s.persistence_timeout.is_none() {
                 bail!("service {addr}: persistence_granularity needs persistence_timeout");
             }
@@ -238,7 +252,8 @@ address = "10.0.0.100:53"
         assert_eq!(c.services.len(), 2);
         assert_eq!(c.services[0].dests[0].weight, 1);
         assert_eq!(c.services[0].dests[1].weight, 3);
-        assert_eq!(c.services[1].scheduler, "wlc");
+        assert_eq!(c.services[0].scheduler, Scheduler::Rr);
+        assert_eq!(c.services[1].scheduler, Scheduler::Wlc);
         assert_eq!(c.services[1].addr.protocol, Protocol::Udp);
         assert_eq!(c.services[0].persistence, None);
         assert_eq!(c.timeouts, Timeouts::default());
@@ -293,8 +308,14 @@ address = "10.0.0.100:53"
             "{base}[[service.real_server]]\naddress = \"10.0.0.2:8080\"\n"
         ));
         assert!(format!("{:#}", e.unwrap_err()).contains("direct routing"));
-        let e = Config::parse(&format!("{base}scheduler = \"nope\"\n"));
-        assert!(format!("{:#}", e.unwrap_err()).contains("not found"));
+        let e = format!(
+            "{:#}",
+            Config::parse(&format!("{base}scheduler = \"nope\"\n")).unwrap_err()
+        );
+        assert!(
+            e.contains("line 4") && e.contains("scheduler \"nope\" not found"),
+            "{e}"
+        );
         let e = Config::parse(&format!(
             "{base}scheduler = \"sh\"\nsched_flags = [\"sh-pork\"]\n"
         ));
@@ -303,5 +324,24 @@ address = "10.0.0.100:53"
             "{base}scheduler = \"sh\"\nsched_flags = [\"sh-port\", \"sh-fallback\"]\n"
         ));
         assert_eq!(ok.unwrap().services[0].flags, 3);
+        let ok = Config::parse(&format!(
+            "{base}scheduler = \"mh\"\nsched_flags = [\"mh-port\", \"mh-fallback\"]\n"
+        ));
+        assert_eq!(ok.unwrap().services[0].flags, 3);
+        for (scheduler, flag) in [("mh", "sh-port"), ("sh", "mh-fallback"), ("wlc", "sh-port")] {
+            let e = Config::parse(&format!(
+                "{base}scheduler = \"{scheduler}\"\nsched_flags = [\"{flag}\"]\n"
+            ));
+            let e = format!("{:#}", e.unwrap_err());
+            assert!(
+                e.contains(&format!("incompatible scheduler flag `{flag}'")),
+                "{e}"
+            );
+        }
+        let e = Config::parse(&format!("{base}sched_flags = [\"sh-port\"]\n"));
+        assert!(
+            format!("{:#}", e.unwrap_err()).contains("not wlc"),
+            "the default scheduler takes no flags"
+        );
     }
 }

@@ -33,8 +33,6 @@ pub enum Edit {
 pub enum EditError {
     /// `-A` of an existing service.
     ServiceExists,
-    /// `-A`/`-E` with an unknown scheduler.
-    SchedulerNotFound,
     /// `-E`/`-D`/`-Z` of a missing service.
     NoSuchService,
     /// `-a`/`-e`/`-d` in a missing service.
@@ -51,7 +49,6 @@ impl fmt::Display for EditError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::ServiceExists => "Service already exists",
-            Self::SchedulerNotFound => "Scheduler not found",
             Self::NoSuchService => "No such service",
             Self::ServiceNotDefined => "Service not defined",
             Self::DestExists => "Destination already exists",
@@ -82,7 +79,6 @@ fn apply_one(table: &mut Vec<ServiceSpec>, edit: &Edit) -> Result<(), EditError>
             if find(table, &spec.addr).is_some() {
                 return Err(EditError::ServiceExists);
             }
-            spec.scheduler().ok_or(EditError::SchedulerNotFound)?;
             table.push(ServiceSpec {
                 dests: Vec::new(),
                 ..spec.clone()
@@ -90,7 +86,6 @@ fn apply_one(table: &mut Vec<ServiceSpec>, edit: &Edit) -> Result<(), EditError>
         }
         Edit::EditService(spec) => {
             let i = find(table, &spec.addr).ok_or(EditError::NoSuchService)?;
-            spec.scheduler().ok_or(EditError::SchedulerNotFound)?;
             let dests = std::mem::take(&mut table[i].dests);
             table[i] = ServiceSpec {
                 dests,
@@ -127,6 +122,8 @@ fn apply_one(table: &mut Vec<ServiceSpec>, edit: &Edit) -> Result<(), EditError>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lb_common::sched::Scheduler;
+
     use crate::model::{Persistence, Protocol};
 
     fn addr(port: u16) -> ServiceAddr {
@@ -137,10 +134,10 @@ mod tests {
         }
     }
 
-    fn svc(port: u16, scheduler: &str) -> ServiceSpec {
+    fn svc(port: u16, scheduler: Scheduler) -> ServiceSpec {
         ServiceSpec {
             addr: addr(port),
-            scheduler: scheduler.into(),
+            scheduler,
             flags: 0,
             persistence: None,
             dests: vec![],
@@ -161,7 +158,7 @@ mod tests {
         let t = apply(
             &[],
             &[
-                Edit::AddService(svc(80, "rr")),
+                Edit::AddService(svc(80, Scheduler::Rr)),
                 Edit::AddDest(addr(80), dest(2, 1)),
                 Edit::AddDest(addr(80), dest(3, 1)),
                 Edit::EditDest(addr(80), dest(3, 5)),
@@ -170,16 +167,16 @@ mod tests {
                         timeout: 60,
                         netmask: Ipv4Addr::BROADCAST,
                     }),
-                    ..svc(80, "wrr")
+                    ..svc(80, Scheduler::Wrr)
                 }),
-                Edit::AddService(svc(443, "wlc")),
+                Edit::AddService(svc(443, Scheduler::Wlc)),
                 Edit::DeleteDest(addr(80), Ipv4Addr::new(10, 0, 0, 2)),
                 Edit::DeleteService(addr(443)),
             ],
         )
         .unwrap();
         assert_eq!(t.len(), 1);
-        assert_eq!(t[0].scheduler, "wrr");
+        assert_eq!(t[0].scheduler, Scheduler::Wrr);
         assert_eq!(t[0].persistence.unwrap().timeout, 60);
         assert_eq!(t[0].dests, vec![dest(3, 5)], "-E keeps the real servers");
         assert_eq!(apply(&t, &[Edit::Clear]).unwrap(), vec![]);
@@ -187,11 +184,10 @@ mod tests {
 
     #[test]
     fn refusals_carry_ipvsadm_messages_and_change_nothing() {
-        let t = apply(&[], &[Edit::AddService(svc(80, "rr"))]).unwrap();
+        let t = apply(&[], &[Edit::AddService(svc(80, Scheduler::Rr))]).unwrap();
         let refused = |edit: Edit| apply(&t, &[Edit::Clear, edit]).map(|_| ()).unwrap_err();
         let cases = [
-            (Edit::AddService(svc(90, "fancy")), "Scheduler not found"),
-            (Edit::EditService(svc(90, "rr")), "No such service"),
+            (Edit::EditService(svc(90, Scheduler::Rr)), "No such service"),
             (Edit::DeleteService(addr(90)), "No such service"),
             (Edit::AddDest(addr(90), dest(2, 1)), "Service not defined"),
             (
@@ -205,7 +201,7 @@ mod tests {
         let with_dest = apply(&t, &[Edit::AddDest(addr(80), dest(2, 1))]).unwrap();
         let err = |edit: Edit| apply(&with_dest, &[edit]).unwrap_err().to_string();
         assert_eq!(
-            err(Edit::AddService(svc(80, "wlc"))),
+            err(Edit::AddService(svc(80, Scheduler::Wlc))),
             "Service already exists"
         );
         assert_eq!(

@@ -186,7 +186,7 @@ impl<M: Maps> Engine<M> {
                 log::info!(
                     "service {} ({}) with {} real servers",
                     s.spec.addr,
-                    s.spec.scheduler,
+                    s.spec.scheduler.name(),
                     s.dest_ids.len()
                 );
                 Ok(())
@@ -406,7 +406,7 @@ impl<M: Maps> Engine<M> {
             let owner = Owner::Service(s.id);
             services.push(ServiceStatus {
                 addr: s.spec.addr,
-                scheduler: s.spec.scheduler.clone(),
+                scheduler: s.spec.scheduler,
                 flags: s.spec.flags,
                 persistence: s.spec.persistence,
                 dests,

@@ -6,7 +6,7 @@ use std::{fmt::Write, net::Ipv4Addr};
 use crate::{
     cli::Format,
     listing::{Connection, DestStatus, Listing, ServiceStatus},
-    model::{SCHED_FLAG_NAMES, ServiceAddr},
+    model::{SchedFlag, ServiceAddr},
 };
 
 /// IPVS version printed in the header, for scripts that parse ipvsadm's output.
@@ -34,7 +34,7 @@ pub fn rules(l: &Listing) -> String {
     let mut out = String::new();
     for s in sorted(l, None, &Format::default()) {
         let name = format!("{} {}:{}", switch(s), s.addr.addr, s.addr.port);
-        let _ = write!(out, "-A {name} -s {}", s.scheduler);
+        let _ = write!(out, "-A {name} -s {}", s.scheduler.name());
         if let Some(flags) = flag_names(s) {
             let _ = write!(out, " -b {flags}");
         }
@@ -130,12 +130,9 @@ fn switch(s: &ServiceStatus) -> &'static str {
     }
 }
 
+/// ipvsadm's `print_sched_flags`: the names of the service's flags, comma-separated.
 fn flag_names(s: &ServiceStatus) -> Option<String> {
-    let names: Vec<&str> = SCHED_FLAG_NAMES
-        .iter()
-        .filter(|(_, bit)| s.flags & bit != 0)
-        .map(|(name, _)| *name)
-        .collect();
+    let names: Vec<&str> = SchedFlag::names(s.scheduler, s.flags).collect();
     (!names.is_empty()).then(|| names.join(","))
 }
 
@@ -174,7 +171,7 @@ fn service_entry(out: &mut String, s: &ServiceStatus, f: &Format) {
             largenum(out, v, f.exact);
         }
     } else {
-        let _ = write!(out, "{name} {}", s.scheduler);
+        let _ = write!(out, "{name} {}", s.scheduler.name());
         if let Some(flags) = flag_names(s) {
             let _ = write!(out, " ({flags})");
         }
@@ -227,6 +224,8 @@ fn service_entry(out: &mut String, s: &ServiceStatus, f: &Format) {
 mod tests {
     use std::net::SocketAddrV4;
 
+    use lb_common::sched::Scheduler;
+
     use super::*;
     use crate::{
         listing::{Rates, TrafficStatus},
@@ -256,7 +255,7 @@ mod tests {
                 addr: Ipv4Addr::new(192, 168, 88, last),
                 port,
             },
-            scheduler: "rr".into(),
+            scheduler: Scheduler::Rr,
             flags: 0,
             persistence: None,
             dests,
@@ -334,7 +333,7 @@ TCP  192.168.88.20:80 rr\n\
     #[test]
     fn flags_and_persistence() {
         let mut s = service(Protocol::Udp, 3, 53, vec![]);
-        s.scheduler = "sh".into();
+        s.scheduler = Scheduler::Sh;
         s.flags = 3;
         s.persistence = Some(Persistence {
             timeout: 20,
@@ -348,6 +347,32 @@ TCP  192.168.88.20:80 rr\n\
         assert_eq!(
             rules(&l),
             "-A -u 192.168.88.3:53 -s sh -b sh-fallback,sh-port -p 20 -M 255.255.255.0\n"
+        );
+    }
+
+    #[test]
+    fn mh_flags_carry_mh_names() {
+        let mut s = service(Protocol::Tcp, 3, 80, vec![]);
+        s.scheduler = Scheduler::Mh;
+        s.flags = 3;
+        let l = listing(vec![s]);
+        assert_eq!(
+            list(&l, None, &numeric()).lines().nth(3),
+            Some("TCP  192.168.88.3:80 mh (mh-fallback,mh-port)")
+        );
+        let saved = rules(&l);
+        assert_eq!(
+            saved,
+            "-A -t 192.168.88.3:80 -s mh -b mh-fallback,mh-port\n"
+        );
+        let Some(crate::edit::Edit::AddService(spec)) = crate::cli::restore_line(&saved).unwrap()
+        else {
+            panic!("{saved}")
+        };
+        assert_eq!(
+            (spec.addr, spec.scheduler, spec.flags),
+            (l.services[0].addr, Scheduler::Mh, 3),
+            "-S | -R keeps the mh flags"
         );
     }
 

@@ -3,9 +3,10 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
+use lb_common::sched::Scheduler;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Protocol, ServiceAddr};
+use crate::model::{Protocol, ServiceAddr, scheduler_name};
 
 /// Everything `-L` shows.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -23,8 +24,9 @@ pub struct Listing {
 pub struct ServiceStatus {
     /// Identity.
     pub addr: ServiceAddr,
-    /// Scheduler name.
-    pub scheduler: String,
+    /// Scheduler, serialised as its ipvsadm name.
+    #[serde(with = "scheduler_name")]
+    pub scheduler: Scheduler,
     /// Scheduler flags ([`lb_common::sched::flags`]).
     pub flags: u8,
     /// Persistence, if any.

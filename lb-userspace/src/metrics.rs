@@ -150,7 +150,7 @@ mod tests {
                     addr: Ipv4Addr::new(10, 0, 0, 100),
                     port: 80,
                 },
-                scheduler: "rr".into(),
+                scheduler: lb_common::sched::Scheduler::Rr,
                 flags: 0,
                 persistence: None,
                 dests: vec![DestStatus {

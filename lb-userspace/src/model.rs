@@ -85,9 +85,10 @@ pub struct DestSpec {
 pub struct ServiceSpec {
     /// Identity.
     pub addr: ServiceAddr,
-    /// Scheduler name, one of [`Scheduler::ALL`].
-    pub scheduler: String,
-    /// Scheduler flags ([`sched::flags`]).
+    /// Scheduler, serialised as its ipvsadm name.
+    #[serde(with = "scheduler_name")]
+    pub scheduler: Scheduler,
+    /// Scheduler flags ([`sched::flags`]), of [`SCHED_FLAGS`] for the scheduler.
     pub flags: u8,
     /// Client persistence (ipvsadm `-p`, `-M`), if any.
     pub persistence: Option<Persistence>,
@@ -106,18 +107,93 @@ pub struct Persistence {
     pub netmask: Ipv4Addr,
 }
 
-/// ipvsadm's names of the scheduler flags (`-b`), with their bits.
-pub const SCHED_FLAG_NAMES: [(&str, u8); 2] = [
-    ("sh-fallback", sched::flags::SH_FALLBACK),
-    ("sh-port", sched::flags::SH_PORT),
+/// ipvsadm's scheduler when none is given (`DEF_SCHED`).
+pub const DEFAULT_SCHEDULER: Scheduler = Scheduler::Wlc;
+
+/// A scheduler flag as ipvsadm names it (`-b`): IPVS's flag bits mean something to one
+/// scheduler each, under a name of that scheduler's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SchedFlag {
+    /// ipvsadm's name.
+    pub name: &'static str,
+    /// The scheduler that takes it.
+    pub scheduler: Scheduler,
+    /// Its bit ([`sched::flags`]).
+    pub bit: u8,
+}
+
+/// Every scheduler flag, in the order ipvsadm prints them.
+pub const SCHED_FLAGS: [SchedFlag; 4] = [
+    SchedFlag {
+        name: "sh-fallback",
+        scheduler: Scheduler::Sh,
+        bit: sched::flags::SH_FALLBACK,
+    },
+    SchedFlag {
+        name: "sh-port",
+        scheduler: Scheduler::Sh,
+        bit: sched::flags::SH_PORT,
+    },
+    SchedFlag {
+        name: "mh-fallback",
+        scheduler: Scheduler::Mh,
+        bit: sched::flags::SH_FALLBACK,
+    },
+    SchedFlag {
+        name: "mh-port",
+        scheduler: Scheduler::Mh,
+        bit: sched::flags::SH_PORT,
+    },
 ];
 
-impl ServiceSpec {
-    /// The scheduler, if the name is known.
-    pub fn scheduler(&self) -> Option<Scheduler> {
-        Scheduler::from_name(&self.scheduler)
+impl SchedFlag {
+    /// The flag ipvsadm calls `name`, whatever its scheduler.
+    pub fn from_name(name: &str) -> Option<Self> {
+        SCHED_FLAGS.into_iter().find(|f| f.name == name)
     }
 
+    /// The names of `flags` under `scheduler`, in ipvsadm's order.
+    pub fn names(scheduler: Scheduler, flags: u8) -> impl Iterator<Item = &'static str> {
+        SCHED_FLAGS
+            .into_iter()
+            .filter(move |f| f.scheduler == scheduler && flags & f.bit != 0)
+            .map(|f| f.name)
+    }
+
+    /// The flag bits `scheduler` takes.
+    pub fn mask(scheduler: Scheduler) -> u8 {
+        SCHED_FLAGS
+            .iter()
+            .filter(|f| f.scheduler == scheduler)
+            .fold(0, |mask, f| mask | f.bit)
+    }
+}
+
+/// Serde for a [`Scheduler`] as its ipvsadm name (`"wlc"`), in the configuration file, the
+/// control protocol, listings and the saved state (`#[serde(with = "scheduler_name")]`).
+pub mod scheduler_name {
+    use lb_common::sched::Scheduler;
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    /// Writes the name.
+    pub fn serialize<S: Serializer>(s: &Scheduler, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(s.name())
+    }
+
+    /// Reads a name; an unknown one is an error that lists the known ones.
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Scheduler, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Scheduler::from_name(&name).ok_or_else(|| {
+            let known: Vec<&str> = Scheduler::ALL.iter().map(|s| s.name()).collect();
+            D::Error::custom(format!(
+                "scheduler {name:?} not found (one of {})",
+                known.join(", ")
+            ))
+        })
+    }
+}
+
+impl ServiceSpec {
     /// The SERVICES map value for this service under `id`, its list at `dests_offset` in the
     /// list pool and its table at `table_offset` in the table pool (see [`ServiceSpec::table`]).
     pub fn map_value(&self, id: u32, dests_offset: u32, table_offset: u32) -> Service {
@@ -130,7 +206,7 @@ impl ServiceSpec {
             weight_gcd: sched::weight_gcd(weights()),
             table_offset,
             table_size: self.table_size(),
-            scheduler: self.scheduler().map_or(u8::MAX, |s| s as u8),
+            scheduler: self.scheduler as u8,
             persist_timeout: self.persistence.map_or(0, |p| p.timeout),
             persist_mask: self
                 .persistence
@@ -142,9 +218,9 @@ impl ServiceSpec {
 
     /// Buckets in this service's table (0 for schedulers without one).
     pub fn table_size(&self) -> u32 {
-        match self.scheduler() {
-            Some(Scheduler::Sh | Scheduler::Dh) => TABLE_SIZE,
-            Some(Scheduler::Mh) => maglev::table_size(self.dests.len()),
+        match self.scheduler {
+            Scheduler::Sh | Scheduler::Dh => TABLE_SIZE,
+            Scheduler::Mh => maglev::table_size(self.dests.len()),
             _ => 0,
         }
     }
@@ -152,7 +228,7 @@ impl ServiceSpec {
     /// The bucket table (list positions) for table-driven schedulers.
     pub fn table(&self) -> Option<Vec<Option<u32>>> {
         let weights: Vec<u32> = self.dests.iter().map(|d| d.weight).collect();
-        match self.scheduler()? {
+        match self.scheduler {
             Scheduler::Sh => Some(sched::sh_table(&weights).to_vec()),
             Scheduler::Dh => Some(sched::dh_table(self.dests.len()).to_vec()),
             Scheduler::Mh => {
@@ -177,14 +253,12 @@ pub enum SpecError {
     DuplicateService(ServiceAddr),
     /// Two real servers with the same address in one service.
     DuplicateDest(ServiceAddr, Ipv4Addr),
-    /// An unknown scheduler name.
-    UnknownScheduler(ServiceAddr, String),
     /// A weight above 65535.
     Weight(ServiceAddr, Ipv4Addr),
     /// Port 0.
     ZeroPort(ServiceAddr),
     /// Scheduler flags the scheduler does not take.
-    Flags(ServiceAddr, String),
+    Flags(ServiceAddr, Scheduler, u8),
     /// More services, or real servers, than the maps hold.
     TooMany(&'static str, u32),
 }
@@ -194,7 +268,6 @@ impl fmt::Display for SpecError {
         match self {
             Self::DuplicateService(s) => write!(f, "service {s} is defined twice"),
             Self::DuplicateDest(s, d) => write!(f, "service {s}: real server {d} is listed twice"),
-            Self::UnknownScheduler(s, n) => write!(f, "service {s}: scheduler {n:?} not found"),
             Self::Weight(s, d) => {
                 write!(f, "service {s}: real server {d}: illegal weight (0..65535)")
             }
@@ -202,9 +275,10 @@ impl fmt::Display for SpecError {
                 f,
                 "service {s}: zero port specified for non-persistent service"
             ),
-            Self::Flags(s, n) => write!(
+            Self::Flags(s, sched, flags) => write!(
                 f,
-                "service {s}: scheduler {n} takes no sh-port/sh-fallback flags"
+                "service {s}: scheduler {} does not take flags {flags:#04x}",
+                sched.name()
             ),
             Self::TooMany(what, max) => write!(f, "more than {max} {what}"),
         }
@@ -230,12 +304,8 @@ pub fn validate(services: &[ServiceSpec]) -> Result<(), SpecError> {
         if a.port == 0 {
             return Err(SpecError::ZeroPort(a));
         }
-        match svc.scheduler() {
-            None => return Err(SpecError::UnknownScheduler(a, svc.scheduler.clone())),
-            Some(s) if svc.flags != 0 && s != Scheduler::Sh => {
-                return Err(SpecError::Flags(a, svc.scheduler.clone()));
-            }
-            Some(_) => {}
+        if svc.flags & !SchedFlag::mask(svc.scheduler) != 0 {
+            return Err(SpecError::Flags(a, svc.scheduler, svc.flags));
         }
         if svc.dests.len() > MAX_DESTS_PER_SERVICE as usize {
             return Err(SpecError::TooMany(
@@ -259,14 +329,14 @@ pub fn validate(services: &[ServiceSpec]) -> Result<(), SpecError> {
 mod tests {
     use super::*;
 
-    fn svc(port: u16, sched: &str, dests: &[&str]) -> ServiceSpec {
+    fn svc(port: u16, scheduler: Scheduler, dests: &[&str]) -> ServiceSpec {
         ServiceSpec {
             addr: ServiceAddr {
                 protocol: Protocol::Tcp,
                 addr: "10.0.0.1".parse().unwrap(),
                 port,
             },
-            scheduler: sched.into(),
+            scheduler,
             flags: 0,
             persistence: None,
             dests: dests
@@ -285,8 +355,8 @@ mod tests {
     fn accepts_a_good_set() {
         assert_eq!(
             validate(&[
-                svc(80, "rr", &["10.0.0.2", "10.0.0.3"]),
-                svc(443, "wlc", &[])
+                svc(80, Scheduler::Rr, &["10.0.0.2", "10.0.0.3"]),
+                svc(443, Scheduler::Wlc, &[])
             ]),
             Ok(())
         );
@@ -294,31 +364,33 @@ mod tests {
 
     #[test]
     fn refuses_bad_sets() {
-        let a = svc(80, "rr", &[]).addr;
+        let a = svc(80, Scheduler::Rr, &[]).addr;
         assert_eq!(
-            validate(&[svc(80, "rr", &[]), svc(80, "wlc", &[])]),
+            validate(&[svc(80, Scheduler::Rr, &[]), svc(80, Scheduler::Wlc, &[])]),
             Err(SpecError::DuplicateService(a))
         );
         assert_eq!(
-            validate(&[svc(80, "rr", &["10.0.0.2", "10.0.0.2"])]),
+            validate(&[svc(80, Scheduler::Rr, &["10.0.0.2", "10.0.0.2"])]),
             Err(SpecError::DuplicateDest(a, "10.0.0.2".parse().unwrap()))
         );
+        let mut flagged = svc(80, Scheduler::Wlc, &[]);
+        flagged.flags = sched::flags::SH_PORT;
         assert_eq!(
-            validate(&[svc(80, "fancy", &[])]),
-            Err(SpecError::UnknownScheduler(a, "fancy".into()))
+            validate(&[flagged]),
+            Err(SpecError::Flags(a, Scheduler::Wlc, sched::flags::SH_PORT))
         );
         assert!(matches!(
-            validate(&[svc(0, "rr", &[])]),
+            validate(&[svc(0, Scheduler::Rr, &[])]),
             Err(SpecError::ZeroPort(_))
         ));
-        let mut heavy = svc(80, "rr", &["10.0.0.2"]);
+        let mut heavy = svc(80, Scheduler::Rr, &["10.0.0.2"]);
         heavy.dests[0].weight = 65536;
         assert!(matches!(validate(&[heavy]), Err(SpecError::Weight(..))));
     }
 
     #[test]
     fn map_value_carries_wrr_parameters_and_tables() {
-        let mut s = svc(80, "wrr", &["10.0.0.2", "10.0.0.3", "10.0.0.4"]);
+        let mut s = svc(80, Scheduler::Wrr, &["10.0.0.2", "10.0.0.3", "10.0.0.4"]);
         for (d, w) in s.dests.iter_mut().zip([8, 0, 6]) {
             d.weight = w;
         }
@@ -336,12 +408,12 @@ mod tests {
         );
         assert_eq!(v.scheduler, Scheduler::Wrr as u8);
         assert_eq!(s.table(), None);
-        s.scheduler = "sh".into();
+        s.scheduler = Scheduler::Sh;
         assert_eq!(
             s.table().unwrap()[..9],
             [0, 0, 0, 0, 0, 0, 0, 0, 1].map(Some)
         );
-        s.scheduler = "mh".into();
+        s.scheduler = Scheduler::Mh;
         let t = s.table().unwrap();
         assert_eq!((t.len(), s.map_value(0, 0, 0).table_size), (509, 509));
         assert!(
@@ -351,8 +423,52 @@ mod tests {
     }
 
     #[test]
+    fn sh_and_mh_take_their_own_flag_names_for_the_same_bits() {
+        let both = sched::flags::SH_FALLBACK | sched::flags::SH_PORT;
+        for (scheduler, names) in [
+            (Scheduler::Sh, ["sh-fallback", "sh-port"]),
+            (Scheduler::Mh, ["mh-fallback", "mh-port"]),
+        ] {
+            assert_eq!(SchedFlag::mask(scheduler), both);
+            assert!(SchedFlag::names(scheduler, both).eq(names));
+            let mut s = svc(80, scheduler, &["10.0.0.2"]);
+            s.flags = both;
+            assert_eq!(validate(&[s]), Ok(()), "{scheduler:?}");
+        }
+        assert_eq!(SchedFlag::mask(Scheduler::Dh), 0);
+        assert_eq!(SchedFlag::names(Scheduler::Rr, both).count(), 0);
+        let port = SchedFlag::from_name("mh-port").unwrap();
+        assert_eq!(
+            (port.scheduler, port.bit),
+            (Scheduler::Mh, sched::flags::SH_PORT)
+        );
+        assert_eq!(SchedFlag::from_name("flag-1"), None);
+    }
+
+    #[test]
+    fn the_scheduler_serialises_as_its_ipvsadm_name() {
+        let s = svc(80, Scheduler::Mh, &[]);
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["scheduler"], "mh");
+        assert_eq!(serde_json::from_value::<ServiceSpec>(json).unwrap(), s);
+        for scheduler in Scheduler::ALL {
+            let mut json = serde_json::to_value(&s).unwrap();
+            json["scheduler"] = scheduler.name().into();
+            let back: ServiceSpec = serde_json::from_value(json).unwrap();
+            assert_eq!(back.scheduler, scheduler);
+        }
+        let mut json = serde_json::to_value(&s).unwrap();
+        json["scheduler"] = "fancy".into();
+        let e = serde_json::from_value::<ServiceSpec>(json).unwrap_err();
+        assert!(
+            e.to_string().contains("scheduler \"fancy\" not found"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn map_key_is_network_order() {
-        let k = svc(80, "rr", &[]).addr.map_key();
+        let k = svc(80, Scheduler::Rr, &[]).addr.map_key();
         assert_eq!(k.addr.to_ne_bytes(), [10, 0, 0, 1]);
         assert_eq!(k.port.to_ne_bytes(), [0, 80]);
         assert_eq!(k.proto, 6);

@@ -6,7 +6,10 @@ use std::{collections::HashMap, net::Ipv4Addr};
 use aya::programs::{TestRun, TestRunOptions};
 use lb_common::{
     program_names,
-    sched::flags::{SH_FALLBACK, SH_PORT},
+    sched::{
+        Scheduler,
+        flags::{SH_FALLBACK, SH_PORT},
+    },
     state::{
         Timeouts,
         tcp_flags::{ACK, FIN, RST, SYN},
@@ -64,7 +67,7 @@ fn dataplane_from(
                 addr: VIP,
                 port,
             },
-            scheduler: scheduler.into(),
+            scheduler: Scheduler::from_name(scheduler).expect("a known scheduler"),
             flags,
             persistence,
             dests: weights
@@ -512,7 +515,7 @@ fn adding_or_removing_servers_moves_only_the_removed_servers_flows() {
             addr: VIP,
             port: 80,
         },
-        scheduler: "rr".into(),
+        scheduler: Scheduler::Rr,
         flags: 0,
         persistence: None,
         dests: servers

@@ -6,6 +6,8 @@ use lb_common::{
     state::ConnState,
 };
 
+use lb_common::sched::Scheduler;
+
 use super::*;
 use crate::{
     maps::fake::FakeMaps,
@@ -13,15 +15,14 @@ use crate::{
     sweep::NS,
 };
 
-/// The test's only place that names a scheduler.
-fn spec(port: u16, scheduler: &str, dests: &[u32]) -> ServiceSpec {
+fn spec(port: u16, scheduler: Scheduler, dests: &[u32]) -> ServiceSpec {
     ServiceSpec {
         addr: ServiceAddr {
             protocol: Protocol::Tcp,
             addr: Ipv4Addr::new(10, 0, 0, 1),
             port,
         },
-        scheduler: scheduler.into(),
+        scheduler,
         flags: 0,
         persistence: None,
         dests: dests
@@ -59,15 +60,15 @@ fn assert_record_matches_maps(e: &Engine<FakeMaps>) {
 
 fn before_and_after() -> (Vec<ServiceSpec>, Vec<ServiceSpec>) {
     let before = vec![
-        spec(80, "sh", &[1, 2, 3]),
-        spec(81, "rr", &[4, 5]),
-        spec(82, "mh", &[6, 7]),
+        spec(80, Scheduler::Sh, &[1, 2, 3]),
+        spec(81, Scheduler::Rr, &[4, 5]),
+        spec(82, Scheduler::Mh, &[6, 7]),
     ];
     // 80 loses a server and gains one, 81 is removed, 82 is kept, 83 is new.
     let after = vec![
-        spec(80, "sh", &[1, 3, 8]),
-        spec(82, "mh", &[6, 7]),
-        spec(83, "wrr", &[9]),
+        spec(80, Scheduler::Sh, &[1, 3, 8]),
+        spec(82, Scheduler::Mh, &[6, 7]),
+        spec(83, Scheduler::Wrr, &[9]),
     ];
     (before, after)
 }
@@ -174,7 +175,9 @@ fn a_refused_edit_writes_nothing() {
     assert_eq!(e.edit(&edits), Err("No such service".into()));
     // 33 Maglev services of 1024 servers validate but do not fit: refused whole.
     let big: Vec<u32> = (0..1024).collect();
-    let too_many: Vec<_> = (0..33).map(|p| spec(1000 + p, "mh", &big)).collect();
+    let too_many: Vec<_> = (0..33)
+        .map(|p| spec(1000 + p, Scheduler::Mh, &big))
+        .collect();
     let msg = e.apply(&too_many).unwrap_err().to_string();
     assert!(msg.contains("no free room in the table pool"), "{msg}");
     assert_eq!(e.maps().writes, writes);
@@ -204,7 +207,7 @@ fn a_successor_adopts_matching_maps_and_drops_what_nobody_accounts_for() {
 
 #[test]
 fn ticks_expire_idle_flows_on_the_given_clock() {
-    let mut e = engine(&[spec(80, "rr", &[1])]);
+    let mut e = engine(&[spec(80, Scheduler::Rr, &[1])]);
     let s = &e.installed().services[0];
     let (id, dest) = (s.id, s.dest_ids[0]);
     let generation = e.maps().dests[&dest].generation;
@@ -239,7 +242,7 @@ fn ticks_expire_idle_flows_on_the_given_clock() {
 
 #[test]
 fn neighbours_resolve_real_servers_and_unknown_ones_are_probed() {
-    let mut e = engine(&[spec(80, "rr", &[1, 2])]);
+    let mut e = engine(&[spec(80, Scheduler::Rr, &[1, 2])]);
     let known = Ipv4Addr::from(0x0a01_0001);
     let table = HashMap::from([(
         known,
@@ -256,6 +259,6 @@ fn neighbours_resolve_real_servers_and_unknown_ones_are_probed() {
         .collect();
     assert_eq!(macs, vec![Some("02:00:00:00:00:01".to_owned()), None]);
     // A server added later starts with the MAC already known.
-    e.apply(&[spec(80, "rr", &[1, 2, 3])]).unwrap();
+    e.apply(&[spec(80, Scheduler::Rr, &[1, 2, 3])]).unwrap();
     assert!(e.maps().dests.values().filter(|d| d.is_resolved()).count() == 1);
 }

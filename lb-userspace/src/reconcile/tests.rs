@@ -2,18 +2,19 @@ use std::net::Ipv4Addr;
 
 use lb_common::{TABLE_POOL_SIZE, maglev};
 
+use lb_common::sched::Scheduler;
+
 use super::*;
 use crate::model::{Protocol, ServiceAddr};
 
-/// The test's only place that names a scheduler.
-fn spec(port: u16, scheduler: &str, dests: u32) -> ServiceSpec {
+fn spec(port: u16, scheduler: Scheduler, dests: u32) -> ServiceSpec {
     ServiceSpec {
         addr: ServiceAddr {
             protocol: Protocol::Tcp,
             addr: Ipv4Addr::new(10, 0, 0, 1),
             port,
         },
-        scheduler: scheduler.into(),
+        scheduler,
         flags: 0,
         persistence: None,
         dests: (0..dests)
@@ -47,7 +48,7 @@ fn syncs(plan: &Plan) -> usize {
 
 #[test]
 fn unchanged_services_are_not_touched_and_a_change_gets_new_regions() {
-    let wanted = vec![spec(80, "mh", 3), spec(81, "rr", 2)];
+    let wanted = vec![spec(80, Scheduler::Mh, 3), spec(81, Scheduler::Rr, 2)];
     let p = plan(&Installed::default(), &wanted).unwrap();
     assert_eq!(
         (switches(&p), syncs(&p)),
@@ -92,7 +93,7 @@ fn unchanged_services_are_not_touched_and_a_change_gets_new_regions() {
 
 #[test]
 fn tables_hold_dest_ids() {
-    let mut s = spec(80, "sh", 3);
+    let mut s = spec(80, Scheduler::Sh, 3);
     s.dests[1].weight = 2;
     let p = plan(&Installed::default(), &[s]).unwrap();
     let Some(Step::WriteTable { buckets, .. }) =
@@ -114,7 +115,9 @@ fn a_plan_that_does_not_fit_is_refused_before_any_step() {
     // 33 Maglev tables of 1024 servers need 33 x 131071 entries: one more than the pool holds.
     let table = maglev::table_size(1024);
     assert!(32 * table <= TABLE_POOL_SIZE && 33 * table > TABLE_POOL_SIZE);
-    let wanted: Vec<_> = (0..33).map(|i| spec(1000 + i, "mh", 1024)).collect();
+    let wanted: Vec<_> = (0..33)
+        .map(|i| spec(1000 + i, Scheduler::Mh, 1024))
+        .collect();
     let e = plan(&Installed::default(), &wanted).unwrap_err();
     assert_eq!(
         e,
@@ -127,7 +130,9 @@ fn a_plan_that_does_not_fit_is_refused_before_any_step() {
 fn a_reload_needs_room_for_one_table_not_a_second_pool() {
     let table = maglev::table_size(1024);
     let n = (TABLE_POOL_SIZE / table - 1) as u16;
-    let wanted: Vec<_> = (0..n).map(|i| spec(1000 + i, "mh", 1024)).collect();
+    let wanted: Vec<_> = (0..n)
+        .map(|i| spec(1000 + i, Scheduler::Mh, 1024))
+        .collect();
     let installed = recorded(
         Installed::default(),
         &plan(&Installed::default(), &wanted).unwrap(),
@@ -158,9 +163,9 @@ fn a_reload_needs_room_for_one_table_not_a_second_pool() {
 fn removed_services_make_room_for_new_ones_after_a_synchronisation() {
     let installed = recorded(
         Installed::default(),
-        &plan(&Installed::default(), &[spec(80, "rr", 3)]).unwrap(),
+        &plan(&Installed::default(), &[spec(80, Scheduler::Rr, 3)]).unwrap(),
     );
-    let p = plan(&installed, &[spec(81, "rr", 3)]).unwrap();
+    let p = plan(&installed, &[spec(81, Scheduler::Rr, 3)]).unwrap();
     let retired: Vec<_> = p
         .iter()
         .filter_map(|s| match s {
@@ -188,13 +193,13 @@ fn removed_services_make_room_for_new_ones_after_a_synchronisation() {
 fn invalid_and_inconsistent_input_is_refused() {
     let e = plan(
         &Installed::default(),
-        &[spec(80, "rr", 1), spec(80, "rr", 1)],
+        &[spec(80, Scheduler::Rr, 1), spec(80, Scheduler::Rr, 1)],
     )
     .unwrap_err();
     assert!(matches!(e, PlanError::Invalid(_)));
     let one = recorded(
         Installed::default(),
-        &plan(&Installed::default(), &[spec(80, "rr", 2)]).unwrap(),
+        &plan(&Installed::default(), &[spec(80, Scheduler::Rr, 2)]).unwrap(),
     );
     let mut twice = one.clone();
     let mut clash = one.services[0].clone();

@@ -189,7 +189,7 @@ fn dataplane(scheduler: Scheduler, n: u32, max_flows: u32) -> Result<DataPlane> 
             addr: VIP,
             port: 80,
         },
-        scheduler: scheduler.name().into(),
+        scheduler,
         flags: 0,
         persistence: None,
         dests: (0..n)
@@ -343,7 +343,7 @@ fn many_services(services: u32, servers: u32) -> Vec<ServiceSpec> {
                 addr: VIP,
                 port: 1000 + s as u16,
             },
-            scheduler: "wlc".into(),
+            scheduler: Scheduler::Wlc,
             flags: 0,
             persistence: None,
             dests: (0..servers)
