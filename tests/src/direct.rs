@@ -33,11 +33,15 @@ pub fn install(
             next_dest += 1;
         }
         let id = id as u32;
+        // The maps' tables hold dest ids where the builders give list positions.
+        let table: Option<Vec<_>> = spec
+            .table()
+            .map(|t| t.iter().map(|pos| pos.map(|p| ids[p as usize])).collect());
         dp.write_service(
             spec.addr.map_key(),
             spec.map_value(id, id * lb_common::MAX_DESTS_PER_SERVICE, id * TABLE_STRIDE),
             &ids,
-            spec.table().as_deref(),
+            table.as_deref(),
         )?;
     }
     Ok(())
