@@ -2,6 +2,7 @@
 //! its fields is only accessed atomically (the daemon only reads it); DEST_RELEASED is written
 //! by the daemon and read here the same way.
 
+use aya_ebpf::maps::Array;
 use lb_common::{
     dest::{Dest, DestConns},
     sched,
@@ -21,19 +22,19 @@ struct Fields {
 }
 
 impl Fields {
-    /// The fields of the element at `conns`.
+    /// The fields of element `id` of `map`.
     #[inline(always)]
-    fn of(conns: *mut DestConns) -> Self {
-        // SAFETY: `conns` comes from a lookup in an array map, whose elements are allocated with
-        // the map and neither freed nor reused while a program holding the map runs; u32 fields
-        // of the repr(C) value are 4-aligned.
-        unsafe {
+    fn get(map: &Array<DestConns>, id: u32) -> Option<Self> {
+        let conns = map.get_ptr_mut(id)?;
+        // SAFETY: array map elements are allocated with the map and neither freed nor reused
+        // while a program holding the map runs; u32 fields of the repr(C) value are 4-aligned.
+        Some(unsafe {
             Self {
                 active: SharedU32::at(&raw mut (*conns).active),
                 inactive: SharedU32::at(&raw mut (*conns).inactive),
                 overloaded: SharedU32::at(&raw mut (*conns).overloaded),
             }
-        }
+        })
     }
 
     /// The counter a connection in `state` counts in: ActiveConn or InActConn.
@@ -64,7 +65,7 @@ pub fn recount(id: u32, from: Option<ConnState>, to: ConnState) {
     if from.map(ConnState::is_active) == Some(to.is_active()) {
         return;
     }
-    let Some(conns) = DEST_CONNS.get_ptr_mut(id).map(Fields::of) else {
+    let Some(conns) = Fields::get(&DEST_CONNS, id) else {
         return;
     };
     if let Some(from) = from {
@@ -77,8 +78,8 @@ pub fn recount(id: u32, from: Option<ConnState>, to: ConnState) {
 /// brought up to date against `dest`'s thresholds (IPVS's hysteresis) and stored back.
 #[inline(always)]
 pub fn live(id: u32, dest: &Dest) -> Option<DestConns> {
-    let counted = Fields::of(DEST_CONNS.get_ptr_mut(id)?);
-    let released = Fields::of(DEST_RELEASED.get_ptr_mut(id)?);
+    let counted = Fields::get(&DEST_CONNS, id)?;
+    let released = Fields::get(&DEST_RELEASED, id)?;
     let mut live = counted.load().minus(&released.load());
     let was = live.overloaded != 0;
     let total = live.active.wrapping_add(live.inactive);
