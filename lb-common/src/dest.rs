@@ -28,11 +28,18 @@ impl Dest {
     pub const fn is_resolved(&self) -> bool {
         self.flags & DEST_F_RESOLVED != 0
     }
+
+    /// Whether a flow or persistence template that recorded `generation` when it was given
+    /// this slot still belongs to the real server in it (the slot was not reassigned since).
+    pub const fn holds(&self, generation: u32) -> bool {
+        self.generation == generation
+    }
 }
 
-/// Connection counts of one real server. Each map has one writer: the data path counts
-/// connections in (and moves them between the two counters as their state changes, atomically),
-/// the daemon counts expired ones out in a second map; the live counts are the difference.
+/// Connection counts of one real server. Each map has one kind of writer: the data path counts
+/// connections in (and moves them between the two counters as their state changes) from every
+/// CPU at once, so it changes each field atomically; the daemon counts expired ones out in a
+/// second map; the live counts are the difference.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DestConns {
@@ -40,7 +47,7 @@ pub struct DestConns {
     pub active: u32,
     /// Connections in any other state (IPVS InActConn).
     pub inactive: u32,
-    /// Non-zero while the server is over its connection thresholds (data path only).
+    /// Non-zero while the server is over its connection thresholds (data path only, any CPU).
     pub overloaded: u32,
 }
 

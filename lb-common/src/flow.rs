@@ -18,7 +18,8 @@ pub struct FlowKey {
     pub proto: u32,
 }
 
-/// What the table keeps per flow.
+/// What the table keeps per flow. The data path inserts it whole; afterwards only `state` and
+/// `last_seen_ns` change, in place and atomically, on whichever CPU handles the flow's packets.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Flow {
@@ -37,7 +38,16 @@ pub struct Flow {
 impl Flow {
     /// The flow's connection state.
     pub fn state(&self) -> ConnState {
-        ConnState::from_u8(self.state as u8).unwrap_or(ConnState::None)
+        Self::decode_state(self.state)
+    }
+
+    /// A stored `state` value as a [`ConnState`]; an unknown value reads as
+    /// [`ConnState::None`].
+    pub const fn decode_state(raw: u32) -> ConnState {
+        match ConnState::from_u8(raw as u8) {
+            Some(state) => state,
+            None => ConnState::None,
+        }
     }
 
     /// The state a new flow starts in, before its first packet is applied.
@@ -60,7 +70,9 @@ pub struct PersistKey {
     pub client: u32,
 }
 
-/// A persistence template: new flows of the client go to `dest` while it is usable.
+/// A persistence template: new flows of the client go to `dest` while it is usable. The data
+/// path inserts it whole and refreshes `last_used_ns` in place, atomically; the daemon deletes
+/// it when it expires.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Persist {

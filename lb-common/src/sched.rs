@@ -83,6 +83,8 @@ impl Scheduler {
 /// What a scheduler needs to know about one real server.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Candidate {
+    /// The real server's dest id: what a pick returns.
+    pub id: u32,
     /// IPVS weight.
     pub weight: u32,
     /// ActiveConn.
@@ -134,9 +136,9 @@ pub trait Servers {
     fn count(&self) -> u32;
     /// The real server at list position `pos`.
     fn candidate(&self, pos: u32) -> Option<Candidate>;
-    /// The list position in bucket `bucket` of the service's table, `None` if empty or
-    /// beyond the table.
-    fn bucket(&self, bucket: u32) -> Option<u32>;
+    /// The real server whose dest id bucket `bucket` of the service's table holds, `None` if
+    /// the bucket is empty or beyond the table.
+    fn bucket(&self, bucket: u32) -> Option<Candidate>;
     /// Calls `f(i)` for `i` in `0..n`, in order, until it returns true.
     fn each<F: FnMut(u32) -> bool>(&self, n: u32, f: F);
 }
@@ -167,8 +169,8 @@ pub struct Addresses {
     pub dst_addr: u32,
 }
 
-/// Chooses a real server for a new flow: its list position, or `None` when no server is
-/// usable. Updates the rr/wrr state in `state`.
+/// Chooses a real server for a new flow: its dest id, or `None` when no server is usable.
+/// Updates the rr/wrr state in `state` (list positions).
 pub fn pick(
     p: &Params,
     state: &mut SchedState,
@@ -179,10 +181,10 @@ pub fn pick(
         Scheduler::Wrr => wrr(p, state, servers),
         Scheduler::Sh => sh(p.flags, pkt, servers),
         Scheduler::Mh => mh(p, pkt, servers),
-        Scheduler::Dh => {
-            let pos = servers.bucket(dh_bucket(pkt.dst_addr))?;
-            servers.candidate(pos)?.usable().then_some(pos)
-        }
+        Scheduler::Dh => servers
+            .bucket(dh_bucket(pkt.dst_addr))
+            .filter(Candidate::usable)
+            .map(|c| c.id),
         s => {
             let n = servers.count();
             let start = match s {
@@ -200,11 +202,11 @@ pub fn pick(
                     .candidate(pos)
                     .is_some_and(|c| selection.offer(pos, c))
             });
-            let chosen = selection.chosen()?;
+            let (pos, chosen) = selection.best?;
             if s == Scheduler::Rr {
-                state.last = chosen;
+                state.last = pos;
             }
-            Some(chosen)
+            Some(chosen.id)
         }
     }
 }
@@ -254,16 +256,15 @@ impl Selection {
         }
         false
     }
-
-    fn chosen(&self) -> Option<u32> {
-        self.best.map(|(p, _)| p)
-    }
 }
 
 /// `doh / dw < loh / lw` without division, as IPVS compares: `loh * dw > doh * lw`.
 const fn weighted_less(doh: u64, dw: u32, loh: u64, lw: u32) -> bool {
     loh * dw as u64 > doh * lw as u64
 }
+
+// The walks below assign their result only when they find one: an assigned `None` may carry
+// an undefined payload that the verifier refuses to see stored.
 
 /// Interleaved weighted round robin. The next server after the last pick with weight >= cw;
 /// at the end of the list cw drops by the weights' gcd (back to the largest weight below 1).
@@ -277,15 +278,15 @@ fn wrr(p: &Params, state: &mut SchedState, servers: &impl Servers) -> Option<u32
         let mut found = None;
         servers.each(n - from, |i| {
             let c = servers.candidate(from + i);
-            if c.is_some_and(|c| c.usable() && c.weight >= level) {
-                found = Some(from + i);
+            if let Some(c) = c.filter(|c| c.usable() && c.weight >= level) {
+                found = Some((from + i, c.id));
             }
             found.is_some()
         });
         found
     };
-    let pos = match first_at(from, cw) {
-        Some(pos) => pos,
+    let (pos, id) = match first_at(from, cw) {
+        Some(found) => found,
         None => {
             let mut max_usable = 0;
             servers.each(n, |pos| {
@@ -307,7 +308,7 @@ fn wrr(p: &Params, state: &mut SchedState, servers: &impl Servers) -> Option<u32
         }
     };
     state.last = pos;
-    Some(pos)
+    Some(id)
 }
 
 /// The kernel's `hash_32(value, 8)`.
@@ -332,9 +333,9 @@ fn sh(flags: u8, pkt: &Addresses, servers: &impl Servers) -> Option<u32> {
         0
     };
     let ihash = sh_bucket(pkt.src_addr, port, 0);
-    let pos = servers.bucket(ihash)?;
-    if servers.candidate(pos)?.usable() {
-        return Some(pos);
+    let home = servers.bucket(ihash)?;
+    if home.usable() {
+        return Some(home.id);
     }
     if flags & self::flags::SH_FALLBACK == 0 {
         return None;
@@ -345,9 +346,9 @@ fn sh(flags: u8, pkt: &Addresses, servers: &impl Servers) -> Option<u32> {
         let offset = (ihash + i) & (TABLE_SIZE - 1);
         match servers.bucket(sh_bucket(pkt.src_addr, port, offset)) {
             None => true,
-            Some(pos) => {
-                if servers.candidate(pos).is_some_and(|c| c.usable()) {
-                    found = Some(pos);
+            Some(c) => {
+                if c.usable() {
+                    found = Some(c.id);
                 }
                 found.is_some()
             }
@@ -365,9 +366,9 @@ fn mh(p: &Params, pkt: &Addresses, servers: &impl Servers) -> Option<u32> {
         0
     };
     let home = crate::maglev::client_hash(pkt.src_addr, port).checked_rem(p.table_size)?;
-    let pos = servers.bucket(home)?;
-    if servers.candidate(pos)?.usable() {
-        return Some(pos);
+    let at_home = servers.bucket(home)?;
+    if at_home.usable() {
+        return Some(at_home.id);
     }
     if p.flags & flags::SH_FALLBACK == 0 {
         return None;
@@ -380,10 +381,8 @@ fn mh(p: &Params, pkt: &Addresses, servers: &impl Servers) -> Option<u32> {
         } else {
             bucket
         };
-        if let Some(pos) = servers.bucket(bucket)
-            && servers.candidate(pos).is_some_and(|c| c.usable())
-        {
-            found = Some(pos);
+        if let Some(c) = servers.bucket(bucket).filter(Candidate::usable) {
+            found = Some(c.id);
         }
         found.is_some()
     });
@@ -391,7 +390,8 @@ fn mh(p: &Params, pkt: &Addresses, servers: &impl Servers) -> Option<u32> {
 }
 
 /// The sh table for servers with `weights` in list order: walking the list cyclically, each
-/// server takes `weight` consecutive buckets (at least one). Entries are list positions.
+/// server takes `weight` consecutive buckets (at least one). Entries are list positions (the
+/// maps hold the dest ids at those positions).
 pub fn sh_table(weights: &[u32]) -> [Option<u32>; TABLE_SIZE as usize] {
     let mut table = [None; TABLE_SIZE as usize];
     if weights.is_empty() {
@@ -409,7 +409,8 @@ pub fn sh_table(weights: &[u32]) -> [Option<u32>; TABLE_SIZE as usize] {
     table
 }
 
-/// The dh table for `n` servers: one bucket each in turn, weights ignored.
+/// The dh table for `n` servers: one bucket each in turn, weights ignored. Entries are list
+/// positions, as in [`sh_table`].
 pub fn dh_table(n: usize) -> [Option<u32>; TABLE_SIZE as usize] {
     core::array::from_fn(|i| (n > 0).then(|| (i % n) as u32))
 }

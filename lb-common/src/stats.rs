@@ -33,17 +33,24 @@ pub enum Global {
     NoDest = 2,
     /// Packets dropped because the connection table was full.
     FlowTableFull = 3,
+    /// Packets of a flow dropped because its real server's MAC is not (or no longer) known.
+    DestUnresolved = 4,
+    /// First packets dropped because the flow another CPU had just created for them was gone
+    /// or no longer valid when they looked it up again.
+    FlowVanished = 5,
 }
 
 impl Global {
     /// Number of global counters.
-    pub const COUNT: u32 = 4;
+    pub const COUNT: u32 = Self::ALL.len() as u32;
     /// All counters in index order.
-    pub const ALL: [Global; 4] = [
+    pub const ALL: [Global; 6] = [
         Self::Passed,
         Self::Forwarded,
         Self::NoDest,
         Self::FlowTableFull,
+        Self::DestUnresolved,
+        Self::FlowVanished,
     ];
 
     /// Stable name, used in listings and metrics.
@@ -53,6 +60,8 @@ impl Global {
             Self::Forwarded => "forwarded",
             Self::NoDest => "no_dest",
             Self::FlowTableFull => "flow_table_full",
+            Self::DestUnresolved => "dest_unresolved",
+            Self::FlowVanished => "flow_vanished",
         }
     }
 }

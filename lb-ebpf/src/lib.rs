@@ -4,45 +4,34 @@
 #![no_std]
 
 mod bench;
+mod conns;
+mod conntrack;
 mod maps;
 mod packet;
 mod schedule;
-
-use core::sync::atomic::{AtomicU32, Ordering};
+mod shared;
+mod verdict;
 
 use aya_ebpf::{
-    bindings::{BPF_ANY, BPF_NOEXIST, xdp_action},
-    helpers::generated::bpf_ktime_get_ns,
-    macros::xdp,
-    programs::XdpContext,
+    bindings::xdp_action, helpers::generated::bpf_ktime_get_ns, macros::xdp, programs::XdpContext,
 };
+use conntrack::{Conn, Lookup};
 use lb_common::{
     config::Director,
-    dest::DestConns,
     event::{Event, EventKind},
-    flow::{Flow, FlowKey},
+    flow::FlowKey,
     sched::Addresses,
-    service::ServiceKey,
-    state::ConnState,
-    stats::Global,
+    service::{Service, ServiceKey},
 };
-use maps::{
-    DEST_CONNS, DEST_STATS, DESTS, DIRECTOR, EVENTS, FLOWS, SERVICE_STATS, SERVICES, account, count,
-};
+use maps::{DEST_STATS, DIRECTOR, EVENTS, SERVICE_STATS, SERVICES, account, count};
 use packet::Packet;
-
-const EEXIST: i32 = 17;
+use verdict::{DropReason, Verdict};
 
 #[xdp]
 pub fn xdpvs(ctx: XdpContext) -> u32 {
-    let action = balance(&ctx);
-    // Drops are counted where they happen, by cause.
-    match action {
-        xdp_action::XDP_PASS => count(Global::Passed),
-        xdp_action::XDP_TX => count(Global::Forwarded),
-        _ => {}
-    }
-    action
+    let verdict = balance(&ctx);
+    count(verdict.counter());
+    verdict.action()
 }
 
 /// Passes every packet: attached to a veth's peer so that native XDP_TX on the veth works.
@@ -69,22 +58,6 @@ pub fn xdpvs_mac_swap(ctx: XdpContext) -> u32 {
     xdp_action::XDP_TX
 }
 
-/// Moves one connection between a dest's ActiveConn and InActConn as its state changes.
-#[inline(always)]
-fn recount(conns: *mut DestConns, from: Option<ConnState>, to: ConnState) {
-    if from.map(ConnState::is_active) == Some(to.is_active()) {
-        return;
-    }
-    // SAFETY: `conns` is a map value; the counters are only changed atomically.
-    unsafe {
-        if let Some(from) = from {
-            AtomicU32::from_ptr((*conns).counter_mut(from.is_active()))
-                .fetch_sub(1, Ordering::Relaxed);
-        }
-        AtomicU32::from_ptr((*conns).counter_mut(to.is_active())).fetch_add(1, Ordering::Relaxed);
-    }
-}
-
 /// Reports a decision when the daemon asked for debug events.
 #[inline(always)]
 fn report(director: &Director, kind: EventKind, service: u32, dest: u32, key: &FlowKey) {
@@ -102,109 +75,79 @@ fn report(director: &Director, kind: EventKind, service: u32, dest: u32, key: &F
     }
 }
 
+/// Parse, service lookup, connection, rewrite.
 #[inline(always)]
-fn balance(ctx: &XdpContext) -> u32 {
+fn balance(ctx: &XdpContext) -> Verdict {
     let Some(pkt) = Packet::parse(ctx) else {
-        return xdp_action::XDP_PASS;
+        return Verdict::Pass;
     };
-    let service_key = ServiceKey {
-        addr: pkt.key.dst_addr,
-        port: pkt.key.dst_port,
-        proto: pkt.key.proto as u8,
-        _pad: 0,
-    };
-    // SAFETY: service values are replaced whole by the daemon, never freed under us.
-    let Some(svc) = (unsafe { SERVICES.get(service_key) }) else {
-        return xdp_action::XDP_PASS;
+    let Some(svc) = service(&pkt.key) else {
+        return Verdict::Pass;
     };
     let Some(director) = DIRECTOR.get(0) else {
-        return xdp_action::XDP_PASS;
+        return Verdict::Pass;
     };
+    let conn = match connect(&pkt, &svc) {
+        Ok(conn) => conn,
+        Err(reason) => {
+            if let Some(kind) = reason.event() {
+                report(director, kind, svc.id, u32::MAX, &pkt.key);
+            }
+            return Verdict::Drop(reason);
+        }
+    };
+    if conn.new {
+        report(
+            director,
+            EventKind::Scheduled,
+            svc.id,
+            conn.dest_id,
+            &pkt.key,
+        );
+    }
+    if !conn.dest.is_resolved() {
+        return Verdict::Drop(DropReason::DestUnresolved);
+    }
+    pkt.set_macs(&conn.dest.mac, &director.mac);
+    account(&SERVICE_STATS, svc.id, pkt.ip_len, conn.new);
+    account(&DEST_STATS, conn.dest_id, pkt.ip_len, conn.new);
+    Verdict::Forward
+}
+
+/// The virtual service a packet of flow `key` is for.
+#[inline(always)]
+fn service(key: &FlowKey) -> Option<Service> {
+    let key = ServiceKey {
+        addr: key.dst_addr,
+        port: key.dst_port,
+        proto: key.proto as u8,
+        _pad: 0,
+    };
+    // SAFETY: SERVICES is preallocated, so the value stays valid memory for this run; the
+    // daemon replaces a service by inserting a new element and may reuse the old one for
+    // another service at its next write. The value is copied at once, so this packet sees one
+    // service throughout (torn only by a write during the copy; every use is bounds checked).
+    unsafe { SERVICES.get(key) }.copied()
+}
+
+/// The packet's connection: its flow's live entry, else a new one on the real server the
+/// scheduler assigns.
+#[inline(always)]
+fn connect(pkt: &Packet, svc: &Service) -> Result<Conn, DropReason> {
     // SAFETY: a helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
-
-    let found = FLOWS.get_ptr_mut(pkt.key);
-    let existing = found.and_then(|flow| {
-        // SAFETY: a map value pointer from the lookup above.
-        let f = unsafe { &mut *flow };
-        let dest = DESTS.get(f.dest)?;
-        // A flow whose real server was removed (slot emptied or reused) is scheduled anew.
-        (dest.generation == f.dest_generation && f.service == svc.id).then_some((f, dest))
-    });
-    let (dest_id, dest, new) = match existing {
-        Some((flow, dest)) => {
-            let from = flow.state();
-            let to = from.after_tcp(pkt.tcp_flags);
-            if to != from {
-                flow.state = to as u32;
-                if let Some(conns) = DEST_CONNS.get_ptr_mut(flow.dest) {
-                    recount(conns, Some(from), to);
-                }
-            }
-            flow.last_seen_ns = now;
-            (flow.dest, dest, false)
-        }
-        None => {
-            let client = Addresses {
-                src_addr: u32::from_be(pkt.key.src_addr),
-                src_port: u16::from_be(pkt.key.src_port),
-                dst_addr: u32::from_be(pkt.key.dst_addr),
-            };
-            let Some(dest_id) = schedule::assign(svc, &client, pkt.key.src_addr, now) else {
-                count(Global::NoDest);
-                report(director, EventKind::NoDest, svc.id, u32::MAX, &pkt.key);
-                return xdp_action::XDP_DROP;
-            };
-            let Some(dest) = DESTS.get(dest_id) else {
-                return xdp_action::XDP_DROP;
-            };
-            let state = Flow::initial_state(pkt.key.proto).after_tcp(pkt.tcp_flags);
-            let flow = Flow {
-                last_seen_ns: now,
-                dest: dest_id,
-                dest_generation: dest.generation,
-                service: svc.id,
-                state: state as u32,
-            };
-            // A stale entry is overwritten; otherwise only a missing key is filled, so that
-            // when two CPUs race on a flow's first packets one choice wins.
-            let flags = if found.is_some() {
-                BPF_ANY
-            } else {
-                BPF_NOEXIST
-            };
-            match FLOWS.insert(pkt.key, flow, flags as u64) {
-                Ok(()) => {
-                    if let Some(conns) = DEST_CONNS.get_ptr_mut(dest_id) {
-                        recount(conns, None, state);
-                    }
-                    report(director, EventKind::Scheduled, svc.id, dest_id, &pkt.key);
-                }
-                // Another CPU created the flow first: the next packet follows its choice.
-                Err(e) if -e == EEXIST => {}
-                Err(_) => {
-                    count(Global::FlowTableFull);
-                    report(
-                        director,
-                        EventKind::FlowTableFull,
-                        svc.id,
-                        dest_id,
-                        &pkt.key,
-                    );
-                    return xdp_action::XDP_DROP;
-                }
-            }
-            (dest_id, dest, true)
-        }
+    let stale = match conntrack::lookup(&pkt.key, svc.id) {
+        Lookup::Found(entry) => return Ok(entry.track(pkt.tcp_flags, now)),
+        Lookup::Stale => true,
+        Lookup::Missing => false,
     };
-    if !dest.is_resolved() {
-        count(Global::NoDest);
-        return xdp_action::XDP_DROP;
-    }
-    pkt.set_macs(&dest.mac, &director.mac);
-    account(&SERVICE_STATS, svc.id, pkt.ip_len, new);
-    account(&DEST_STATS, dest_id, pkt.ip_len, new);
-    xdp_action::XDP_TX
+    let client = Addresses {
+        src_addr: u32::from_be(pkt.key.src_addr),
+        src_port: u16::from_be(pkt.key.src_port),
+        dst_addr: u32::from_be(pkt.key.dst_addr),
+    };
+    let dest = schedule::assign(svc, &client, pkt.key.src_addr, now).ok_or(DropReason::NoDest)?;
+    conntrack::create(&pkt.key, svc.id, dest, pkt.tcp_flags, now, stale)
 }
 
 #[cfg(not(test))]

@@ -6,17 +6,18 @@ use core::ffi::c_void;
 use aya_ebpf::helpers::generated::bpf_loop;
 use lb_common::{
     MAX_DESTS_PER_SERVICE,
-    dest::DestConns,
     flow::{Persist, PersistKey},
     sched::{self, Addresses, Candidate, Params, Servers},
-    service::Service,
+    service::{SchedState, Service},
 };
 
-use crate::maps::{
-    DEST_CONNS, DEST_RELEASED, DESTS, PERSIST, SERVICE_DESTS, SERVICE_SCHED, SERVICE_TABLES,
+use crate::{
+    conns,
+    maps::{DESTS, PERSIST, SERVICE_DESTS, SERVICE_SCHED, SERVICE_TABLES},
+    shared::{self, SharedU32},
 };
 
-/// One service's list, table half and real servers, as the maps hold them.
+/// One service's list and table half, as the maps hold them.
 struct MapServers {
     base: u32,
     table_offset: u32,
@@ -24,14 +25,18 @@ struct MapServers {
     count: u32,
 }
 
-impl MapServers {
-    #[inline(always)]
-    fn dest_id(&self, pos: u32) -> Option<u32> {
-        if pos >= self.count {
-            return None;
-        }
-        SERVICE_DESTS.get(self.base + pos).copied()
-    }
+/// What the scheduler needs to know about real server `id`.
+#[inline(always)]
+fn candidate(id: u32) -> Option<Candidate> {
+    let dest = DESTS.get(id)?;
+    let live = conns::live(id, dest)?;
+    Some(Candidate {
+        id,
+        weight: dest.weight,
+        active: live.active,
+        inactive: live.inactive,
+        reachable: dest.is_resolved() && live.overloaded == 0,
+    })
 }
 
 /// Calls the closure behind `ctx` with the loop index; non-zero stops the loop.
@@ -51,37 +56,22 @@ impl Servers for MapServers {
 
     #[inline(always)]
     fn candidate(&self, pos: u32) -> Option<Candidate> {
-        let id = self.dest_id(pos)?;
-        let dest = DESTS.get(id)?;
-        let conns_ptr = DEST_CONNS.get_ptr_mut(id)?;
-        // SAFETY: a map value pointer; the overload flag is only written here.
-        let conns: &mut DestConns = unsafe { &mut *conns_ptr };
-        let live = conns.minus(DEST_RELEASED.get(id)?);
-        let total = live.active.wrapping_add(live.inactive);
-        let overloaded = sched::overloaded(
-            conns.overloaded != 0,
-            total,
-            dest.u_threshold,
-            dest.l_threshold,
-        );
-        if overloaded != (conns.overloaded != 0) {
-            conns.overloaded = overloaded as u32;
+        if pos >= self.count {
+            return None;
         }
-        Some(Candidate {
-            weight: dest.weight,
-            active: live.active,
-            inactive: live.inactive,
-            reachable: dest.is_resolved() && !overloaded,
-        })
+        candidate(*SERVICE_DESTS.get(self.base.wrapping_add(pos))?)
     }
 
     #[inline(always)]
-    fn bucket(&self, bucket: u32) -> Option<u32> {
+    fn bucket(&self, bucket: u32) -> Option<Candidate> {
         if bucket >= self.table_size {
             return None;
         }
-        let pos = *SERVICE_TABLES.get(self.table_offset.wrapping_add(bucket))?;
-        (pos != u32::MAX).then_some(pos)
+        let id = *SERVICE_TABLES.get(self.table_offset.wrapping_add(bucket))?;
+        if id == u32::MAX {
+            return None;
+        }
+        candidate(id)
     }
 
     #[inline(always)]
@@ -109,14 +99,19 @@ pub fn assign(svc: &Service, pkt: &Addresses, src_be: u32, now: u64) -> Option<u
         client: src_be & svc.persist_mask,
     };
     if persistent && let Some(t) = PERSIST.get_ptr_mut(key) {
-        // SAFETY: a map value pointer; only this program writes templates.
-        let t = unsafe { &mut *t };
+        // SAFETY: PERSIST is preallocated, so `t` stays valid memory for this run; but the
+        // daemon deletes expired templates and other CPUs replace unusable ones, so the element
+        // may meanwhile be reused for another client's template. Its fixed fields are read once
+        // and the server is used only while usable: a reuse can send one new flow to another
+        // usable server and refresh another template's time, nothing worse.
+        let (dest, generation) = unsafe { ((*t).dest, (*t).dest_generation) };
         let usable = DESTS
-            .get(t.dest)
-            .is_some_and(|d| d.generation == t.dest_generation && d.weight > 0 && d.is_resolved());
+            .get(dest)
+            .is_some_and(|d| d.holds(generation) && d.weight > 0 && d.is_resolved());
         if usable {
-            t.last_used_ns = now;
-            return Some(t.dest);
+            // SAFETY: as above; the value is 8-aligned.
+            unsafe { shared::store_u64(&raw mut (*t).last_used_ns, now) };
+            return Some(dest);
         }
     }
     let dest = pick(svc, pkt)?;
@@ -152,8 +147,29 @@ fn pick(svc: &Service, pkt: &Addresses) -> Option<u32> {
         weight_gcd: svc.weight_gcd,
         table_size: svc.table_size,
     };
-    let state = SERVICE_SCHED.get_ptr_mut(svc.id)?;
-    // SAFETY: a map value pointer; racing CPUs only change which server rr/wrr picks next.
-    let pos = sched::pick(&params, unsafe { &mut *state }, pkt, &servers)?;
-    servers.dest_id(pos)
+    let sched_state = SERVICE_SCHED.get_ptr_mut(svc.id)?;
+    // SAFETY: an array map element, neither freed nor reused while the program runs, with
+    // 4-aligned fields. Every CPU loads and stores them whole (the daemon resets the value when
+    // it rewrites the service); the pick in between is not atomic, so CPUs scheduling at the
+    // same moment may both take the same next server: rr and wrr follow IPVS's sequence on one
+    // CPU and approximate it across CPUs.
+    let (last, cw) = unsafe {
+        (
+            SharedU32::at(&raw mut (*sched_state).last),
+            SharedU32::at(&raw mut (*sched_state).cw),
+        )
+    };
+    let before = SchedState {
+        last: last.load(),
+        cw: cw.load(),
+    };
+    let mut state = before;
+    let id = sched::pick(&params, &mut state, pkt, &servers)?;
+    if state.last != before.last {
+        last.store(state.last);
+    }
+    if state.cw != before.cw {
+        cw.store(state.cw);
+    }
+    Some(id)
 }

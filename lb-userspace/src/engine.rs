@@ -378,7 +378,7 @@ impl<M: Maps> Engine<M> {
     pub fn listing(&self) -> Result<Listing> {
         let mut persistent: HashMap<u32, u32> = HashMap::new();
         for (_, t) in self.maps.templates()? {
-            if self.maps.dest(t.dest)?.generation == t.dest_generation {
+            if self.maps.dest(t.dest)?.holds(t.dest_generation) {
                 *persistent.entry(t.dest).or_default() += 1;
             }
         }
@@ -445,7 +445,7 @@ impl<M: Maps> Engine<M> {
             else {
                 continue;
             };
-            if self.maps.dest(flow.dest)?.generation != flow.dest_generation {
+            if !self.maps.dest(flow.dest)?.holds(flow.dest_generation) {
                 continue;
             }
             let idle = now.saturating_sub(flow.last_seen_ns) / NS;

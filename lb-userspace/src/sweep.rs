@@ -60,7 +60,7 @@ impl Sweeper {
             }
             swept.flows += 1;
             // A flow of an earlier holder of the slot was never counted for the current one.
-            if maps.dest(flow.dest)?.generation != flow.dest_generation {
+            if !maps.dest(flow.dest)?.holds(flow.dest_generation) {
                 continue;
             }
             let r = match released.entry(flow.dest) {

@@ -4,7 +4,13 @@ use std::{cell::Cell, vec, vec::Vec};
 
 use super::*;
 
-/// A plain list with its table, as the daemon would write them.
+/// The dest id of the server at list position `pos`: far from the positions, so that a pick
+/// that returned a position would not pass for an id.
+const fn id_of(pos: u32) -> u32 {
+    1000 + pos
+}
+
+/// A plain list with its table of dest ids, as the daemon would write them.
 struct List {
     servers: Vec<Cell<Candidate>>,
     table: Vec<Option<u32>>,
@@ -29,8 +35,20 @@ impl List {
         };
         Self {
             servers: servers.iter().copied().map(Cell::new).collect(),
-            table,
+            table: table.into_iter().map(|pos| pos.map(id_of)).collect(),
         }
+    }
+
+    /// The list position of the server with dest id `id`.
+    fn position(&self, id: u32) -> u32 {
+        (0..self.count())
+            .find(|pos| id_of(*pos) == id)
+            .unwrap_or_else(|| panic!("{id} is not a dest id of the list"))
+    }
+
+    /// A pick, as the list position of the server it chose.
+    fn pick(&self, p: &Params, state: &mut SchedState, pkt: &Addresses) -> Option<u32> {
+        pick(p, state, pkt, self).map(|id| self.position(id))
     }
 
     fn params(&self, scheduler: Scheduler, flags: u8) -> Params {
@@ -50,10 +68,15 @@ impl Servers for List {
         self.servers.len() as u32
     }
     fn candidate(&self, pos: u32) -> Option<Candidate> {
-        self.servers.get(pos as usize).map(Cell::get)
+        let c = self.servers.get(pos as usize)?.get();
+        Some(Candidate {
+            id: id_of(pos),
+            ..c
+        })
     }
-    fn bucket(&self, bucket: u32) -> Option<u32> {
-        self.table.get(bucket as usize).copied().flatten()
+    fn bucket(&self, bucket: u32) -> Option<Candidate> {
+        let id = self.table.get(bucket as usize).copied().flatten()?;
+        self.candidate(self.position(id))
     }
     fn each<F: FnMut(u32) -> bool>(&self, n: u32, mut f: F) {
         for i in 0..n {
@@ -66,6 +89,7 @@ impl Servers for List {
 
 fn c(weight: u32, active: u32, inactive: u32) -> Candidate {
     Candidate {
+        id: 0,
         weight,
         active,
         inactive,
@@ -78,7 +102,7 @@ fn seq(s: Scheduler, servers: &[Candidate], picks: usize) -> Vec<Option<u32>> {
     let p = list.params(s, 0);
     let mut state = SchedState::default();
     (0..picks)
-        .map(|_| pick(&p, &mut state, &Addresses::default(), &list))
+        .map(|_| list.pick(&p, &mut state, &Addresses::default()))
         .collect()
 }
 
@@ -231,7 +255,7 @@ fn kernel_hashes() {
 /// One pick by a hashing scheduler for client `addr`:`port`.
 fn hash_pick(list: &List, s: Scheduler, flags: u8, addr: u32, port: u16) -> Option<u32> {
     let p = list.params(s, flags);
-    pick(
+    list.pick(
         &p,
         &mut SchedState::default(),
         &Addresses {
@@ -239,7 +263,6 @@ fn hash_pick(list: &List, s: Scheduler, flags: u8, addr: u32, port: u16) -> Opti
             src_port: port,
             dst_addr: 0,
         },
-        list,
     )
 }
 
@@ -259,7 +282,7 @@ fn sh_keeps_a_client_and_spreads_clients() {
             Some(*p),
             "port must not matter without sh-port"
         );
-        assert_eq!(Some(*p), list.table[sh_bucket(*a, 0, 0) as usize]);
+        assert_eq!(Some(id_of(*p)), list.table[sh_bucket(*a, 0, 0) as usize]);
     }
     for s in 0..3 {
         assert!(picks.iter().filter(|p| **p == s).count() >= 10, "{picks:?}");
@@ -276,7 +299,7 @@ fn sh_unusable_server_gives_none_unless_fallback() {
     let list = List::new(&[c(1, 0, 0), c(1, 0, 0)], Scheduler::Sh);
     let addr = (0..)
         .map(|i: u32| i.wrapping_mul(7919))
-        .find(|a| list.table[sh_bucket(*a, 0, 0) as usize] == Some(0))
+        .find(|a| list.table[sh_bucket(*a, 0, 0) as usize] == Some(id_of(0)))
         .unwrap();
     list.servers[0].set(c(0, 0, 0));
     assert_eq!(hash_pick(&list, Scheduler::Sh, 0, addr, 0), None);
@@ -291,7 +314,7 @@ fn dh_hashes_the_destination() {
     let list = List::new(&[c(1, 0, 0), c(5, 0, 0), c(1, 0, 0)], Scheduler::Dh);
     let p = list.params(Scheduler::Dh, 0);
     let at = |dst: u32| {
-        pick(
+        list.pick(
             &p,
             &mut SchedState::default(),
             &Addresses {
@@ -299,7 +322,6 @@ fn dh_hashes_the_destination() {
                 src_port: 1,
                 dst_addr: dst,
             },
-            &list,
         )
     };
     for dst in [1u32, 99, 12345, 0xdead_beef] {

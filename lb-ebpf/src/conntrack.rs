@@ -1,0 +1,140 @@
+//! Connection tracking: each flow's entry in FLOWS, found for its packets or created for its
+//! first one.
+//!
+//! FLOWS is a preallocated hash map. A pointer from a lookup stays valid memory for the whole
+//! program run, but the entry may meanwhile be deleted (by the daemon's expiry, or replaced by
+//! another CPU's insert of a stale flow) and its element reused at once for another flow: the
+//! kernel puts a deleted element straight back on its free list (or keeps a replaced one as
+//! the CPU's spare for its next update), without waiting for readers. So an entry's fixed
+//! fields are read once, right after the lookup, and its changing fields (`state`,
+//! `last_seen_ns`) are only accessed atomically. The daemon deletes only flows idle past their
+//! timeout, so a reuse under a packet of the same flow is rare; what it can cost is that one
+//! packet following, or its state change landing on, the element's new flow.
+
+use aya_ebpf::bindings::{BPF_ANY, BPF_NOEXIST};
+use lb_common::{
+    dest::Dest,
+    flow::{Flow, FlowKey},
+};
+
+use crate::{
+    conns,
+    maps::{DESTS, FLOWS},
+    shared::{self, SharedU32},
+    verdict::DropReason,
+};
+
+const EEXIST: i32 = 17;
+
+/// A packet's connection: the real server its flow is tracked to.
+pub struct Conn {
+    /// The real server's dest id.
+    pub dest_id: u32,
+    /// The real server.
+    pub dest: &'static Dest,
+    /// Whether this packet created the flow's entry.
+    pub new: bool,
+}
+
+/// What FLOWS holds for a packet's flow.
+pub enum Lookup {
+    /// A live entry.
+    Found(Entry),
+    /// An entry whose real server left (its slot was retired or given to another) or whose
+    /// service changed: the flow is scheduled anew over it.
+    Stale,
+    /// No entry.
+    Missing,
+}
+
+/// A live flow entry.
+pub struct Entry {
+    flow: *mut Flow,
+    dest_id: u32,
+    dest: &'static Dest,
+}
+
+/// Looks up the entry of flow `key` for service `service`.
+#[inline(always)]
+pub fn lookup(key: &FlowKey, service: u32) -> Lookup {
+    let Some(flow) = FLOWS.get_ptr_mut(key) else {
+        return Lookup::Missing;
+    };
+    // SAFETY: a FLOWS element (see the module comment); these fields are only written when an
+    // element is filled for a flow, before it is linked into the table.
+    let (dest_id, generation, owner) =
+        unsafe { ((*flow).dest, (*flow).dest_generation, (*flow).service) };
+    match DESTS.get(dest_id) {
+        Some(dest) if dest.holds(generation) && owner == service => Lookup::Found(Entry {
+            flow,
+            dest_id,
+            dest,
+        }),
+        _ => Lookup::Stale,
+    }
+}
+
+impl Entry {
+    /// Applies a packet with `tcp_flags` seen at `now` to the flow.
+    #[inline(always)]
+    pub fn track(self, tcp_flags: u8, now: u64) -> Conn {
+        // SAFETY: a FLOWS element (see the module comment), whose value the map aligns to 8.
+        let state = unsafe { SharedU32::at(&raw mut (*self.flow).state) };
+        let raw = state.load();
+        let from = Flow::decode_state(raw);
+        let to = from.after_tcp(tcp_flags);
+        // Only the CPU that makes the change moves the connection between the counters. One
+        // that loses to a concurrent change keeps it: the two packets were in flight together.
+        if to != from && state.compare_exchange(raw, to as u32) {
+            conns::recount(self.dest_id, Some(from), to);
+        }
+        // SAFETY: as above.
+        unsafe { shared::store_u64(&raw mut (*self.flow).last_seen_ns, now) };
+        Conn {
+            dest_id: self.dest_id,
+            dest: self.dest,
+            new: false,
+        }
+    }
+}
+
+/// Creates the entry of flow `key` of `service` on real server `dest_id` for its first packet
+/// (`tcp_flags`, seen at `now`), over a `stale` one if there is. When another CPU created the
+/// entry first, the packet follows that entry instead, and the flow is not new.
+#[inline(always)]
+pub fn create(
+    key: &FlowKey,
+    service: u32,
+    dest_id: u32,
+    tcp_flags: u8,
+    now: u64,
+    stale: bool,
+) -> Result<Conn, DropReason> {
+    let dest = DESTS.get(dest_id).ok_or(DropReason::NoDest)?;
+    let state = Flow::initial_state(key.proto).after_tcp(tcp_flags);
+    let flow = Flow {
+        last_seen_ns: now,
+        dest: dest_id,
+        dest_generation: dest.generation,
+        service,
+        state: state as u32,
+    };
+    // Only a missing key is filled, so that of CPUs racing on a flow's first packets one wins.
+    // A stale entry is overwritten: CPUs racing over one may each count the flow as new.
+    let flags = if stale { BPF_ANY } else { BPF_NOEXIST };
+    match FLOWS.insert(key, flow, flags.into()) {
+        Ok(()) => {
+            conns::recount(dest_id, None, state);
+            Ok(Conn {
+                dest_id,
+                dest,
+                new: true,
+            })
+        }
+        Err(e) if -e == EEXIST => match lookup(key, service) {
+            Lookup::Found(winner) => Ok(winner.track(tcp_flags, now)),
+            Lookup::Stale | Lookup::Missing => Err(DropReason::FlowVanished),
+        },
+        Err(_) => Err(DropReason::FlowTableFull),
+    }
+}

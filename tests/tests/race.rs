@@ -1,0 +1,184 @@
+//! Two CPUs racing on the first packets of the same flows, with BPF_PROG_TEST_RUN on the real
+//! object: one thread pinned to each CPU sends the SYN of every flow at the same moment as the
+//! other. Whichever CPU creates a flow's entry, both packets must go to the real server the
+//! entry records, and the flow must be counted once.
+
+use std::{
+    net::Ipv4Addr,
+    sync::atomic::{AtomicUsize, Ordering},
+    thread,
+};
+
+use aya::programs::{TestRun, TestRunOptions, Xdp};
+use lb_common::{program_names, sched::Scheduler, state::tcp_flags::SYN};
+use lb_userspace::{
+    dataplane::DataPlane,
+    maps::{Maps, live_conns},
+    model::{DestSpec, Protocol, ServiceAddr, ServiceSpec},
+};
+use xdpvs_tests::{
+    direct,
+    packets::{Frame, L4},
+};
+
+const XDP_TX: u32 = 3;
+/// Flows raced for.
+const FLOWS: u16 = 20_000;
+/// The CPUs the two senders are pinned to.
+const CPUS: [usize; 2] = [0, 1];
+
+const DIRECTOR_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
+const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x10];
+const RS_MACS: [[u8; 6]; 3] = [
+    [2, 0, 0, 0, 0, 0x21],
+    [2, 0, 0, 0, 0, 0x22],
+    [2, 0, 0, 0, 0, 0x23],
+];
+const VIP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 100);
+const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 10);
+/// Flow `i` comes from this client port plus `i`.
+const FIRST_PORT: u16 = 10_000;
+
+/// A private data plane with a TCP service on VIP:80, rr over three real servers (dest ids
+/// 0, 1, 2) with the MACs `RS_MACS`.
+fn dataplane() -> DataPlane {
+    let mut dp = DataPlane::load(None, 2 * u32::from(FLOWS))
+        .expect("the object loads and passes the verifier");
+    dp.set_director(DIRECTOR_MAC, false).unwrap();
+    let spec = ServiceSpec {
+        addr: ServiceAddr {
+            protocol: Protocol::Tcp,
+            addr: VIP,
+            port: 80,
+        },
+        scheduler: Scheduler::Rr,
+        flags: 0,
+        persistence: None,
+        dests: (0..RS_MACS.len())
+            .map(|i| DestSpec {
+                addr: Ipv4Addr::new(10, 77, 0, 21 + i as u8),
+                weight: 1,
+                u_threshold: 0,
+                l_threshold: 0,
+            })
+            .collect(),
+    };
+    direct::install(dp, &[spec], |i| Some(RS_MACS[i])).unwrap()
+}
+
+fn syn(flow: u16) -> Vec<u8> {
+    Frame {
+        dst_mac: DIRECTOR_MAC,
+        src_mac: CLIENT_MAC,
+        vlan: None,
+        src: CLIENT,
+        dst: VIP,
+        l4: L4::Tcp {
+            sport: FIRST_PORT + flow,
+            dport: 80,
+            flags: SYN,
+        },
+    }
+    .build(b"")
+}
+
+/// Moves the calling thread onto `cpu` alone: BPF_PROG_TEST_RUN runs the program there.
+fn pin_to(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is an empty set, and CPU_SET stays inside it for cpu < 1024.
+    let rc = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set)
+    };
+    assert_eq!(
+        rc,
+        0,
+        "pinning to CPU {cpu}: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// Waits, spinning, until every sender has arrived at step `step` (the count of arrivals
+/// reaches `(step + 1) * senders`), so that both send their packet of a flow at once.
+fn meet(arrivals: &AtomicUsize, step: usize) {
+    arrivals.fetch_add(1, Ordering::AcqRel);
+    let all = (step + 1) * CPUS.len();
+    let mut spins = 0u32;
+    while arrivals.load(Ordering::Acquire) < all {
+        spins += 1;
+        if spins.is_multiple_of(1024) {
+            // The other sender is not running (2 shared cores): let it.
+            thread::yield_now();
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+/// Sends the SYN of every flow from `cpu`, in step with the other sender: the destination MAC
+/// of each forwarded frame.
+fn send_all(program: &Xdp, frames: &[Vec<u8>], arrivals: &AtomicUsize, cpu: usize) -> Vec<[u8; 6]> {
+    pin_to(cpu);
+    let mut out = vec![0u8; frames[0].len() + 256];
+    frames
+        .iter()
+        .enumerate()
+        .map(|(step, frame)| {
+            meet(arrivals, step);
+            let r = program
+                .test_run(TestRunOptions {
+                    data_in: Some(frame),
+                    data_out: Some(&mut out),
+                    ..TestRunOptions::default()
+                })
+                .expect("BPF_PROG_TEST_RUN");
+            assert_eq!(r.return_value, XDP_TX, "flow {step} on CPU {cpu}");
+            out[..6].try_into().unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn racing_first_packets_follow_the_flow_entry_and_count_once() {
+    let dp = dataplane();
+    let frames: Vec<Vec<u8>> = (0..FLOWS).map(syn).collect();
+    let arrivals = AtomicUsize::new(0);
+    let program = dp.program(program_names::LOAD_BALANCER);
+    let sent: Vec<Vec<[u8; 6]>> = thread::scope(|s| {
+        let senders: Vec<_> = CPUS
+            .iter()
+            .map(|cpu| s.spawn(|| send_all(program, &frames, &arrivals, *cpu)))
+            .collect();
+        senders.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+
+    let flows = dp.flows().unwrap();
+    assert_eq!(flows.len(), usize::from(FLOWS), "one entry per flow");
+    let mut misrouted = 0;
+    for (key, flow) in &flows {
+        let i = usize::from(u16::from_be(key.src_port) - FIRST_PORT);
+        let recorded = dp.dest(flow.dest).unwrap().mac;
+        misrouted += sent.iter().filter(|macs| macs[i] != recorded).count();
+    }
+    assert_eq!(
+        misrouted, 0,
+        "packets sent elsewhere than their flow's recorded real server"
+    );
+
+    let ids = 0..RS_MACS.len() as u32;
+    let scheduled: u64 = ids
+        .clone()
+        .map(|id| dp.dest_traffic(id).unwrap().conns)
+        .sum();
+    let inactive: u32 = ids.map(|id| live_conns(&dp, id).unwrap().inactive).sum();
+    assert_eq!(
+        (scheduled, dp.service_traffic(0).unwrap().conns),
+        (u64::from(FLOWS), u64::from(FLOWS)),
+        "connections counted in the traffic counters"
+    );
+    assert_eq!(
+        inactive,
+        u32::from(FLOWS),
+        "connections counted in InActConn"
+    );
+}
