@@ -18,8 +18,7 @@ use lb_common::{
 pub static SERVICES: HashMap<ServiceKey, Service> = HashMap::with_max_entries(MAX_SERVICES, 0);
 
 #[map(name = "SERVICE_DESTS")]
-pub static SERVICE_DESTS: Array<u32> =
-    Array::with_max_entries(LIST_POOL_SIZE, 0);
+pub static SERVICE_DESTS: Array<u32> = Array::with_max_entries(LIST_POOL_SIZE, 0);
 
 #[map(name = "SERVICE_SCHED")]
 pub static SERVICE_SCHED: Array<SchedState> = Array::with_max_entries(MAX_SERVICES, 0);
