@@ -12,7 +12,7 @@ use std::{
     time::Duration,
 };
 
-use xdpvs_tests::{
+use xdpvs_testbed::{
     cluster::{Cluster, split, tcp_service, vip},
     servers::{HttpClient, http_get},
 };
@@ -23,7 +23,7 @@ fn xdp_prog_id(c: &Cluster) -> Option<u64> {
         .director
         .exec(
             "ip",
-            &["-j", "link", "show", "dev", xdpvs_tests::topology::IFACE],
+            &["-j", "link", "show", "dev", xdpvs_testbed::topology::IFACE],
         )
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -9,7 +9,7 @@ use std::{
 };
 
 use anyhow::Result;
-use xdpvs_tests::{
+use xdpvs_testbed::{
     capture::Capture,
     cluster::{Cluster, split, vip, wait_until},
     daemon::{Daemon, default_bin_dir},
@@ -282,7 +282,7 @@ fn unknown_macs_are_not_scheduled_and_changed_macs_are_picked_up() {
     assert!(names.contains(&"rs1".to_string()), "{names:?}");
 }
 
-fn xdp_prog_id(ns: &xdpvs_tests::netns::Netns) -> Option<u64> {
+fn xdp_prog_id(ns: &xdpvs_testbed::netns::Netns) -> Option<u64> {
     let out = ns
         .exec("ip", &["-j", "link", "show", "dev", IFACE])
         .unwrap();

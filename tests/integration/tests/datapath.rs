@@ -18,7 +18,7 @@ use lb_userspace::{
     dataplane::{DataPlane, monotonic_ns},
     model::{DestSpec, Persistence, Protocol, ServiceAddr, ServiceSpec},
 };
-use xdpvs_tests::{
+use xdpvs_testbed::{
     direct,
     packets::{Frame, IP_OFFSET, L4},
 };

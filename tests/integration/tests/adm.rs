@@ -4,7 +4,7 @@
 
 use std::{process::Output, time::Duration};
 
-use xdpvs_tests::{
+use xdpvs_testbed::{
     cluster::{Cluster, split, vip},
     daemon::default_bin_dir,
     netns::{Netns, unique_name},

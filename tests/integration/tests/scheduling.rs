@@ -5,7 +5,7 @@ use std::{net::Ipv4Addr, time::Duration};
 
 use lb_common::{maglev, sched::sh_bucket};
 use lb_userspace::config::Config;
-use xdpvs_tests::{
+use xdpvs_testbed::{
     cluster::{Cluster, split, tcp_service, vip, wait_until},
     servers::{HttpClient, http_get},
     topology::real_server_name,
