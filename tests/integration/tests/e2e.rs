@@ -19,6 +19,18 @@ use xdpvs_testbed::{
     topology::{self, CLIENT_IP, DIRECTOR_IP, IFACE, Topology, VIP},
 };
 
+/// InActConn summed over every real server of every service.
+fn inactive(c: &Cluster) -> u32 {
+    c.daemon
+        .listing()
+        .unwrap()
+        .services
+        .iter()
+        .flat_map(|s| &s.dests)
+        .map(|d| d.inactive)
+        .sum()
+}
+
 fn mac_bytes(s: &str) -> [u8; 6] {
     lb_userspace::neigh::parse_mac(s).unwrap()
 }
@@ -30,7 +42,6 @@ fn requests_to_the_vip_are_answered_directly_by_every_real_server() {
     let at_director = Capture::start(&c.topo.director, IFACE).unwrap();
     let at_client = Capture::start(&c.topo.client, IFACE).unwrap();
     let answers: Vec<String> = c.client(|| (0..6).map(|_| http_get(vip(80)).unwrap()).collect());
-    std::thread::sleep(Duration::from_millis(200));
     let director_frames = at_director.finish().unwrap();
     let client_frames = at_client.finish().unwrap();
 
@@ -219,7 +230,11 @@ fn xdpvsadm_lists_in_ipvsadm_format_with_live_counts() {
     assert_eq!(String::from_utf8(out.stdout).unwrap(), expected([0, 0]));
     // Four closed connections: each ends in FIN_WAIT on the director, an inactive connection.
     c.client(|| (0..4).for_each(|_| drop(http_get(vip(80)).unwrap())));
-    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        wait_until(Duration::from_secs(5), || inactive(&c) == 4),
+        "{:?}",
+        c.daemon.listing()
+    );
     let out = c.daemon.adm(&["-L", "-n"]).unwrap();
     assert_eq!(String::from_utf8(out.stdout).unwrap(), expected([2, 2]));
 }
