@@ -13,6 +13,7 @@ pub mod sched;
 pub mod service;
 pub mod state;
 pub mod stats;
+pub mod tools;
 
 /// Names of the BPF maps, shared by the program and its loader.
 pub mod map_names {
@@ -46,10 +47,6 @@ pub mod map_names {
     pub const DIRECTOR: &str = "DIRECTOR";
     /// Ring buffer of [`crate::event::Event`]s (not pinned: each daemon reads its own).
     pub const EVENTS: &str = "EVENTS";
-    /// The benchmark generator's settings: [`crate::generator::Generator`] (not pinned).
-    pub const GENERATOR: &str = "GENERATOR";
-    /// Per-CPU generator counters by [`crate::generator::Counter`] (not pinned).
-    pub const GENERATOR_COUNTERS: &str = "GENERATOR_COUNTERS";
     /// Every pinned map, for pinning and cleaning up.
     pub const ALL: [&str; 13] = [
         SERVICES,
@@ -68,18 +65,10 @@ pub mod map_names {
     ];
 }
 
-/// Names of the programs in the object.
+/// Names of the programs in the daemon's object (the helpers' are in [`tools`]).
 pub mod program_names {
     /// The load balancer.
     pub const LOAD_BALANCER: &str = "xdpvs";
-    /// Passes every packet; attached to a veth peer so that native XDP_TX works on veth.
-    pub const PASS: &str = "xdpvs_pass";
-    /// Swaps MAC addresses and returns XDP_TX: the benchmark baseline.
-    pub const MAC_SWAP: &str = "xdpvs_mac_swap";
-    /// The benchmark's live-frame generator ([`crate::generator`]).
-    pub const GENERATOR: &str = "xdpvs_bench_gen";
-    /// Counts and drops what the director sent back to the generator.
-    pub const SINK: &str = "xdpvs_bench_sink";
 }
 
 /// Most virtual services the maps hold.

@@ -3,7 +3,6 @@
 //! Ethernet addresses rewritten; everything else goes to the kernel unchanged.
 #![no_std]
 
-mod bench;
 mod conns;
 mod conntrack;
 mod maps;
@@ -32,30 +31,6 @@ pub fn xdpvs(ctx: XdpContext) -> u32 {
     let verdict = balance(&ctx);
     count(verdict.counter());
     verdict.action()
-}
-
-/// Passes every packet: attached to a veth's peer so that native XDP_TX on the veth works.
-#[xdp]
-pub fn xdpvs_pass(_ctx: XdpContext) -> u32 {
-    xdp_action::XDP_PASS
-}
-
-/// Swaps the Ethernet addresses and sends the frame back: the benchmark baseline.
-#[xdp]
-pub fn xdpvs_mac_swap(ctx: XdpContext) -> u32 {
-    let start = ctx.data();
-    if start + 12 > ctx.data_end() {
-        return xdp_action::XDP_PASS;
-    }
-    let p = start as *mut [u8; 6];
-    // SAFETY: the 12 address bytes are inside the packet.
-    unsafe {
-        let dst = p.read_unaligned();
-        let src = p.add(1).read_unaligned();
-        p.write_unaligned(src);
-        p.add(1).write_unaligned(dst);
-    }
-    xdp_action::XDP_TX
 }
 
 /// Reports a decision when the daemon asked for debug events.

@@ -122,18 +122,13 @@ impl DataPlane {
             }
         }
         let mut ebpf = loader.load(EBPF_OBJECT).context("loading the XDP object")?;
-        for name in [
-            program_names::LOAD_BALANCER,
-            program_names::PASS,
-            program_names::MAC_SWAP,
-        ] {
-            let prog: &mut Xdp = ebpf
-                .program_mut(name)
-                .context("program missing")?
-                .try_into()?;
-            prog.load()
-                .with_context(|| format!("loading program {name} (verifier)"))?;
-        }
+        let name = program_names::LOAD_BALANCER;
+        let prog: &mut Xdp = ebpf
+            .program_mut(name)
+            .context("program missing")?
+            .try_into()?;
+        prog.load()
+            .with_context(|| format!("loading program {name} (verifier)"))?;
         Ok(Self {
             maps: MapSet::take(&mut ebpf)?,
             ebpf,

@@ -1,5 +1,6 @@
-//! Builds lb-ebpf on stable Rust: host-target LLVM bitcode (`-C linker-plugin-lto`) linked
-//! for BPF by bpf-linker, with this very binary as the link shim rustc calls.
+//! Builds the eBPF crates (lb-ebpf, lb-ebpf-tools) on stable Rust: host-target LLVM bitcode
+//! (`-C linker-plugin-lto`) linked for BPF by bpf-linker, with this very binary as the link
+//! shim rustc calls.
 
 use std::{
     path::{Path, PathBuf},
@@ -12,33 +13,40 @@ use crate::{deps, link, root};
 
 const HOST: &str = "x86_64-unknown-linux-gnu";
 
-/// Where the built object is placed.
-pub fn object_path() -> PathBuf {
-    root().join("target/ebpf/xdpvs.bpf.o")
+/// The eBPF crates and the object each becomes under target/ebpf: the daemon's data plane,
+/// then the test beds' and benchmark's helper programs.
+const CRATES: [(&str, &str); 2] = [
+    ("lb-ebpf", "xdpvs.bpf.o"),
+    ("lb-ebpf-tools", "xdpvs-tools.bpf.o"),
+];
+
+/// The built objects.
+pub struct Objects {
+    /// The daemon's object (lb-ebpf), embedded by lb-userspace.
+    pub dataplane: PathBuf,
+    /// The helper object (lb-ebpf-tools), embedded by the test beds.
+    pub tools: PathBuf,
 }
 
-/// `cargo SUBCOMMAND` for lb-ebpf alone (release, host target) with its own target directory
-/// and rustflags, free of the caller's RUSTFLAGS and rustc wrapper.
+/// `cargo SUBCOMMAND` for the eBPF crates alone (release, host target) with their own target
+/// directory and rustflags, free of the caller's RUSTFLAGS and rustc wrapper.
 fn cargo_ebpf(subcommand: &str, target_dir: &Path, rustflags: &str) -> Command {
     let mut cmd = Command::new("cargo");
-    cmd.args([
-        subcommand,
-        "--package",
-        "lb-ebpf",
-        "--release",
-        "--target",
-        HOST,
-    ])
-    .arg("--target-dir")
-    .arg(target_dir)
-    .current_dir(root())
-    .env_remove("RUSTFLAGS")
-    .env_remove("RUSTC_WRAPPER")
-    .env("CARGO_ENCODED_RUSTFLAGS", rustflags);
+    cmd.arg(subcommand);
+    for (package, _) in CRATES {
+        cmd.args(["--package", package]);
+    }
+    cmd.args(["--release", "--target", HOST])
+        .arg("--target-dir")
+        .arg(target_dir)
+        .current_dir(root())
+        .env_remove("RUSTFLAGS")
+        .env_remove("RUSTC_WRAPPER")
+        .env("CARGO_ENCODED_RUSTFLAGS", rustflags);
     cmd
 }
 
-/// Runs clippy on lb-ebpf for the host target with panic=abort, as it is built.
+/// Runs clippy on the eBPF crates for the host target with panic=abort, as they are built.
 pub fn clippy() -> Result<()> {
     let status = cargo_ebpf(
         "clippy",
@@ -48,13 +56,13 @@ pub fn clippy() -> Result<()> {
     .args(["--", "-D", "warnings"])
     .status()?;
     if !status.success() {
-        bail!("clippy found problems in lb-ebpf");
+        bail!("clippy found problems in the eBPF crates");
     }
     Ok(())
 }
 
-/// Builds the XDP object and returns its path.
-pub fn build() -> Result<PathBuf> {
+/// Builds the XDP objects and returns their paths.
+pub fn build() -> Result<Objects> {
     let linker = deps::bpf_linker()?;
     let shim = std::env::current_exe()?;
     let rustflags = [
@@ -72,12 +80,22 @@ pub fn build() -> Result<PathBuf> {
     let status = cargo_ebpf("build", &target_dir, &rustflags)
         .env(link::LINKER_ENV, &linker)
         .status()
-        .context("running cargo build for lb-ebpf")?;
+        .context("running cargo build for the eBPF crates")?;
     if !status.success() {
-        bail!("building lb-ebpf failed");
+        bail!("building the eBPF crates failed");
     }
-    let built = target_dir.join(HOST).join("release/liblb_ebpf.so");
-    let object = object_path();
-    std::fs::copy(&built, &object).with_context(|| format!("copying {}", built.display()))?;
-    Ok(object)
+    let [dataplane, tools] = CRATES.map(|(package, file)| {
+        let built = target_dir
+            .join(HOST)
+            .join("release")
+            .join(format!("lib{}.so", package.replace('-', "_")));
+        let object = target_dir.join(file);
+        std::fs::copy(&built, &object)
+            .with_context(|| format!("copying {}", built.display()))
+            .map(|_| object)
+    });
+    Ok(Objects {
+        dataplane: dataplane?,
+        tools: tools?,
+    })
 }

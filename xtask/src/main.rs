@@ -8,6 +8,7 @@ use std::{path::PathBuf, process::Command};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use ebpf::Objects;
 
 #[derive(Parser)]
 #[command(about = "xdpvs build, test and demo tasks")]
@@ -18,9 +19,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Install build tools if missing and build the XDP object only.
+    /// Install build tools if missing and build the XDP objects only.
     BuildEbpf,
-    /// Build the XDP object and every binary.
+    /// Build the XDP objects and every binary.
     Build,
     /// Check formatting and run clippy (warnings are errors) on every crate.
     Lint,
@@ -71,6 +72,8 @@ fn main() -> Result<()> {
 
 /// Environment variable naming the XDP object lb-userspace's build script embeds.
 const OBJECT_ENV: &str = "XDPVS_EBPF_OBJECT";
+/// Environment variable naming the helper XDP object the test beds' build script embeds.
+const TOOLS_OBJECT_ENV: &str = "XDPVS_TOOLS_OBJECT";
 
 /// The workspace root.
 pub fn root() -> PathBuf {
@@ -80,15 +83,18 @@ pub fn root() -> PathBuf {
         .to_path_buf()
 }
 
-/// `cargo ARGS` in the workspace, embedding the XDP object at `object`.
-fn cargo_command(args: &[&str], object: &std::path::Path) -> Command {
+/// `cargo ARGS` in the workspace, embedding the XDP objects `objects`.
+fn cargo_command(args: &[&str], objects: &Objects) -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.args(args).current_dir(root()).env(OBJECT_ENV, object);
+    cmd.args(args)
+        .current_dir(root())
+        .env(OBJECT_ENV, &objects.dataplane)
+        .env(TOOLS_OBJECT_ENV, &objects.tools);
     cmd
 }
 
-fn cargo(args: &[&str], object: &std::path::Path) -> Result<()> {
-    let status = cargo_command(args, object)
+fn cargo(args: &[&str], objects: &Objects) -> Result<()> {
+    let status = cargo_command(args, objects)
         .status()
         .context("running cargo")?;
     if !status.success() {
@@ -97,11 +103,11 @@ fn cargo(args: &[&str], object: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-/// Builds the object, then every binary with the object embedded in xdpvsd.
-fn build_all() -> Result<PathBuf> {
-    let object = ebpf::build()?;
-    cargo(&["build", "--bins"], &object)?;
-    Ok(object)
+/// Builds the objects, then every binary with them embedded.
+fn build_all() -> Result<Objects> {
+    let objects = ebpf::build()?;
+    cargo(&["build", "--bins"], &objects)?;
+    Ok(objects)
 }
 
 /// Runs one of the workspace's binaries built by [`build_all`] (`profile` debug) or by the
@@ -123,17 +129,17 @@ fn bench(quick: bool) -> Result<()> {
     let out = out.to_str().context("path")?;
     let args: &[&str] = if quick { &["--quick", out] } else { &[out] };
     // Measured as shipped: the daemon and the harness optimised.
-    let object = ebpf::build()?;
-    cargo(&["build", "--release", "--bins"], &object)?;
+    let objects = ebpf::build()?;
+    cargo(&["build", "--release", "--bins"], &objects)?;
     run_bin("release", "xdpvs-bench", args)
 }
 
 fn lint() -> Result<()> {
-    let object = ebpf::build()?;
-    cargo(&["fmt", "--all", "--", "--check"], &object)?;
+    let objects = ebpf::build()?;
+    cargo(&["fmt", "--all", "--", "--check"], &objects)?;
     cargo(
         &["clippy", "--all-targets", "--", "-D", "warnings"],
-        &object,
+        &objects,
     )?;
     ebpf::clippy()
 }
@@ -142,10 +148,10 @@ fn lint() -> Result<()> {
 /// all test binaries.
 fn test(args: Vec<String>) -> Result<(u64, u64)> {
     deps::runtime()?;
-    let object = build_all()?;
+    let objects = build_all()?;
     let mut cargo_args = vec!["test"];
     cargo_args.extend(args.iter().map(String::as_str));
-    let mut child = cargo_command(&cargo_args, &object)
+    let mut child = cargo_command(&cargo_args, &objects)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .context("running cargo test")?;

@@ -5,7 +5,7 @@ use std::{net::Ipv4Addr, time::Duration};
 
 use lb_common::{maglev, sched::sh_bucket};
 use lb_userspace::config::Config;
-use xdpvs_tests::{
+use xdpvs_testbed::{
     cluster::{Cluster, split, tcp_service, vip, wait_until},
     servers::{HttpClient, http_get},
     topology::real_server_name,
@@ -137,8 +137,14 @@ fn persistence_keeps_a_client_then_lets_it_move_after_the_timeout() {
     let listing = c.daemon.adm(&["-Ln"]).unwrap();
     assert!(String::from_utf8_lossy(&listing.stdout).contains("rr persistent 2\n"));
     // Any new connection within the timeout would refresh the template, as in IPVS: stay
-    // quiet past FIN_WAIT (1 s) + persistence (2 s) + the daemon's 1 s ticks.
-    std::thread::sleep(Duration::from_secs(6));
+    // quiet until the closed connections (FIN_WAIT, 1 s) and then the template (2 s after
+    // them) have expired.
+    let templates = |c: &Cluster| -> u32 {
+        let l = c.daemon.listing().unwrap();
+        l.services[0].dests.iter().map(|d| d.persistent).sum()
+    };
+    assert_eq!(templates(&c), 1);
+    assert!(wait_until(Duration::from_secs(10), || templates(&c) == 0));
     let moved = answers(&c, 1).remove(0);
     assert_ne!(moved, first[0], "the client did not move after the timeout");
     // The new template holds the client again.

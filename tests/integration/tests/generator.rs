@@ -11,10 +11,10 @@ use aya::{
 };
 use lb_common::{
     generator::{Counter, Generator, flow_source, ipv4_checksum},
-    map_names, program_names,
     state::tcp_flags::ACK,
+    tools::{map_names, program_names},
 };
-use xdpvs_tests::{
+use xdpvs_testbed::{
     packets::{Frame, IP_OFFSET, L4},
     tools,
 };

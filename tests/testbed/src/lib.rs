@@ -1,8 +1,7 @@
 //! Test beds for xdpvs: packet builders, network namespaces with a direct-routing topology,
-//! small servers that name themselves, and the daemon run inside a namespace. Shared by the
-//! end-to-end tests and by `cargo xtask demo`.
+//! small servers that name themselves, the daemon run inside a namespace, and the helper XDP
+//! object. Shared by the integration tests, the benchmark and `cargo xtask demo`.
 
-pub mod bench;
 pub mod capture;
 pub mod cluster;
 pub mod daemon;

@@ -1,5 +1,4 @@
-//! The benchmark's live-frame generator and its sink (see `lb_common::generator`). They run
-//! only in `cargo xtask bench`; the daemon never loads them.
+//! The benchmark's live-frame generator and its sink (see `lb_common::generator`).
 
 use aya_ebpf::{
     bindings::xdp_action,

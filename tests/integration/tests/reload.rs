@@ -3,7 +3,7 @@
 
 use std::{net::UdpSocket, time::Duration};
 
-use xdpvs_tests::{
+use xdpvs_testbed::{
     cluster::{Cluster, split, tcp_service, vip},
     servers::{HttpClient, http_get, udp_ask_on},
     topology::VIP,

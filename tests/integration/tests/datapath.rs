@@ -1,11 +1,15 @@
 //! The XDP program in the kernel, packet by packet, with BPF_PROG_TEST_RUN on the real object:
-//! verdicts, exact output frames, flow stickiness and counters.
+//! verdicts, exact output frames, flow stickiness and counters; and that object holds nothing
+//! but the load balancer.
 
 use std::{collections::HashMap, net::Ipv4Addr};
 
-use aya::programs::{TestRun, TestRunOptions};
+use aya::{
+    EbpfLoader,
+    programs::{TestRun, TestRunOptions},
+};
 use lb_common::{
-    program_names,
+    map_names, program_names,
     sched::{
         Scheduler,
         flags::{SH_FALLBACK, SH_PORT},
@@ -15,6 +19,7 @@ use lb_common::{
         tcp_flags::{ACK, FIN, RST, SYN},
     },
     stats::Global,
+    tools,
 };
 use lb_userspace::{
     dataplane::{DataPlane, monotonic_ns},
@@ -24,7 +29,7 @@ use lb_userspace::{
     neigh::Neighbour,
     sweep::Sweeper,
 };
-use xdpvs_tests::{
+use xdpvs_testbed::{
     direct,
     packets::{Frame, IP_OFFSET, L4},
 };
@@ -162,6 +167,26 @@ fn global(dp: &DataPlane, g: Global) -> u64 {
         .find(|(k, _)| *k == g)
         .unwrap()
         .1
+}
+
+#[test]
+fn the_daemons_object_holds_only_the_load_balancer() {
+    let ebpf = EbpfLoader::new()
+        .map_max_entries(map_names::FLOWS, 1)
+        .map_max_entries(map_names::PERSIST, 1)
+        .load(lb_userspace::EBPF_OBJECT)
+        .expect("the object parses");
+    let programs: Vec<&str> = ebpf.programs().map(|(name, _)| name).collect();
+    assert_eq!(programs, [program_names::LOAD_BALANCER]);
+    for helper_map in [
+        tools::map_names::GENERATOR,
+        tools::map_names::GENERATOR_COUNTERS,
+    ] {
+        assert!(
+            ebpf.map(helper_map).is_none(),
+            "{helper_map} is in the object"
+        );
+    }
 }
 
 #[test]

@@ -23,18 +23,17 @@ use aya::{
 use lb_common::{
     DEFAULT_MAX_FLOWS,
     generator::{Counter, Generator},
-    map_names, program_names,
     sched::Scheduler,
     state::tcp_flags::ACK,
+    tools::{map_names, program_names},
 };
 
-use super::{
+use crate::{
     CLIENT, CLIENT_MAC, DIRECTOR_MAC, Extra, Figure, Measured, Plan, VIP, dataplane, frame_from,
     program_info,
 };
 use lb_userspace::maps::live_conns;
-
-use crate::{
+use xdpvs_testbed::{
     netns::{Netns, enter_current_thread, unique_name},
     tools,
     topology::IFACE,
@@ -243,7 +242,10 @@ fn measure_live(plan: &Plan, progress: &mut dyn FnMut(&Measured)) -> Result<Vec<
     let mut dp = dataplane(Scheduler::Rr, 2, DEFAULT_MAX_FLOWS)?;
     enter_current_thread(&bed.director.path())?;
     dp.attach(IFACE, false)?;
-    let id = dp.program(program_names::LOAD_BALANCER).info()?.id();
+    let id = dp
+        .program(lb_common::program_names::LOAD_BALANCER)
+        .info()?
+        .id();
     for &n in plan.flow_counts {
         bed.set_flows(n)?;
         // Passes over the flows until all are in the table: each new one is picked up

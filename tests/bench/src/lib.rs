@@ -1,6 +1,7 @@
-//! `cargo xtask bench`: per-packet costs in the kernel with BPF_PROG_TEST_RUN, each reported as
-//! a ratio to the MAC-swap baseline measured in the same run. Median of several runs, with
-//! min and max.
+//! The xdpvs benchmark (`cargo xtask bench`): per-packet costs in the kernel with
+//! BPF_PROG_TEST_RUN, each reported as a ratio to the MAC-swap baseline measured in the same
+//! run. Median of several runs, with min and max. Then the live forwarding rate ([`live`])
+//! and HTTP through the VIP against L4 proxies ([`http`]).
 //!
 //! New-flow cost is measured with a connection table of one entry that another flow already
 //! holds: every repetition then schedules anew (the walk, the counters, the table lookups) and
@@ -14,8 +15,8 @@
 use std::{net::Ipv4Addr, path::Path, time::Duration};
 
 use anyhow::{Context, Result};
-use aya::programs::{TestRun, TestRunOptions};
-use lb_common::dest::Dest;
+use aya::programs::{TestRun, TestRunOptions, Xdp};
+use lb_common::{dest::Dest, map_names};
 use lb_common::{
     program_names,
     sched::Scheduler,
@@ -40,10 +41,11 @@ pub use report::{Extra, Measured, Results, json, table};
 
 use plot::Axes;
 
-use crate::{
+use xdpvs_testbed::{
     direct,
     netns::{Netns, enter_current_thread, unique_name},
     packets::{Frame, L4},
+    tools,
 };
 
 const DIRECTOR_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
@@ -144,7 +146,7 @@ fn frame_from(src: Ipv4Addr, src_port: u16, flags: u8, dst: Ipv4Addr) -> Vec<u8>
 }
 
 /// Runs `program` on `data` `repeat` times: (kernel-reported ns per run, verdict).
-fn time(dp: &DataPlane, program: &str, data: &[u8], repeat: u32) -> Result<(f64, u32)> {
+fn time(program: &Xdp, data: &[u8], repeat: u32) -> Result<(f64, u32)> {
     let mut out = vec![0u8; data.len() + 64];
     let opts = TestRunOptions {
         data_in: Some(data),
@@ -152,31 +154,27 @@ fn time(dp: &DataPlane, program: &str, data: &[u8], repeat: u32) -> Result<(f64,
         repeat,
         ..TestRunOptions::default()
     };
-    let r = dp
-        .program(program)
-        .test_run(opts)
-        .context("BPF_PROG_TEST_RUN")?;
+    let r = program.test_run(opts).context("BPF_PROG_TEST_RUN")?;
     Ok((r.duration.as_nanos() as f64, r.return_value))
 }
 
 /// Measures `program` on `data` over `plan.runs` runs of about `plan.run_time` each.
-fn measure(
-    dp: &DataPlane,
-    plan: &Plan,
-    name: String,
-    program: &str,
-    data: &[u8],
-) -> Result<Figure> {
-    let (probe, _) = time(dp, program, data, 100)?;
+fn measure(program: &Xdp, plan: &Plan, name: String, data: &[u8]) -> Result<Figure> {
+    let (probe, _) = time(program, data, 100)?;
     let repeat = ((plan.run_time.as_nanos() as f64 / probe.max(1.0)) as u32).clamp(10, 5_000_000);
     let mut samples = Vec::with_capacity(plan.runs);
     let mut verdict = 0;
     for _ in 0..plan.runs {
-        let (ns, v) = time(dp, program, data, repeat)?;
+        let (ns, v) = time(program, data, repeat)?;
         samples.push(ns);
         verdict = v;
     }
     Ok(Figure::of(name, samples, verdict))
+}
+
+/// The data plane's load balancer program.
+fn balancer(dp: &DataPlane) -> &Xdp {
+    dp.program(program_names::LOAD_BALANCER)
 }
 
 /// A private data plane with one TCP service on VIP:80 over `n` resolved real servers.
@@ -222,36 +220,30 @@ pub fn per_packet(
         progress(&f);
         figures.push(f);
     };
-    let dp = dataplane(Scheduler::Rr, 2, 1024)?;
+    let mac_swap = lb_common::tools::program_names::MAC_SWAP;
+    let mut helpers = tools::load(&[mac_swap])?;
     let est = frame(1000, ACK, VIP);
     push(
         measure(
-            &dp,
+            tools::program(&mut helpers, mac_swap)?,
             plan,
             "baseline: MAC swap + XDP_TX".into(),
-            program_names::MAC_SWAP,
             &est,
         )?,
         &mut figures,
     );
-    time(&dp, program_names::LOAD_BALANCER, &frame(1000, SYN, VIP), 1)?;
+    let dp = dataplane(Scheduler::Rr, 2, 1024)?;
+    time(balancer(&dp), &frame(1000, SYN, VIP), 1)?;
     push(
-        measure(
-            &dp,
-            plan,
-            "established flow".into(),
-            program_names::LOAD_BALANCER,
-            &est,
-        )?,
+        measure(balancer(&dp), plan, "established flow".into(), &est)?,
         &mut figures,
     );
     let other = frame(1000, SYN, Ipv4Addr::new(10, 77, 0, 2));
     push(
         measure(
-            &dp,
+            balancer(&dp),
             plan,
             "non-VIP packet (XDP_PASS)".into(),
-            program_names::LOAD_BALANCER,
             &other,
         )?,
         &mut figures,
@@ -260,15 +252,9 @@ pub fn per_packet(
         for (s, curve) in Scheduler::ALL.into_iter().zip(&mut curves) {
             let dp = dataplane(s, n, 1)?;
             // Fill the one-entry table with another flow, so the measured SYN is always new.
-            time(&dp, program_names::LOAD_BALANCER, &frame(1, SYN, VIP), 1)?;
+            time(balancer(&dp), &frame(1, SYN, VIP), 1)?;
             let name = format!("new flow, {} with {n} servers", s.name());
-            let f = measure(
-                &dp,
-                plan,
-                name,
-                program_names::LOAD_BALANCER,
-                &frame(2, SYN, VIP),
-            )?;
+            let f = measure(balancer(&dp), plan, name, &frame(2, SYN, VIP))?;
             curve.points.push((f64::from(n), f.median));
             push(f, &mut figures);
         }
@@ -300,20 +286,14 @@ pub fn flow_scaling(plan: &Plan, progress: &mut dyn FnMut(&Figure)) -> Result<(V
     for &n in plan.flow_counts {
         for i in filled..n {
             let (src, port) = client_flow(i);
-            time(
-                &dp,
-                program_names::LOAD_BALANCER,
-                &frame_from(src, port, SYN, VIP),
-                1,
-            )?;
+            time(balancer(&dp), &frame_from(src, port, SYN, VIP), 1)?;
         }
         filled = n;
         let (src, port) = client_flow(n - 1);
         let f = measure(
-            &dp,
+            balancer(&dp),
             plan,
             format!("established flow, {n} flows in table"),
-            program_names::LOAD_BALANCER,
             &frame_from(src, port, ACK, VIP),
         )?;
         progress(&f);

@@ -91,12 +91,19 @@ impl Capture {
         let thread = std::thread::spawn(move || {
             let mut frames = Vec::new();
             let mut buf = vec![0u8; 65536];
-            while !flag.load(Ordering::Relaxed) {
+            // Until stopped, wait for frames; then take only what is queued already, so that
+            // every frame the interface saw before `finish` is returned.
+            loop {
+                let stopping = flag.load(Ordering::Relaxed);
+                let flags = if stopping { libc::MSG_DONTWAIT } else { 0 };
                 // SAFETY: reading into an owned buffer of the given length.
-                let n =
-                    unsafe { libc::recv(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len(), 0) };
+                let n = unsafe {
+                    libc::recv(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len(), flags)
+                };
                 if n > 0 {
                     frames.push(Captured(buf[..n as usize].to_vec()));
+                } else if stopping {
+                    break;
                 }
             }
             // SAFETY: the descriptor is owned by this thread.
@@ -109,7 +116,8 @@ impl Capture {
         })
     }
 
-    /// Stops the capture and returns what it saw.
+    /// Stops the capture and returns what it saw: every frame sent or received on the
+    /// interface before this call.
     pub fn finish(mut self) -> Result<Vec<Captured>> {
         self.stop.store(true, Ordering::Relaxed);
         self.thread

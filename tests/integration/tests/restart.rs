@@ -7,13 +7,13 @@ use std::{
     net::TcpStream,
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU32, Ordering},
     },
     time::Duration,
 };
 
-use xdpvs_tests::{
-    cluster::{Cluster, split, tcp_service, vip},
+use xdpvs_testbed::{
+    cluster::{Cluster, split, tcp_service, vip, wait_until},
     servers::{HttpClient, http_get},
 };
 
@@ -23,7 +23,7 @@ fn xdp_prog_id(c: &Cluster) -> Option<u64> {
         .director
         .exec(
             "ip",
-            &["-j", "link", "show", "dev", xdpvs_tests::topology::IFACE],
+            &["-j", "link", "show", "dev", xdpvs_testbed::topology::IFACE],
         )
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -60,7 +60,8 @@ fn restart_under_load_fails_no_request_and_keeps_connections() {
 
     // A bounded loop of requests, each on a new connection, while the daemon restarts.
     let done = Arc::new(AtomicBool::new(false));
-    let stop = done.clone();
+    let tried = Arc::new(AtomicU32::new(0));
+    let (stop, count) = (done.clone(), tried.clone());
     let load = c.topo.client.spawn(move || {
         let (mut ok, mut failed) = (0u32, Vec::new());
         for i in 0..2000 {
@@ -71,17 +72,28 @@ fn restart_under_load_fails_no_request_and_keeps_connections() {
                 Ok(_) => ok += 1,
                 Err(e) => failed.push(format!("{e:#}")),
             }
+            count.fetch_add(1, Ordering::Relaxed);
             std::thread::sleep(Duration::from_millis(5));
         }
         (ok, failed)
     });
-    std::thread::sleep(Duration::from_millis(300));
+    // Each phase lasts until the load has made `n` more requests in it.
+    let requests_made = |n: u32| {
+        let until = tried.load(Ordering::Relaxed) + n;
+        assert!(
+            wait_until(Duration::from_secs(20), || tried.load(Ordering::Relaxed)
+                >= until),
+            "the load stalled at {} requests",
+            tried.load(Ordering::Relaxed)
+        );
+    };
+    requests_made(50);
     let status = c.daemon.stop().unwrap();
     assert!(status.success(), "{status}");
-    // No daemon: the program keeps forwarding on its own for a while.
-    std::thread::sleep(Duration::from_millis(500));
+    // No daemon: the program keeps forwarding on its own.
+    requests_made(50);
     c.daemon.restart(&c.topo.director, Some(&config)).unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    requests_made(50);
     done.store(true, Ordering::Relaxed);
     let (ok, failed) = load.join().unwrap().unwrap();
     assert!(

@@ -19,8 +19,8 @@ use std::{
 use anyhow::{Context, Result, bail, ensure};
 use aya::sys::{Stats, enable_stats};
 
-use super::{Extra, Figure, Measured, Plan, live::cpu_times, program_info};
-use crate::{
+use crate::{Extra, Figure, Measured, Plan, live::cpu_times, program_info};
+use xdpvs_testbed::{
     cluster::{tcp_service, wait_until},
     daemon::{Daemon, default_bin_dir},
     netns::{Netns, terminate, unique_name},

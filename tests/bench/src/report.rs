@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::Figure;
+use crate::Figure;
 
 /// A further value shown next to a figure: a table column and a JSON field.
 #[derive(Clone, Debug)]

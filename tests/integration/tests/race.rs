@@ -16,7 +16,7 @@ use lb_userspace::{
     maps::{Maps, live_conns},
     model::{DestSpec, Protocol, ServiceAddr, ServiceSpec},
 };
-use xdpvs_tests::{
+use xdpvs_testbed::{
     direct,
     packets::{Frame, L4},
 };

@@ -9,7 +9,7 @@ use std::{
 };
 
 use anyhow::Result;
-use xdpvs_tests::{
+use xdpvs_testbed::{
     capture::Capture,
     cluster::{Cluster, split, vip, wait_until},
     daemon::{Daemon, default_bin_dir},
@@ -18,6 +18,18 @@ use xdpvs_tests::{
     servers::{HttpClient, http_get, udp_ask, udp_ask_on},
     topology::{self, CLIENT_IP, DIRECTOR_IP, IFACE, Topology, VIP},
 };
+
+/// InActConn summed over every real server of every service.
+fn inactive(c: &Cluster) -> u32 {
+    c.daemon
+        .listing()
+        .unwrap()
+        .services
+        .iter()
+        .flat_map(|s| &s.dests)
+        .map(|d| d.inactive)
+        .sum()
+}
 
 fn mac_bytes(s: &str) -> [u8; 6] {
     lb_userspace::neigh::parse_mac(s).unwrap()
@@ -30,7 +42,6 @@ fn requests_to_the_vip_are_answered_directly_by_every_real_server() {
     let at_director = Capture::start(&c.topo.director, IFACE).unwrap();
     let at_client = Capture::start(&c.topo.client, IFACE).unwrap();
     let answers: Vec<String> = c.client(|| (0..6).map(|_| http_get(vip(80)).unwrap()).collect());
-    std::thread::sleep(Duration::from_millis(200));
     let director_frames = at_director.finish().unwrap();
     let client_frames = at_client.finish().unwrap();
 
@@ -219,7 +230,11 @@ fn xdpvsadm_lists_in_ipvsadm_format_with_live_counts() {
     assert_eq!(String::from_utf8(out.stdout).unwrap(), expected([0, 0]));
     // Four closed connections: each ends in FIN_WAIT on the director, an inactive connection.
     c.client(|| (0..4).for_each(|_| drop(http_get(vip(80)).unwrap())));
-    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        wait_until(Duration::from_secs(5), || inactive(&c) == 4),
+        "{:?}",
+        c.daemon.listing()
+    );
     let out = c.daemon.adm(&["-L", "-n"]).unwrap();
     assert_eq!(String::from_utf8(out.stdout).unwrap(), expected([2, 2]));
 }
@@ -282,7 +297,7 @@ fn unknown_macs_are_not_scheduled_and_changed_macs_are_picked_up() {
     assert!(names.contains(&"rs1".to_string()), "{names:?}");
 }
 
-fn xdp_prog_id(ns: &xdpvs_tests::netns::Netns) -> Option<u64> {
+fn xdp_prog_id(ns: &xdpvs_testbed::netns::Netns) -> Option<u64> {
     let out = ns
         .exec("ip", &["-j", "link", "show", "dev", IFACE])
         .unwrap();

@@ -4,8 +4,8 @@
 
 use std::{process::Output, time::Duration};
 
-use xdpvs_tests::{
-    cluster::{Cluster, split, vip},
+use xdpvs_testbed::{
+    cluster::{Cluster, split, vip, wait_until},
     daemon::default_bin_dir,
     netns::{Netns, unique_name},
     servers::{HttpClient, http_get},
@@ -67,8 +67,16 @@ fn an_ipvsadm_script_configures_the_daemon_and_save_restores_it() {
             .collect()
     });
     assert_eq!(names, ["rs1", "rs2", "rs1", "rs2"]);
-    // Let the closed connections' FINs arrive (each then counts as inactive).
-    std::thread::sleep(Duration::from_millis(300));
+    // The closed connections' FINs arrive: each then counts as inactive.
+    let inactive = || -> u32 {
+        let l = c.daemon.listing().unwrap();
+        l.services
+            .iter()
+            .flat_map(|s| &s.dests)
+            .map(|d| d.inactive)
+            .sum()
+    };
+    assert!(wait_until(Duration::from_secs(5), || inactive() == 4));
 
     let saved = text(&adm(&c, "-S -n", 0));
     assert_eq!(

@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 
 use anyhow::{Context, Result};
 use aya::{Ebpf, programs::XdpMode};
-use lb_common::program_names;
+use lb_common::tools::program_names;
 
 use crate::{
     netns::{Netns, enter_current_thread, unique_name},
@@ -118,7 +118,7 @@ fn host(bridge: &Netns, name: &str, port: &str, mac: &str, ip: Ipv4Addr) -> Resu
 }
 
 /// Native XDP_TX on a veth delivers frames only when the peer has an XDP program too, so the
-/// bridge-side port of the director gets the object's pass-through program.
+/// bridge-side port of the director gets the helper object's pass-through program.
 fn attach_peer_pass(bridge: &Netns, port: &str) -> Result<Ebpf> {
     let path = bridge.path();
     let port = port.to_owned();

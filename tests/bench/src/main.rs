@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use xdpvs_tests::bench::{self, Plan};
+use xdpvs_bench::Plan;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -15,5 +15,5 @@ fn main() -> anyhow::Result<()> {
         .iter()
         .find(|a| !a.starts_with("--"))
         .map_or_else(|| PathBuf::from("target/bench"), PathBuf::from);
-    bench::run(&plan, &out)
+    xdpvs_bench::run(&plan, &out)
 }

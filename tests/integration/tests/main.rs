@@ -1,0 +1,12 @@
+//! The xdpvs integration tests, linked into one binary and run as root: the XDP program
+//! driven with BPF_PROG_TEST_RUN, and xdpvsd with xdpvsadm in network-namespace clusters.
+//! Every test builds its own namespaces and daemon.
+
+mod adm;
+mod datapath;
+mod e2e;
+mod generator;
+mod race;
+mod reload;
+mod restart;
+mod scheduling;
