@@ -11,9 +11,7 @@ mod schedule;
 mod shared;
 mod verdict;
 
-use aya_ebpf::{
-    bindings::xdp_action, helpers::generated::bpf_ktime_get_ns, macros::xdp, programs::XdpContext,
-};
+use aya_ebpf::{helpers::generated::bpf_ktime_get_ns, macros::xdp, programs::XdpContext};
 use conntrack::{Conn, Lookup};
 use lb_common::{
     config::Director,

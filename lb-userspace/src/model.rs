@@ -325,30 +325,40 @@ pub fn validate(services: &[ServiceSpec]) -> Result<(), SpecError> {
     Ok(())
 }
 
+/// A TCP service on 10.0.0.1:`port` without persistence, its real servers of weight 1.
+#[cfg(test)]
+pub(crate) fn tcp_service(
+    port: u16,
+    scheduler: Scheduler,
+    dests: impl IntoIterator<Item = Ipv4Addr>,
+) -> ServiceSpec {
+    ServiceSpec {
+        addr: ServiceAddr {
+            protocol: Protocol::Tcp,
+            addr: Ipv4Addr::new(10, 0, 0, 1),
+            port,
+        },
+        scheduler,
+        flags: 0,
+        persistence: None,
+        dests: dests
+            .into_iter()
+            .map(|addr| DestSpec {
+                addr,
+                weight: 1,
+                u_threshold: 0,
+                l_threshold: 0,
+            })
+            .collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn svc(port: u16, scheduler: Scheduler, dests: &[&str]) -> ServiceSpec {
-        ServiceSpec {
-            addr: ServiceAddr {
-                protocol: Protocol::Tcp,
-                addr: "10.0.0.1".parse().unwrap(),
-                port,
-            },
-            scheduler,
-            flags: 0,
-            persistence: None,
-            dests: dests
-                .iter()
-                .map(|d| DestSpec {
-                    addr: d.parse().unwrap(),
-                    weight: 1,
-                    u_threshold: 0,
-                    l_threshold: 0,
-                })
-                .collect(),
-        }
+        tcp_service(port, scheduler, dests.iter().map(|d| d.parse().unwrap()))
     }
 
     #[test]

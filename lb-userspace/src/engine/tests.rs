@@ -11,30 +11,16 @@ use lb_common::sched::Scheduler;
 use super::*;
 use crate::{
     maps::fake::FakeMaps,
-    model::{Protocol, ServiceAddr},
+    model::{ServiceAddr, tcp_service},
     sweep::NS,
 };
 
 fn spec(port: u16, scheduler: Scheduler, dests: &[u32]) -> ServiceSpec {
-    ServiceSpec {
-        addr: ServiceAddr {
-            protocol: Protocol::Tcp,
-            addr: Ipv4Addr::new(10, 0, 0, 1),
-            port,
-        },
+    tcp_service(
+        port,
         scheduler,
-        flags: 0,
-        persistence: None,
-        dests: dests
-            .iter()
-            .map(|i| DestSpec {
-                addr: Ipv4Addr::from(0x0a01_0000 + i),
-                weight: 1,
-                u_threshold: 0,
-                l_threshold: 0,
-            })
-            .collect(),
-    }
+        dests.iter().map(|i| Ipv4Addr::from(0x0a01_0000 + i)),
+    )
 }
 
 fn engine(specs: &[ServiceSpec]) -> Engine<FakeMaps> {

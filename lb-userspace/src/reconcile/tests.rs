@@ -5,27 +5,14 @@ use lb_common::{TABLE_POOL_SIZE, maglev};
 use lb_common::sched::Scheduler;
 
 use super::*;
-use crate::model::{Protocol, ServiceAddr};
+use crate::model::tcp_service;
 
 fn spec(port: u16, scheduler: Scheduler, dests: u32) -> ServiceSpec {
-    ServiceSpec {
-        addr: ServiceAddr {
-            protocol: Protocol::Tcp,
-            addr: Ipv4Addr::new(10, 0, 0, 1),
-            port,
-        },
+    tcp_service(
+        port,
         scheduler,
-        flags: 0,
-        persistence: None,
-        dests: (0..dests)
-            .map(|i| DestSpec {
-                addr: Ipv4Addr::from(0x0a01_0000 + i),
-                weight: 1,
-                u_threshold: 0,
-                l_threshold: 0,
-            })
-            .collect(),
-    }
+        (0..dests).map(|i| Ipv4Addr::from(0x0a01_0000 + i)),
+    )
 }
 
 /// Carries a plan out on the record alone.

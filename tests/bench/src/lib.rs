@@ -16,7 +16,7 @@ use std::{net::Ipv4Addr, path::Path, time::Duration};
 
 use anyhow::{Context, Result};
 use aya::programs::{TestRun, TestRunOptions, Xdp};
-use lb_common::{dest::Dest, map_names};
+use lb_common::dest::Dest;
 use lb_common::{
     program_names,
     sched::Scheduler,

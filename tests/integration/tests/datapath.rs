@@ -36,22 +36,29 @@ use xdpvs_testbed::{
 
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
-const XDP_TX: u32 = 3;
+pub(crate) const XDP_TX: u32 = 3;
 
-const DIRECTOR_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
-const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x10];
-const RS_MACS: [[u8; 6]; 3] = [
+pub(crate) const DIRECTOR_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
+pub(crate) const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x10];
+pub(crate) const RS_MACS: [[u8; 6]; 3] = [
     [2, 0, 0, 0, 0, 0x21],
     [2, 0, 0, 0, 0, 0x22],
     [2, 0, 0, 0, 0, 0x23],
 ];
-const VIP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 100);
-const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 10);
+/// Connection table size of the test data planes.
+pub(crate) const FLOW_TABLE: u32 = 65_536;
+pub(crate) const VIP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 100);
+pub(crate) const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 10);
 
 /// A private data plane (no pins) with a TCP service on VIP:80 and a UDP service on VIP:53,
 /// both with `scheduler` over real servers of the given weights, whose MACs are `RS_MACS`
 /// (known unless `resolved` is false).
-fn dataplane_with(scheduler: &str, flags: u8, weights: &[u32], resolved: bool) -> DataPlane {
+pub(crate) fn dataplane_with(
+    scheduler: &str,
+    flags: u8,
+    weights: &[u32],
+    resolved: bool,
+) -> DataPlane {
     dataplane_from(scheduler, flags, None, weights, resolved)
 }
 
@@ -92,7 +99,8 @@ fn dataplane_from(
 
 /// A private data plane (no pins) with nothing installed.
 fn loaded() -> DataPlane {
-    let mut dp = DataPlane::load(None, 1024).expect("the object loads and passes the verifier");
+    let mut dp =
+        DataPlane::load(None, FLOW_TABLE).expect("the object loads and passes the verifier");
     dp.set_director(DIRECTOR_MAC, false).unwrap();
     dp
 }
@@ -114,14 +122,14 @@ fn rs_ip(i: usize) -> Ipv4Addr {
 }
 
 /// Index of the real server a forwarded frame was addressed to.
-fn rs_of(out: &[u8]) -> usize {
+pub(crate) fn rs_of(out: &[u8]) -> usize {
     RS_MACS
         .iter()
         .position(|m| out[..6] == m[..])
         .expect("forwarded to a real server")
 }
 
-fn tcp(sport: u16, dport: u16, flags: u8) -> Frame {
+pub(crate) fn tcp(sport: u16, dport: u16, flags: u8) -> Frame {
     Frame {
         dst_mac: DIRECTOR_MAC,
         src_mac: CLIENT_MAC,

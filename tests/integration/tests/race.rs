@@ -4,82 +4,34 @@
 //! entry records, and the flow must be counted once.
 
 use std::{
-    net::Ipv4Addr,
     sync::atomic::{AtomicUsize, Ordering},
     thread,
 };
 
 use aya::programs::{TestRun, TestRunOptions, Xdp};
-use lb_common::{program_names, sched::Scheduler, state::tcp_flags::SYN};
+use lb_common::{program_names, state::tcp_flags::SYN};
 use lb_userspace::{
     dataplane::DataPlane,
     maps::{Maps, live_conns},
-    model::{DestSpec, Protocol, ServiceAddr, ServiceSpec},
-};
-use xdpvs_testbed::{
-    direct,
-    packets::{Frame, L4},
 };
 
-const XDP_TX: u32 = 3;
+use crate::datapath::{RS_MACS, XDP_TX, dataplane_with, tcp};
+
 /// Flows raced for.
 const FLOWS: u16 = 20_000;
 /// The CPUs the two senders are pinned to.
 const CPUS: [usize; 2] = [0, 1];
-
-const DIRECTOR_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
-const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x10];
-const RS_MACS: [[u8; 6]; 3] = [
-    [2, 0, 0, 0, 0, 0x21],
-    [2, 0, 0, 0, 0, 0x22],
-    [2, 0, 0, 0, 0, 0x23],
-];
-const VIP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 100);
-const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 10);
 /// Flow `i` comes from this client port plus `i`.
 const FIRST_PORT: u16 = 10_000;
 
-/// A private data plane with a TCP service on VIP:80, rr over three real servers (dest ids
-/// 0, 1, 2) with the MACs `RS_MACS`.
+/// The TCP service on VIP:80 (service 0), rr over three real servers (dest ids 0, 1, 2) with
+/// the MACs `RS_MACS`.
 fn dataplane() -> DataPlane {
-    let mut dp = DataPlane::load(None, 2 * u32::from(FLOWS))
-        .expect("the object loads and passes the verifier");
-    dp.set_director(DIRECTOR_MAC, false).unwrap();
-    let spec = ServiceSpec {
-        addr: ServiceAddr {
-            protocol: Protocol::Tcp,
-            addr: VIP,
-            port: 80,
-        },
-        scheduler: Scheduler::Rr,
-        flags: 0,
-        persistence: None,
-        dests: (0..RS_MACS.len())
-            .map(|i| DestSpec {
-                addr: Ipv4Addr::new(10, 77, 0, 21 + i as u8),
-                weight: 1,
-                u_threshold: 0,
-                l_threshold: 0,
-            })
-            .collect(),
-    };
-    direct::install(dp, &[spec], |i| Some(RS_MACS[i])).unwrap()
+    dataplane_with("rr", 0, &[1; RS_MACS.len()], true)
 }
 
 fn syn(flow: u16) -> Vec<u8> {
-    Frame {
-        dst_mac: DIRECTOR_MAC,
-        src_mac: CLIENT_MAC,
-        vlan: None,
-        src: CLIENT,
-        dst: VIP,
-        l4: L4::Tcp {
-            sport: FIRST_PORT + flow,
-            dport: 80,
-            flags: SYN,
-        },
-    }
-    .build(b"")
+    tcp(FIRST_PORT + flow, 80, SYN).build(b"")
 }
 
 /// Moves the calling thread onto `cpu` alone: BPF_PROG_TEST_RUN runs the program there.
