@@ -96,10 +96,10 @@ fn service(key: &FlowKey) -> Option<Service> {
         proto: key.proto as u8,
         _pad: 0,
     };
-    // SAFETY: SERVICES is preallocated, so the value stays valid memory for this run; the
-    // daemon replaces a service by inserting a new element and may reuse the old one for
-    // another service at its next write. The value is copied at once, so this packet sees one
-    // service throughout (torn only by a write during the copy; every use is bounds checked).
+    // SAFETY: SERVICES is not preallocated: the daemon replaces a service by inserting a new
+    // element, and the old one is freed only after an RCU grace period, which this run is
+    // inside. The element is never written in place, so the copy is the whole old or new
+    // service.
     unsafe { SERVICES.get(key) }.copied()
 }
 

@@ -2,6 +2,7 @@
 //! daemon finds them again.
 
 use aya_ebpf::{
+    bindings::BPF_F_NO_PREALLOC,
     macros::map,
     maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
@@ -14,8 +15,11 @@ use lb_common::{
     stats::{Global, Traffic},
 };
 
+/// Not preallocated: a replaced or removed service's element is freed only after an RCU grace
+/// period (a preallocated map hands it to the writer's next update at once).
 #[map(name = "SERVICES")]
-pub static SERVICES: HashMap<ServiceKey, Service> = HashMap::with_max_entries(MAX_SERVICES, 0);
+pub static SERVICES: HashMap<ServiceKey, Service> =
+    HashMap::with_max_entries(MAX_SERVICES, BPF_F_NO_PREALLOC);
 
 #[map(name = "SERVICE_DESTS")]
 pub static SERVICE_DESTS: Array<u32> = Array::with_max_entries(LIST_POOL_SIZE, 0);

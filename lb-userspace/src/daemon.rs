@@ -134,7 +134,9 @@ impl Daemon {
         }
     }
 
-    /// Re-reads the configuration file and applies the difference; on any error nothing changes.
+    /// Re-reads the configuration file and applies the difference. A file that is not valid,
+    /// or a change that does not fit, changes nothing; a map write that fails midway leaves
+    /// what was done, recorded.
     pub fn reload(&mut self) -> Result<()> {
         let path = self
             .config

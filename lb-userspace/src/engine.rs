@@ -90,8 +90,11 @@ impl<M: Maps> Engine<M> {
     /// are rescheduled). Services in the map that nobody accounts for are removed either way.
     pub fn adopt(&mut self, saved: Option<SavedState>) -> Result<bool> {
         let matches = |s: &InstalledService| {
-            matches!(self.maps.service(&s.spec.addr.map_key()), Ok(Some(v))
-                if v.id == s.id && v.dests_offset == s.list.offset && v.table_offset == s.table.offset)
+            let value = s.spec.map_value(s.id, s.list.offset, s.table.offset);
+            s.list.len as usize == s.dest_ids.len()
+                && s.dest_ids.len() == s.spec.dests.len()
+                && s.table.len == value.table_size
+                && matches!(self.maps.service(&s.spec.addr.map_key()), Ok(Some(v)) if v == value)
         };
         let adopted = match saved {
             Some(saved) => {
@@ -206,11 +209,12 @@ impl<M: Maps> Engine<M> {
                 )
             }
             Step::Remove { addr } => {
+                self.maps.remove_service(&addr.map_key())?;
                 if let Some(s) = self.installed.get(addr) {
                     self.counters.forget(Owner::Service(s.id));
                 }
                 log::info!("service {addr} removed");
-                self.maps.remove_service(&addr.map_key())
+                Ok(())
             }
             Step::Synchronize => self.maps.synchronize(),
         }

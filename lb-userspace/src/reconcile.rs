@@ -44,6 +44,10 @@ pub struct InstalledService {
     pub list: Region,
     /// Its bucket table in the table pool (empty for schedulers without one).
     pub table: Region,
+    /// A step of a change that did not finish touched its real servers: the maps may differ
+    /// from `spec`, so the next plan writes the service anew.
+    #[serde(default)]
+    pub stale: bool,
 }
 
 /// What no service uses any more but a packet may still be reading: free after the next
@@ -275,10 +279,12 @@ impl Installed {
                     ..Retired::default()
                 };
             }
-            Step::ClaimDest { .. }
-            | Step::UpdateDest { .. }
-            | Step::WriteList { .. }
-            | Step::WriteTable { .. } => {}
+            Step::UpdateDest { id, .. } => {
+                if let Some(s) = self.services.iter_mut().find(|s| s.dest_ids.contains(id)) {
+                    s.stale = true;
+                }
+            }
+            Step::ClaimDest { .. } | Step::WriteList { .. } | Step::WriteTable { .. } => {}
         }
     }
 
@@ -331,7 +337,7 @@ pub fn plan(current: &Installed, wanted: &[ServiceSpec]) -> Result<Plan, PlanErr
     }
     for spec in wanted {
         match current.get(&spec.addr) {
-            Some(prev) if prev.spec == *spec => {}
+            Some(prev) if prev.spec == *spec && !prev.stale => {}
             prev => planner.service(spec, prev)?,
         }
     }
@@ -411,7 +417,7 @@ impl Planner<'_> {
         for ds in &spec.dests {
             let id = match kept.remove(&ds.addr) {
                 Some((id, old)) => {
-                    if old != *ds {
+                    if old != *ds || prev.is_some_and(|p| p.stale) {
                         self.steps.push(Step::UpdateDest { id, spec: *ds });
                     }
                     id
@@ -454,6 +460,7 @@ impl Planner<'_> {
             dest_ids,
             list,
             table,
+            stale: false,
         };
         self.steps.push(Step::Switch {
             new: prev.is_none(),

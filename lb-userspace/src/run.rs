@@ -155,7 +155,7 @@ async fn serve(
                     daemon.save();
                     log::info!("configuration reloaded");
                 }
-                Err(e) => log::error!("reload refused, nothing changed: {e:#}"),
+                Err(e) => log::error!("reload failed: {e:#}"),
             },
             _ = ticker.tick() => {
                 if let Err(e) = daemon.tick() {

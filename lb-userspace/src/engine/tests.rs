@@ -40,6 +40,20 @@ fn assert_record_matches_maps(e: &Engine<FakeMaps>) {
             (s.id, s.list.offset, s.table.offset)
         );
         assert_eq!(m.list_of(&s.spec.addr.map_key()), s.dest_ids);
+        if !s.stale {
+            let table: Vec<u32> = s
+                .spec
+                .table()
+                .unwrap_or_default()
+                .iter()
+                .map(|p| p.map_or(u32::MAX, |p| s.dest_ids[p as usize]))
+                .collect();
+            assert_eq!(m.table_of(&s.spec.addr.map_key()), table);
+            for (d, id) in s.spec.dests.iter().zip(&s.dest_ids) {
+                let dest = m.dests[id];
+                assert_eq!((dest.weight, dest.u_threshold), (d.weight, d.u_threshold));
+            }
+        }
     }
     assert!(e.installed().is_consistent());
 }
@@ -50,12 +64,14 @@ fn before_and_after() -> (Vec<ServiceSpec>, Vec<ServiceSpec>) {
         spec(81, Scheduler::Rr, &[4, 5]),
         spec(82, Scheduler::Mh, &[6, 7]),
     ];
-    // 80 loses a server and gains one, 81 is removed, 82 is kept, 83 is new.
-    let after = vec![
+    // 80 loses a server, gains one and weighs another anew, 81 is removed, 82 is kept, 83 is
+    // new.
+    let mut after = vec![
         spec(80, Scheduler::Sh, &[1, 3, 8]),
         spec(82, Scheduler::Mh, &[6, 7]),
         spec(83, Scheduler::Wrr, &[9]),
     ];
+    after[0].dests[1].weight = 3;
     (before, after)
 }
 
@@ -73,8 +89,11 @@ fn a_failed_map_write_leaves_the_record_matching_the_maps() {
         e.maps_mut().fail_after = Some(k);
         assert!(e.apply(&after).is_err(), "write {k} of {writes} failed");
         assert_record_matches_maps(&e);
-        // The daemon goes on: the same change, retried, lands; removing everything frees all.
+        // The daemon goes on: going back lands, the same change retried lands, removing
+        // everything frees all.
         e.maps_mut().fail_after = None;
+        e.apply(&before).unwrap();
+        assert_record_matches_maps(&e);
         e.apply(&after).unwrap();
         assert_record_matches_maps(&e);
         assert_eq!(e.installed().specs(), after);
