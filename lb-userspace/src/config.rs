@@ -46,6 +46,8 @@ pub struct Config {
     pub timeouts: Timeouts,
     /// Loopback address of the Prometheus endpoint, if any.
     pub metrics: Option<std::net::SocketAddr>,
+    /// Health checking, per service that has checked real servers.
+    pub health: Vec<crate::health::model::ServiceHealth>,
 }
 
 #[derive(Deserialize)]
@@ -220,6 +222,7 @@ impl Config {
             interface: file.interface,
             metrics: file.metrics,
             services,
+            health: Vec::new(),
         })
     }
 }
