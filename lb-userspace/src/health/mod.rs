@@ -1,3 +1,4 @@
 //! Health checks of real servers, as keepalived's checker runs them.
 
+pub mod check;
 pub mod model;
