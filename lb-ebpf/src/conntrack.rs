@@ -24,7 +24,8 @@ use crate::{
     verdict::DropReason,
 };
 
-const EEXIST: i32 = 17;
+/// The errno of an insert with BPF_NOEXIST that found the key.
+pub const EEXIST: i32 = 17;
 
 /// A packet's connection: the real server its flow is tracked to.
 pub struct Conn {

@@ -3,7 +3,10 @@
 
 use core::ffi::c_void;
 
-use aya_ebpf::helpers::generated::bpf_loop;
+use aya_ebpf::{
+    bindings::{BPF_ANY, BPF_NOEXIST},
+    helpers::generated::bpf_loop,
+};
 use lb_common::{
     MAX_DESTS_PER_SERVICE,
     flow::{Persist, PersistKey},
@@ -13,6 +16,7 @@ use lb_common::{
 
 use crate::{
     conns,
+    conntrack::EEXIST,
     maps::{DESTS, PERSIST, SERVICE_DESTS, SERVICE_SCHED, SERVICE_TABLES},
     shared::{self, SharedU32},
 };
@@ -98,33 +102,64 @@ pub fn assign(svc: &Service, pkt: &Addresses, src_be: u32, now: u64) -> Option<u
         service: svc.id,
         client: src_be & svc.persist_mask,
     };
-    if persistent && let Some(t) = PERSIST.get_ptr_mut(key) {
-        // SAFETY: PERSIST is preallocated, so `t` stays valid memory for this run; but the
-        // daemon deletes expired templates and other CPUs replace unusable ones, so the element
-        // may meanwhile be reused for another client's template. Its fixed fields are read once
-        // and the server is used only while usable: a reuse can send one new flow to another
-        // usable server and refresh another template's time, nothing worse.
-        let (dest, generation) = unsafe { ((*t).dest, (*t).dest_generation) };
-        let usable = DESTS
-            .get(dest)
-            .is_some_and(|d| d.holds(generation) && d.weight > 0 && d.is_resolved());
-        if usable {
-            // SAFETY: as above; the value is 8-aligned.
-            unsafe { shared::store_u64(&raw mut (*t).last_used_ns, now) };
-            return Some(dest);
-        }
-    }
+    let found = match persistent.then(|| template_dest(&key, now)) {
+        Some(Template::Usable(dest)) => return Some(dest),
+        Some(Template::Unusable) => true,
+        Some(Template::Missing) | None => false,
+    };
     let dest = pick(svc, pkt)?;
-    if persistent {
-        let template = Persist {
-            last_used_ns: now,
-            dest,
-            dest_generation: DESTS.get(dest)?.generation,
-        };
-        // A full template table only costs stickiness: the flow is still forwarded.
-        let _ = PERSIST.insert(key, template, 0);
+    if !persistent {
+        return Some(dest);
     }
-    Some(dest)
+    let template = Persist {
+        last_used_ns: now,
+        dest,
+        dest_generation: DESTS.get(dest)?.generation,
+    };
+    // Only a missing template is filled, so that of CPUs racing on a client's first packets
+    // one choice wins and the others follow it; an unusable one is replaced.
+    let flags = if found { BPF_ANY } else { BPF_NOEXIST };
+    match PERSIST.insert(&key, &template, flags.into()) {
+        Err(e) if -e == EEXIST => match template_dest(&key, now) {
+            Template::Usable(winner) => Some(winner),
+            Template::Unusable | Template::Missing => Some(dest),
+        },
+        // A full template table only costs stickiness: the flow is still forwarded.
+        _ => Some(dest),
+    }
+}
+
+/// A client's persistence template, as a new flow sees it.
+enum Template {
+    /// Its server takes new flows: this one.
+    Usable(u32),
+    /// Its server left, is drained or has no MAC.
+    Unusable,
+    /// None.
+    Missing,
+}
+
+/// The template under `key`; a usable one is marked used at `now`.
+#[inline(always)]
+fn template_dest(key: &PersistKey, now: u64) -> Template {
+    let Some(t) = PERSIST.get_ptr_mut(key) else {
+        return Template::Missing;
+    };
+    // SAFETY: PERSIST is preallocated, so `t` stays valid memory for this run; but the daemon
+    // deletes expired templates and other CPUs replace unusable ones, so the element may
+    // meanwhile be reused for another client's template. Its fixed fields are read once and
+    // the server is used only while usable: a reuse can send one new flow to another usable
+    // server and refresh another template's time, nothing worse.
+    let (dest, generation) = unsafe { ((*t).dest, (*t).dest_generation) };
+    let usable = DESTS
+        .get(dest)
+        .is_some_and(|d| d.holds(generation) && d.weight > 0 && d.is_resolved());
+    if !usable {
+        return Template::Unusable;
+    }
+    // SAFETY: as above; the value is 8-aligned.
+    unsafe { shared::store_u64(&raw mut (*t).last_used_ns, now) };
+    Template::Usable(dest)
 }
 
 /// Picks a real server for a new flow of `svc`: its dest id, or `None` if none is usable.

@@ -63,7 +63,7 @@ pub(crate) fn dataplane_with(
 }
 
 /// As [`dataplane_with`], with client persistence.
-fn dataplane_from(
+pub(crate) fn dataplane_from(
     scheduler: &str,
     flags: u8,
     persistence: Option<Persistence>,

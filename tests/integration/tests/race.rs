@@ -4,6 +4,7 @@
 //! entry records, and the flow must be counted once.
 
 use std::{
+    net::Ipv4Addr,
     sync::atomic::{AtomicUsize, Ordering},
     thread,
 };
@@ -15,7 +16,10 @@ use lb_userspace::{
     maps::{Maps, live_conns},
 };
 
-use crate::datapath::{RS_MACS, XDP_TX, dataplane_with, tcp};
+use lb_userspace::model::Persistence;
+use xdpvs_testbed::packets::Frame;
+
+use crate::datapath::{RS_MACS, XDP_TX, dataplane_from, dataplane_with, tcp};
 
 /// Flows raced for.
 const FLOWS: u16 = 20_000;
@@ -90,19 +94,26 @@ fn send_all(program: &Xdp, frames: &[Vec<u8>], arrivals: &AtomicUsize, cpu: usiz
         .collect()
 }
 
+/// Sends `frames[k]` from `CPUS[k]`, the n-th frames of both at the same moment: the
+/// destination MACs of the forwarded frames, per CPU.
+fn race(dp: &DataPlane, frames: [Vec<Vec<u8>>; 2]) -> Vec<Vec<[u8; 6]>> {
+    let arrivals = AtomicUsize::new(0);
+    let program = dp.program(program_names::LOAD_BALANCER);
+    thread::scope(|s| {
+        let senders: Vec<_> = CPUS
+            .iter()
+            .zip(&frames)
+            .map(|(cpu, frames)| s.spawn(|| send_all(program, frames, &arrivals, *cpu)))
+            .collect();
+        senders.into_iter().map(|t| t.join().unwrap()).collect()
+    })
+}
+
 #[test]
 fn racing_first_packets_follow_the_flow_entry_and_count_once() {
     let dp = dataplane();
     let frames: Vec<Vec<u8>> = (0..FLOWS).map(syn).collect();
-    let arrivals = AtomicUsize::new(0);
-    let program = dp.program(program_names::LOAD_BALANCER);
-    let sent: Vec<Vec<[u8; 6]>> = thread::scope(|s| {
-        let senders: Vec<_> = CPUS
-            .iter()
-            .map(|cpu| s.spawn(|| send_all(program, &frames, &arrivals, *cpu)))
-            .collect();
-        senders.into_iter().map(|t| t.join().unwrap()).collect()
-    });
+    let sent = race(&dp, [frames.clone(), frames]);
 
     let flows = dp.flows().unwrap();
     assert_eq!(flows.len(), usize::from(FLOWS), "one entry per flow");
@@ -133,4 +144,34 @@ fn racing_first_packets_follow_the_flow_entry_and_count_once() {
         u32::from(FLOWS),
         "connections counted in InActConn"
     );
+}
+
+#[test]
+fn racing_first_flows_of_a_persistent_client_share_its_template() {
+    let persistence = Persistence {
+        timeout: 300,
+        netmask: Ipv4Addr::BROADCAST,
+    };
+    let dp = dataplane_from("rr", 0, Some(persistence), &[1; RS_MACS.len()], true);
+    // Client i opens one connection from each CPU at the same moment.
+    let frames = |port: u16| -> Vec<Vec<u8>> {
+        (0..u32::from(FLOWS))
+            .map(|i| {
+                Frame {
+                    src: Ipv4Addr::from(0x0a50_0000 + i),
+                    ..tcp(port, 80, SYN)
+                }
+                .build(b"")
+            })
+            .collect()
+    };
+    let sent = race(&dp, [frames(FIRST_PORT), frames(FIRST_PORT + 1)]);
+    let split = (0..usize::from(FLOWS))
+        .filter(|i| sent[0][*i] != sent[1][*i])
+        .count();
+    assert_eq!(
+        split, 0,
+        "clients whose two connections went to two servers"
+    );
+    assert_eq!(dp.templates().unwrap().len(), usize::from(FLOWS));
 }
