@@ -119,7 +119,7 @@ pub fn assign(svc: &Service, pkt: &Addresses, src_be: u32, now: u64) -> Option<u
     // Only a missing template is filled, so that of CPUs racing on a client's first packets
     // one choice wins and the others follow it; an unusable one is replaced.
     let flags = if found { BPF_ANY } else { BPF_NOEXIST };
-    match PERSIST.insert(&key, &template, flags.into()) {
+    match PERSIST.insert(key, template, flags.into()) {
         Err(e) if -e == EEXIST => match template_dest(&key, now) {
             Template::Usable(winner) => Some(winner),
             Template::Unusable | Template::Missing => Some(dest),
