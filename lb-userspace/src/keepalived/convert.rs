@@ -244,7 +244,7 @@ impl Converter {
         };
         let mut protocol = Protocol::Tcp;
         let mut scheduler = None;
-        let mut method = None;
+        let mut method_given = false;
         let mut persistence_timeout = None;
         let mut netmask = None;
         // The service-wide settings; each service of a group gets a copy with its address.
@@ -277,7 +277,10 @@ impl Converter {
                         )
                     })?);
                 }
-                "lvs_method" | "lb_kind" => method = Some(direct_routing(s)?),
+                "lvs_method" | "lb_kind" => {
+                    direct_routing(s)?;
+                    method_given = true;
+                }
                 "protocol" => {
                     protocol = match single(s)? {
                         "TCP" => Protocol::Tcp,
@@ -313,7 +316,7 @@ impl Converter {
                 _ => return Err(unknown(s)),
             }
         }
-        if method.is_none() {
+        if !method_given {
             self.warn(
                 st,
                 "no lvs_method/lb_kind: keepalived would use NAT; xdpvs uses direct routing (DR)",
