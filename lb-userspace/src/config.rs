@@ -23,7 +23,11 @@
 //! weight = 1                    # default 1
 //! ```
 
-use std::{fs, net::SocketAddrV4, path::Path};
+use std::{
+    fs,
+    net::SocketAddrV4,
+    path::{Path, PathBuf},
+};
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
@@ -48,6 +52,53 @@ pub struct Config {
     pub metrics: Option<std::net::SocketAddr>,
     /// Health checking, per service that has checked real servers.
     pub health: Vec<crate::health::model::ServiceHealth>,
+}
+
+/// Where the daemon's configuration comes from: re-read on every reload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// xdpvsd's TOML file (`--config`).
+    Toml(PathBuf),
+    /// keepalived.conf as is (`--keepalived-conf`).
+    Keepalived(PathBuf),
+}
+
+/// A configuration and what its reading tolerated.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Loaded {
+    /// The configuration.
+    pub config: Config,
+    /// What was accepted with a warning (keepalived.conf only).
+    pub warnings: Vec<crate::keepalived::Diagnostic>,
+}
+
+impl Source {
+    /// Reads and validates the configuration.
+    pub fn read(&self) -> Result<Loaded> {
+        match self {
+            Self::Toml(path) => Config::load(path).map(|config| Loaded {
+                config,
+                warnings: Vec::new(),
+            }),
+            // Its diagnostics name the file (an included one, maybe) where they can.
+            Self::Keepalived(path) => crate::keepalived::load(path).map_err(|e| match e.at {
+                Some(_) => e.into(),
+                None => anyhow::Error::new(e).context(format!(
+                    "invalid keepalived configuration {}",
+                    path.display()
+                )),
+            }),
+        }
+    }
+
+    /// Reads the configuration and logs its warnings.
+    pub fn load(&self) -> Result<Config> {
+        let loaded = self.read()?;
+        for w in &loaded.warnings {
+            log::warn!("{w}");
+        }
+        Ok(loaded.config)
+    }
 }
 
 #[derive(Deserialize)]

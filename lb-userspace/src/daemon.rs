@@ -2,16 +2,13 @@
 //! kernel's neighbour table and the configuration file, sends neighbour probes, and saves the
 //! bookkeeping for a successor. Everything it decides is the engine's.
 
-use std::{
-    path::{Path, PathBuf},
-    time::Duration,
-};
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::{Context, Result};
 use lb_common::state::Timeouts;
 
 use crate::{
-    config::Config,
+    config::Source,
     control::{Command, PROTOCOL_VERSION, Request, Response},
     dataplane::{DataPlane, monotonic_ns},
     engine::{Engine, XDP_LOG_TARGET},
@@ -43,7 +40,7 @@ pub struct Options {
     /// Connection timeouts.
     pub timeouts: Timeouts,
     /// The configuration file, re-read on SIGHUP and `xdpvsadm --reload`.
-    pub config: Option<PathBuf>,
+    pub config: Option<Source>,
     /// Where the daemon keeps its bookkeeping for its successor.
     pub state_file: PathBuf,
     /// Loopback address for the Prometheus text exposition, if any.
@@ -52,9 +49,8 @@ pub struct Options {
 
 impl Options {
     /// Settings from the command line and an optional configuration file.
-    pub fn new(interface: Option<String>, config: Option<&Path>) -> Result<Self> {
-        let path = config.map(Path::to_owned);
-        let config = config.map(Config::load).transpose()?;
+    pub fn new(interface: Option<String>, source: Option<Source>) -> Result<Self> {
+        let config = source.as_ref().map(Source::load).transpose()?;
         let interface = interface
             .or_else(|| config.as_ref().and_then(|c| c.interface.clone()))
             .context("no interface: give --interface IF or `interface` in the configuration")?;
@@ -71,7 +67,7 @@ impl Options {
             allow_generic: true,
             state_file: crate::DEFAULT_STATE_FILE.into(),
             metrics: config.as_ref().and_then(|c| c.metrics),
-            config: path,
+            config: source,
         })
     }
 }
@@ -81,7 +77,7 @@ pub struct Daemon {
     engine: Engine<DataPlane>,
     interface: String,
     /// The configuration file, for reloads.
-    config: Option<PathBuf>,
+    config: Option<Source>,
     /// Where the bookkeeping is saved after every change.
     state_file: PathBuf,
 }
@@ -138,11 +134,11 @@ impl Daemon {
     /// or a change that does not fit, changes nothing; a map write that fails midway leaves
     /// what was done, recorded.
     pub fn reload(&mut self) -> Result<()> {
-        let path = self
+        let config = self
             .config
-            .clone()
-            .context("the daemon was started without --config")?;
-        let config = Config::load(&path)?;
+            .as_ref()
+            .context("the daemon was started without --config or --keepalived-conf")?
+            .load()?;
         self.engine.set_timeouts(config.timeouts);
         self.apply(&config.services)
     }

@@ -12,6 +12,7 @@ pub mod engine;
 pub mod health;
 pub mod iface;
 pub mod ipvsadm_format;
+pub mod keepalived;
 pub mod listing;
 pub mod maps;
 pub mod metrics;

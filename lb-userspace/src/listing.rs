@@ -6,7 +6,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use lb_common::sched::Scheduler;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Protocol, ServiceAddr, scheduler_name};
+use crate::model::{Protocol, ServiceAddr, ServiceSpec, scheduler_name};
 
 /// Everything `-L` shows.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -17,6 +17,45 @@ pub struct Listing {
     pub services: Vec<ServiceStatus>,
     /// Global counters by name.
     pub counters: Vec<(String, u64)>,
+}
+
+impl Listing {
+    /// The listing `services` would have once installed, before any traffic (for `--check`).
+    pub fn configured(services: &[ServiceSpec]) -> Self {
+        let services = services
+            .iter()
+            .map(|s| ServiceStatus {
+                addr: s.addr,
+                scheduler: s.scheduler,
+                flags: s.flags,
+                persistence: s.persistence,
+                dests: s
+                    .dests
+                    .iter()
+                    .map(|d| DestStatus {
+                        addr: d.addr,
+                        port: s.addr.port,
+                        weight: d.weight,
+                        u_threshold: d.u_threshold,
+                        l_threshold: d.l_threshold,
+                        persistent: 0,
+                        active: 0,
+                        inactive: 0,
+                        mac: None,
+                        traffic: TrafficStatus::default(),
+                        rates: Rates::default(),
+                    })
+                    .collect(),
+                traffic: TrafficStatus::default(),
+                rates: Rates::default(),
+            })
+            .collect();
+        Self {
+            flow_table_size: 0,
+            services,
+            counters: Vec::new(),
+        }
+    }
 }
 
 /// One virtual service.

@@ -16,6 +16,10 @@ const PACKAGES: &[(&str, &str)] = &[
     ("nsenter", "util-linux"),
     ("wrk", "wrk"),
     ("haproxy", "haproxy"),
+    (
+        "/usr/share/doc/keepalived/samples/keepalived.conf.sample",
+        "keepalived",
+    ),
     ("nginx", "nginx-light"),
     (
         "/usr/lib/nginx/modules/ngx_stream_module.so",

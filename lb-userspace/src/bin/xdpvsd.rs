@@ -3,7 +3,7 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, ValueEnum};
-use lb_userspace::{daemon::Options, run};
+use lb_userspace::{config::Source, daemon::Options, ipvsadm_format, listing::Listing, run};
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Mode {
@@ -21,8 +21,15 @@ struct Cli {
     #[arg(short, long)]
     interface: Option<String>,
     /// TOML configuration file.
-    #[arg(short, long)]
+    #[arg(short, long, conflicts_with = "keepalived_conf")]
     config: Option<PathBuf>,
+    /// keepalived.conf: its virtual servers, real servers and checkers (VRRP is keepalived's).
+    #[arg(long, value_name = "FILE")]
+    keepalived_conf: Option<PathBuf>,
+    /// Check the configuration file: print its services as `xdpvsadm -S` would and every
+    /// warning, and exit (1 if it is not valid) without touching the system.
+    #[arg(long)]
+    check: bool,
     /// Directory for the pinned maps (on a BPF filesystem).
     #[arg(long, default_value = lb_userspace::DEFAULT_PIN_DIR)]
     pin_dir: PathBuf,
@@ -49,9 +56,16 @@ struct Cli {
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
+    let source = match (cli.config, cli.keepalived_conf) {
+        (Some(path), _) => Some(Source::Toml(path)),
+        (None, path) => path.map(Source::Keepalived),
+    };
     let main = || -> anyhow::Result<()> {
+        if cli.check {
+            return check(source.as_ref());
+        }
         let interface = cli.interface.or(cli.unload.then(String::new));
-        let mut opts = Options::new(interface, cli.config.as_deref())?;
+        let mut opts = Options::new(interface, source)?;
         opts.pin_dir = cli.pin_dir;
         opts.socket = cli.socket;
         opts.state_file = cli.state_file;
@@ -73,4 +87,19 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `--check`: the services as `-S` lists them on stdout, the warnings on stderr.
+fn check(source: Option<&Source>) -> anyhow::Result<()> {
+    let source =
+        source.ok_or_else(|| anyhow::anyhow!("--check needs --config or --keepalived-conf"))?;
+    let loaded = source.read()?;
+    for w in &loaded.warnings {
+        eprintln!("xdpvsd: warning: {w}");
+    }
+    print!(
+        "{}",
+        ipvsadm_format::rules(&Listing::configured(&loaded.config.services))
+    );
+    Ok(())
 }

@@ -43,6 +43,8 @@ pub struct Daemon {
     pub log_filter: &'static str,
     /// Connection-table size of the next start.
     pub max_flows: u32,
+    /// keepalived.conf to start with (`--keepalived-conf`) when no TOML text is given.
+    pub keepalived_conf: Option<PathBuf>,
 }
 
 impl Daemon {
@@ -58,10 +60,12 @@ impl Daemon {
             work_dir,
             log_filter: "info,xdpvs::xdp=debug",
             max_flows: 65_536,
+            keepalived_conf: None,
         })
     }
 
-    /// The xdpvsd command for `ns` with this daemon's paths and `config` (TOML) written to a file.
+    /// The xdpvsd command for `ns` with this daemon's paths and `config` (TOML) written to a
+    /// file, or else its keepalived.conf if it has one.
     pub fn command(&self, ns: &Netns, config: Option<&str>) -> Result<Command> {
         let mut cmd = self.xdpvsd(ns)?;
         cmd.env("RUST_LOG", self.log_filter)
@@ -70,6 +74,8 @@ impl Daemon {
         if let Some(text) = config {
             self.write_config(text)?;
             cmd.arg("--config").arg(self.config_path());
+        } else if let Some(path) = &self.keepalived_conf {
+            cmd.arg("--keepalived-conf").arg(path);
         }
         Ok(cmd)
     }

@@ -16,7 +16,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::{
     netns::Netns,
-    topology::{Topology, VIP, real_server_name},
+    topology::{Topology, real_server_name},
 };
 
 const POLL: Duration = Duration::from_millis(20);
@@ -50,12 +50,11 @@ impl NamedServers {
 
 /// Starts named servers on every real server of `topo`: HTTP on port 80, UDP on VIP:53.
 pub fn on_real_servers(topo: &Topology) -> Result<Vec<NamedServers>> {
+    let udp = SocketAddr::from((topo.addressing.vip, 53));
     topo.real_servers
         .iter()
         .enumerate()
-        .map(|(i, ns)| {
-            NamedServers::start(ns, &real_server_name(i), 80, SocketAddr::from((VIP, 53)))
-        })
+        .map(|(i, ns)| NamedServers::start(ns, &real_server_name(i), 80, udp))
         .collect()
 }
 

@@ -1,5 +1,6 @@
 //! The direct-routing test topology: a client, a director and real servers in their own
-//! namespaces, joined by a bridge in a further namespace, all on 10.77.0.0/24.
+//! namespaces, joined by a bridge in a further namespace, all on one subnet: 10.77.0.0/24
+//! unless built on other [`Addressing`].
 //!
 //! Real servers own the VIP on `lo` with arp_ignore=1 and arp_announce=2; the director owns it
 //! on its interface, so it alone answers ARP for it. Everything is removed on drop.
@@ -43,6 +44,34 @@ pub fn real_server_name(i: usize) -> String {
     format!("rs{}", i + 1)
 }
 
+/// The addresses of a topology, all in one subnet.
+#[derive(Clone, Debug)]
+pub struct Addressing {
+    /// Prefix length of the subnet.
+    pub prefix_len: u8,
+    /// The virtual IP.
+    pub vip: Ipv4Addr,
+    /// The client.
+    pub client: Ipv4Addr,
+    /// The director.
+    pub director: Ipv4Addr,
+    /// The real servers, one namespace each.
+    pub real_servers: Vec<Ipv4Addr>,
+}
+
+impl Addressing {
+    /// The usual 10.77.0.0/24 with `n` real servers ([`VIP`], [`CLIENT_IP`], ...).
+    pub fn lab(n: usize) -> Self {
+        Self {
+            prefix_len: 24,
+            vip: VIP,
+            client: CLIENT_IP,
+            director: DIRECTOR_IP,
+            real_servers: (0..n).map(real_server_ip).collect(),
+        }
+    }
+}
+
 /// A built topology.
 pub struct Topology {
     /// Keeps the pass-through program on the director's bridge port (see `attach_peer_pass`).
@@ -55,11 +84,19 @@ pub struct Topology {
     pub real_servers: Vec<Netns>,
     /// The switch. Dropped last.
     pub bridge: Netns,
+    /// Its addresses.
+    pub addressing: Addressing,
 }
 
 impl Topology {
     /// Builds a topology with `n` real servers; `tag` goes into the namespace names.
     pub fn build(tag: &str, n: usize) -> Result<Self> {
+        Self::build_on(tag, Addressing::lab(n))
+    }
+
+    /// Builds a topology on `addressing`.
+    pub fn build_on(tag: &str, addressing: Addressing) -> Result<Self> {
+        let a = &addressing;
         let bridge = Netns::create(unique_name(&format!("{tag}-br")))?;
         bridge.ip(&["link", "add", "br0", "type", "bridge"])?;
         bridge.ip(&["link", "set", "br0", "up"])?;
@@ -68,7 +105,8 @@ impl Topology {
             &unique_name(&format!("{tag}-cl")),
             "pcl",
             CLIENT_MAC,
-            CLIENT_IP,
+            a.client,
+            a.prefix_len,
         )?;
         // Forwarded TCP segments would otherwise reach the real servers with a partial checksum.
         client.exec("ethtool", &["-K", IFACE, "tx", "off"])?;
@@ -77,23 +115,25 @@ impl Topology {
             &unique_name(&format!("{tag}-dir")),
             "pdir",
             DIRECTOR_MAC,
-            DIRECTOR_IP,
+            a.director,
+            a.prefix_len,
         )?;
-        director.ip(&["addr", "add", &format!("{VIP}/32"), "dev", IFACE])?;
-        let mut real_servers = Vec::with_capacity(n);
-        for i in 0..n {
+        director.ip(&["addr", "add", &format!("{}/32", a.vip), "dev", IFACE])?;
+        let mut real_servers = Vec::with_capacity(a.real_servers.len());
+        for (i, ip) in a.real_servers.iter().enumerate() {
             let rs = host(
                 &bridge,
                 &unique_name(&format!("{tag}-rs{}", i + 1)),
                 &format!("prs{i}"),
                 &real_server_mac(i),
-                real_server_ip(i),
+                *ip,
+                a.prefix_len,
             )?;
             for conf in ["all", IFACE] {
                 rs.sysctl(&format!("net.ipv4.conf.{conf}.arp_ignore"), "1")?;
                 rs.sysctl(&format!("net.ipv4.conf.{conf}.arp_announce"), "2")?;
             }
-            rs.ip(&["addr", "add", &format!("{VIP}/32"), "dev", "lo"])?;
+            rs.ip(&["addr", "add", &format!("{}/32", a.vip), "dev", "lo"])?;
             real_servers.push(rs);
         }
         let peer_pass = attach_peer_pass(&bridge, "pdir")?;
@@ -103,17 +143,25 @@ impl Topology {
             director,
             real_servers,
             bridge,
+            addressing,
         })
     }
 }
 
 /// A namespace joined to the bridge by a veth pair: `IFACE` inside, `port` on the bridge.
-fn host(bridge: &Netns, name: &str, port: &str, mac: &str, ip: Ipv4Addr) -> Result<Netns> {
+fn host(
+    bridge: &Netns,
+    name: &str,
+    port: &str,
+    mac: &str,
+    ip: Ipv4Addr,
+    prefix_len: u8,
+) -> Result<Netns> {
     let ns = Netns::create(name.to_owned())?;
     bridge.add_veth(port, IFACE, &ns)?;
     bridge.ip(&["link", "set", port, "master", "br0", "up"])?;
     ns.ip(&["link", "set", IFACE, "address", mac, "up"])?;
-    ns.ip(&["addr", "add", &format!("{ip}/24"), "dev", IFACE])?;
+    ns.ip(&["addr", "add", &format!("{ip}/{prefix_len}"), "dev", IFACE])?;
     Ok(ns)
 }
 
