@@ -43,6 +43,8 @@ pub struct Daemon {
     pub log_filter: &'static str,
     /// Connection-table size of the next start.
     pub max_flows: u32,
+    /// Further xdpvsd arguments of the next start.
+    pub args: Vec<String>,
 }
 
 impl Daemon {
@@ -58,6 +60,7 @@ impl Daemon {
             work_dir,
             log_filter: "info,xdpvs::xdp=debug",
             max_flows: 65_536,
+            args: Vec::new(),
         })
     }
 
@@ -66,7 +69,8 @@ impl Daemon {
         let mut cmd = self.xdpvsd(ns)?;
         cmd.env("RUST_LOG", self.log_filter)
             .args(["--interface", IFACE, "--max-flows"])
-            .arg(self.max_flows.to_string());
+            .arg(self.max_flows.to_string())
+            .args(&self.args);
         if let Some(text) = config {
             self.write_config(text)?;
             cmd.arg("--config").arg(self.config_path());

@@ -2,7 +2,9 @@
 //! namespaces, joined by a bridge in a further namespace, all on 10.77.0.0/24.
 //!
 //! Real servers own the VIP on `lo` with arp_ignore=1 and arp_announce=2; the director owns it
-//! on its interface, so it alone answers ARP for it. Everything is removed on drop.
+//! on its interface, so it alone answers ARP for it. A pair of directors ([`Topology::pair`])
+//! has no VIP of its own: VRRP (keepalived) adds it to one of them. Everything is removed on
+//! drop.
 
 use std::net::Ipv4Addr;
 
@@ -23,6 +25,10 @@ pub const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 10);
 pub const DIRECTOR_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
 /// The director's MAC.
 pub const DIRECTOR_MAC: &str = "02:00:00:00:00:02";
+/// The second director's own address, in a pair.
+pub const DIRECTOR2_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 3);
+/// The second director's MAC, in a pair.
+pub const DIRECTOR2_MAC: &str = "02:00:00:00:00:03";
 /// The client's MAC.
 pub const CLIENT_MAC: &str = "02:00:00:00:00:10";
 /// The interface name inside every host namespace.
@@ -45,12 +51,14 @@ pub fn real_server_name(i: usize) -> String {
 
 /// A built topology.
 pub struct Topology {
-    /// Keeps the pass-through program on the director's bridge port (see `attach_peer_pass`).
-    _peer_pass: Ebpf,
+    /// Keep the pass-through program on the directors' bridge ports (see `attach_peer_pass`).
+    _peer_pass: Vec<Ebpf>,
     /// The client.
     pub client: Netns,
     /// The director (where xdpvsd runs).
     pub director: Netns,
+    /// The second director of a pair.
+    pub director2: Option<Netns>,
     /// The real servers.
     pub real_servers: Vec<Netns>,
     /// The switch. Dropped last.
@@ -60,6 +68,16 @@ pub struct Topology {
 impl Topology {
     /// Builds a topology with `n` real servers; `tag` goes into the namespace names.
     pub fn build(tag: &str, n: usize) -> Result<Self> {
+        Self::build_with(tag, n, false)
+    }
+
+    /// As [`Topology::build`] with two directors (the second at [`DIRECTOR2_IP`]), neither
+    /// holding the VIP.
+    pub fn pair(tag: &str, n: usize) -> Result<Self> {
+        Self::build_with(tag, n, true)
+    }
+
+    fn build_with(tag: &str, n: usize, pair: bool) -> Result<Self> {
         let bridge = Netns::create(unique_name(&format!("{tag}-br")))?;
         bridge.ip(&["link", "add", "br0", "type", "bridge"])?;
         bridge.ip(&["link", "set", "br0", "up"])?;
@@ -79,7 +97,20 @@ impl Topology {
             DIRECTOR_MAC,
             DIRECTOR_IP,
         )?;
-        director.ip(&["addr", "add", &format!("{VIP}/32"), "dev", IFACE])?;
+        let director2 = pair
+            .then(|| {
+                host(
+                    &bridge,
+                    &unique_name(&format!("{tag}-dir2")),
+                    "pdir2",
+                    DIRECTOR2_MAC,
+                    DIRECTOR2_IP,
+                )
+            })
+            .transpose()?;
+        if !pair {
+            director.ip(&["addr", "add", &format!("{VIP}/32"), "dev", IFACE])?;
+        }
         let mut real_servers = Vec::with_capacity(n);
         for i in 0..n {
             let rs = host(
@@ -96,11 +127,15 @@ impl Topology {
             rs.ip(&["addr", "add", &format!("{VIP}/32"), "dev", "lo"])?;
             real_servers.push(rs);
         }
-        let peer_pass = attach_peer_pass(&bridge, "pdir")?;
+        let mut peer_pass = vec![attach_peer_pass(&bridge, "pdir")?];
+        if pair {
+            peer_pass.push(attach_peer_pass(&bridge, "pdir2")?);
+        }
         Ok(Self {
             _peer_pass: peer_pass,
             client,
             director,
+            director2,
             real_servers,
             bridge,
         })
