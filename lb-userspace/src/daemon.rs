@@ -45,6 +45,8 @@ pub struct Options {
     pub state_file: PathBuf,
     /// Loopback address for the Prometheus text exposition, if any.
     pub metrics: Option<std::net::SocketAddr>,
+    /// The link to keepalived's VRRP, if any.
+    pub ha: crate::ha::Settings,
 }
 
 impl Options {
@@ -67,6 +69,7 @@ impl Options {
             allow_generic: true,
             state_file: crate::DEFAULT_STATE_FILE.into(),
             metrics: config.as_ref().and_then(|c| c.metrics),
+            ha: Default::default(),
             config: source,
         })
     }

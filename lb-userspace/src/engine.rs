@@ -428,6 +428,7 @@ impl<M: Maps> Engine<M> {
             flow_table_size: self.flow_table_size,
             services,
             counters,
+            ha: None,
         })
     }
 

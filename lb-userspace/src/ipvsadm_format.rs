@@ -269,6 +269,7 @@ mod tests {
             flow_table_size: 4096,
             services,
             counters: vec![],
+            ha: None,
         }
     }
 

@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod dataplane;
 pub mod edit;
 pub mod engine;
+pub mod ha;
 pub mod health;
 pub mod iface;
 pub mod ipvsadm_format;

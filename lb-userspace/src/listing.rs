@@ -17,6 +17,9 @@ pub struct Listing {
     pub services: Vec<ServiceStatus>,
     /// Global counters by name.
     pub counters: Vec<(String, u64)>,
+    /// The director pair's state, when xdpvsd follows keepalived (not in ipvsadm's text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ha: Option<crate::ha::HaStatus>,
 }
 
 impl Listing {
@@ -54,6 +57,7 @@ impl Listing {
             flow_table_size: 0,
             services,
             counters: Vec::new(),
+            ha: None,
         }
     }
 }

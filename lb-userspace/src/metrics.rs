@@ -3,7 +3,10 @@
 
 use std::fmt::Write;
 
-use crate::listing::{DestStatus, Listing, ServiceStatus};
+use crate::{
+    ha::Role,
+    listing::{DestStatus, Listing, ServiceStatus},
+};
 
 /// A metric family: name, type, help, and the value it reads.
 type Family<T> = (&'static str, &'static str, &'static str, fn(&T) -> u64);
@@ -122,6 +125,25 @@ pub fn exposition(l: &Listing) -> String {
         "Packets seen by the XDP program by outcome.",
         samples,
     );
+    if let Some(ha) = &l.ha {
+        let samples = Role::ALL
+            .iter()
+            .map(|&r| (format!("role=\"{}\"", r.name()), u64::from(r == ha.role)))
+            .collect();
+        family(
+            &mut out,
+            "xdpvs_vrrp_role",
+            "gauge",
+            "keepalived's VRRP state of this director (1 for the current one).",
+            samples,
+        );
+        let _ = writeln!(
+            out,
+            "# HELP xdpvs_director_healthy Whether every service has a usable real server (0 in the track file).\n\
+# TYPE xdpvs_director_healthy gauge\nxdpvs_director_healthy {}",
+            u64::from(ha.healthy)
+        );
+    }
     out
 }
 
@@ -170,6 +192,11 @@ mod tests {
                 rates: Rates::default(),
             }],
             counters: vec![("passed".into(), 7)],
+            ha: Some(crate::ha::HaStatus {
+                role: Role::Backup,
+                instance: Some("VI_1".into()),
+                healthy: true,
+            }),
         };
         let text = exposition(&l);
         for line in [
@@ -178,6 +205,9 @@ mod tests {
             "xdpvs_real_server_active_connections{protocol=\"tcp\",vip=\"10.0.0.100\",port=\"80\",server=\"10.0.0.2\"} 1",
             "xdpvs_real_server_weight{protocol=\"tcp\",vip=\"10.0.0.100\",port=\"80\",server=\"10.0.0.2\"} 2",
             "xdpvs_packets_total{result=\"passed\"} 7",
+            "xdpvs_vrrp_role{role=\"master\"} 0",
+            "xdpvs_vrrp_role{role=\"backup\"} 1",
+            "xdpvs_director_healthy 1",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }

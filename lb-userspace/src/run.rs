@@ -1,5 +1,6 @@
-//! xdpvsd's event loop: the control socket, the metrics endpoint, signals and the periodic
-//! tick. Stopping leaves the program attached and its maps pinned for the next daemon.
+//! xdpvsd's event loop: the control socket, the metrics endpoint, signals, keepalived's
+//! notify FIFO and the periodic tick. Stopping leaves the program attached and its maps pinned
+//! for the next daemon.
 
 use std::{
     fs, io::ErrorKind, net::SocketAddr, os::unix::fs::PermissionsExt, path::Path, time::Duration,
@@ -13,8 +14,10 @@ use tokio::{
 };
 
 use crate::{
+    control::Reply,
     daemon::{Daemon, Options, TICK},
     dataplane::{self, DataPlane},
+    ha::{self, Ha},
     iface, metrics,
     saved::SavedState,
 };
@@ -52,7 +55,7 @@ async fn bind_metrics(addr: SocketAddr) -> Result<TcpListener> {
         .with_context(|| format!("binding the metrics endpoint {addr}"))
 }
 
-async fn serve_one(daemon: &mut Daemon, stream: UnixStream) -> Result<()> {
+async fn serve_one(daemon: &mut Daemon, ha: &Ha, stream: UnixStream) -> Result<()> {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     tokio::time::timeout(
@@ -60,17 +63,23 @@ async fn serve_one(daemon: &mut Daemon, stream: UnixStream) -> Result<()> {
         BufReader::new(read).read_line(&mut line),
     )
     .await??;
-    let mut answer = serde_json::to_string(&daemon.handle(&line))?;
+    let mut response = daemon.handle(&line);
+    if let Ok(Reply::Listing(l)) = &mut response.result {
+        l.ha = ha.status();
+    }
+    let mut answer = serde_json::to_string(&response)?;
     answer.push('\n');
     write.write_all(answer.as_bytes()).await?;
     Ok(())
 }
 
 /// Answers one HTTP request with the exposition, whatever the path.
-async fn serve_metrics(daemon: &mut Daemon, mut stream: TcpStream) -> Result<()> {
+async fn serve_metrics(daemon: &mut Daemon, ha: &Ha, mut stream: TcpStream) -> Result<()> {
     let mut request = [0u8; 1024];
     let _ = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut request)).await;
-    let body = metrics::exposition(&daemon.listing()?);
+    let mut listing = daemon.listing()?;
+    listing.ha = ha.status();
+    let body = metrics::exposition(&listing);
     let head = format!(
         "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
@@ -124,7 +133,11 @@ async fn start(opts: &Options, listener: UnixListener) -> Result<()> {
         opts.interface,
         opts.socket.display()
     );
-    serve(&mut daemon, listener, metrics).await?;
+    let mut ha = Ha::start(&opts.ha)?;
+    let served = serve(&mut daemon, &mut ha, listener, metrics).await;
+    // keepalived hands the VIP to the peer; the program goes on forwarding meanwhile.
+    ha.stop();
+    served?;
     daemon.save();
     log::info!(
         "stopping; the XDP program stays attached to {} (`xdpvsd --unload` removes it)",
@@ -135,6 +148,7 @@ async fn start(opts: &Options, listener: UnixListener) -> Result<()> {
 
 async fn serve(
     daemon: &mut Daemon,
+    ha: &mut Ha,
     listener: UnixListener,
     metrics: Option<TcpListener>,
 ) -> Result<()> {
@@ -147,6 +161,7 @@ async fn serve(
         None => std::future::pending().await,
     };
     loop {
+        ha.check_health(|| daemon.listing().is_ok_and(|l| ha::serving(&l)));
         tokio::select! {
             _ = term.recv() => return Ok(()),
             _ = int.recv() => return Ok(()),
@@ -164,7 +179,7 @@ async fn serve(
             }
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    if let Err(e) = serve_one(daemon, stream).await {
+                    if let Err(e) = serve_one(daemon, ha, stream).await {
                         log::warn!("control request failed: {e:#}");
                     }
                 }
@@ -172,12 +187,13 @@ async fn serve(
             },
             accepted = scrape(&metrics) => match accepted {
                 Ok((stream, _)) => {
-                    if let Err(e) = serve_metrics(daemon, stream).await {
+                    if let Err(e) = serve_metrics(daemon, ha, stream).await {
                         log::warn!("metrics request failed: {e:#}");
                     }
                 }
                 Err(e) => log::warn!("accepting a metrics connection: {e}"),
             },
+            update = ha.next() => ha.apply(update),
         }
     }
 }

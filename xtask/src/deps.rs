@@ -14,6 +14,7 @@ const PACKAGES: &[(&str, &str)] = &[
     ("ss", "iproute2"),
     ("ping", "iputils-ping"),
     ("nsenter", "util-linux"),
+    ("keepalived", "keepalived"),
     ("wrk", "wrk"),
     ("haproxy", "haproxy"),
     (

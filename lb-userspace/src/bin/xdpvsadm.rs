@@ -10,6 +10,7 @@ use std::{
 use lb_userspace::{
     cli::{self, Action, CliError, Invocation},
     control::{self, Command, Reply},
+    ha::setup::Setup,
     ipvsadm_format, rs_setup,
 };
 
@@ -27,6 +28,8 @@ const USAGE: &str = "Usage:
   xdpvsadm --set tcp tcpfin udp
   xdpvsadm --reload
   xdpvsadm rs-setup --vip VIP [--apply]
+  xdpvsadm ha-setup --interface IF --vip VIP[/LEN] --router-id N --priority P
+           [--advert-int S] [--instance NAME] [--notify-fifo PATH] [--track-file PATH]
   xdpvsadm -h
 
 As ipvsadm, for the xdpvs daemon (xdpvsd): direct routing (-g) only, IPv4 TCP/UDP services.
@@ -37,8 +40,10 @@ for sh, mh-fallback,mh-port for mh. --socket PATH selects the daemon's socket.
 fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let socket = take_socket(&mut args);
-    if args.first().map(String::as_str) == Some("rs-setup") {
-        return rs_setup_command(&args[1..]);
+    match args.first().map(String::as_str) {
+        Some("rs-setup") => return rs_setup_command(&args[1..]),
+        Some("ha-setup") => return ha_setup_command(&args[1..]),
+        _ => {}
     }
     let outcome = cli::parse(&args).and_then(|inv| execute(&socket, inv));
     match outcome {
@@ -181,6 +186,20 @@ fn rs_setup_command(args: &[String]) -> ExitCode {
         Err(e) => {
             eprintln!("rs-setup: {e:#}");
             ExitCode::from(255)
+        }
+    }
+}
+
+/// `xdpvsadm ha-setup ...`: prints this director's keepalived.conf for a VRRP pair.
+fn ha_setup_command(args: &[String]) -> ExitCode {
+    match Setup::from_args(args).and_then(|s| s.keepalived_conf()) {
+        Ok(conf) => {
+            print!("{conf}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ha-setup: {e:#}");
+            ExitCode::from(2)
         }
     }
 }

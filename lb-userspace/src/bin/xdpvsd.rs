@@ -48,6 +48,13 @@ struct Cli {
     /// Connection table size.
     #[arg(long, default_value_t = lb_common::DEFAULT_MAX_FLOWS)]
     max_flows: u32,
+    /// keepalived's notify_fifo: follow this director's VRRP state there.
+    #[arg(long, value_name = "PATH")]
+    notify_fifo: Option<PathBuf>,
+    /// keepalived's track_file (weight 0): write 0 while every service has a usable real
+    /// server, 1 when one has none or the daemon stops.
+    #[arg(long, value_name = "PATH")]
+    track_file: Option<PathBuf>,
     /// XDP attach mode.
     #[arg(long, value_enum, default_value = "auto")]
     xdp_mode: Mode,
@@ -72,6 +79,10 @@ fn main() -> ExitCode {
         opts.max_flows = cli.max_flows;
         opts.allow_generic = matches!(cli.xdp_mode, Mode::Auto);
         opts.metrics = cli.metrics.or(opts.metrics);
+        opts.ha = lb_userspace::ha::Settings {
+            notify_fifo: cli.notify_fifo,
+            track_file: cli.track_file,
+        };
         if cli.unload {
             return run::unload(&opts);
         }

@@ -5,6 +5,7 @@
 mod adm;
 mod datapath;
 mod e2e;
+mod failover;
 mod generator;
 mod keepalived;
 mod race;

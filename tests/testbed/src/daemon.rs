@@ -45,6 +45,8 @@ pub struct Daemon {
     pub max_flows: u32,
     /// keepalived.conf to start with (`--keepalived-conf`) when no TOML text is given.
     pub keepalived_conf: Option<PathBuf>,
+    /// Further xdpvsd arguments of the next start.
+    pub args: Vec<String>,
 }
 
 impl Daemon {
@@ -61,6 +63,7 @@ impl Daemon {
             log_filter: "info,xdpvs::xdp=debug",
             max_flows: 65_536,
             keepalived_conf: None,
+            args: Vec::new(),
         })
     }
 
@@ -70,7 +73,8 @@ impl Daemon {
         let mut cmd = self.xdpvsd(ns)?;
         cmd.env("RUST_LOG", self.log_filter)
             .args(["--interface", IFACE, "--max-flows"])
-            .arg(self.max_flows.to_string());
+            .arg(self.max_flows.to_string())
+            .args(&self.args);
         if let Some(text) = config {
             self.write_config(text)?;
             cmd.arg("--config").arg(self.config_path());

@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod daemon;
 pub mod demo;
 pub mod direct;
+pub mod keepalived;
 pub mod netns;
 pub mod packets;
 pub mod servers;

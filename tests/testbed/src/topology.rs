@@ -3,7 +3,9 @@
 //! unless built on other [`Addressing`].
 //!
 //! Real servers own the VIP on `lo` with arp_ignore=1 and arp_announce=2; the director owns it
-//! on its interface, so it alone answers ARP for it. Everything is removed on drop.
+//! on its interface, so it alone answers ARP for it. A pair of directors ([`Topology::pair`])
+//! has no VIP of its own: VRRP (keepalived) adds it to one of them. Everything is removed on
+//! drop.
 
 use std::net::Ipv4Addr;
 
@@ -24,6 +26,10 @@ pub const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 10);
 pub const DIRECTOR_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
 /// The director's MAC.
 pub const DIRECTOR_MAC: &str = "02:00:00:00:00:02";
+/// The second director's own address, in a pair.
+pub const DIRECTOR2_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 3);
+/// The second director's MAC, in a pair.
+pub const DIRECTOR2_MAC: &str = "02:00:00:00:00:03";
 /// The client's MAC.
 pub const CLIENT_MAC: &str = "02:00:00:00:00:10";
 /// The interface name inside every host namespace.
@@ -74,12 +80,14 @@ impl Addressing {
 
 /// A built topology.
 pub struct Topology {
-    /// Keeps the pass-through program on the director's bridge port (see `attach_peer_pass`).
-    _peer_pass: Ebpf,
+    /// Keep the pass-through program on the directors' bridge ports (see `attach_peer_pass`).
+    _peer_pass: Vec<Ebpf>,
     /// The client.
     pub client: Netns,
     /// The director (where xdpvsd runs).
     pub director: Netns,
+    /// The second director of a pair.
+    pub director2: Option<Netns>,
     /// The real servers.
     pub real_servers: Vec<Netns>,
     /// The switch. Dropped last.
@@ -96,6 +104,16 @@ impl Topology {
 
     /// Builds a topology on `addressing`.
     pub fn build_on(tag: &str, addressing: Addressing) -> Result<Self> {
+        Self::build_with(tag, addressing, false)
+    }
+
+    /// As [`Topology::build`] with two directors (the second at [`DIRECTOR2_IP`]), neither
+    /// holding the VIP.
+    pub fn pair(tag: &str, n: usize) -> Result<Self> {
+        Self::build_with(tag, Addressing::lab(n), true)
+    }
+
+    fn build_with(tag: &str, addressing: Addressing, pair: bool) -> Result<Self> {
         let a = &addressing;
         let bridge = Netns::create(unique_name(&format!("{tag}-br")))?;
         bridge.ip(&["link", "add", "br0", "type", "bridge"])?;
@@ -118,7 +136,21 @@ impl Topology {
             a.director,
             a.prefix_len,
         )?;
-        director.ip(&["addr", "add", &format!("{}/32", a.vip), "dev", IFACE])?;
+        let director2 = pair
+            .then(|| {
+                host(
+                    &bridge,
+                    &unique_name(&format!("{tag}-dir2")),
+                    "pdir2",
+                    DIRECTOR2_MAC,
+                    DIRECTOR2_IP,
+                    a.prefix_len,
+                )
+            })
+            .transpose()?;
+        if !pair {
+            director.ip(&["addr", "add", &format!("{}/32", a.vip), "dev", IFACE])?;
+        }
         let mut real_servers = Vec::with_capacity(a.real_servers.len());
         for (i, ip) in a.real_servers.iter().enumerate() {
             let rs = host(
@@ -136,11 +168,15 @@ impl Topology {
             rs.ip(&["addr", "add", &format!("{}/32", a.vip), "dev", "lo"])?;
             real_servers.push(rs);
         }
-        let peer_pass = attach_peer_pass(&bridge, "pdir")?;
+        let mut peer_pass = vec![attach_peer_pass(&bridge, "pdir")?];
+        if pair {
+            peer_pass.push(attach_peer_pass(&bridge, "pdir2")?);
+        }
         Ok(Self {
             _peer_pass: peer_pass,
             client,
             director,
+            director2,
             real_servers,
             bridge,
             addressing,

@@ -1,0 +1,268 @@
+//! A director pair with keepalived's VRRP (`keepalived -P`): keepalived moves the VIP, xdpvsd
+//! runs the same services on both directors all the time. xdpvsd follows keepalived's state
+//! through `notify_fifo` ([`notify`]) and tells keepalived whether it can serve through a
+//! `track_file` of weight 0: 0 while every service has a usable real server, 1 when one has
+//! none or the daemon stops, which puts the director in FAULT and hands the VIP to the peer.
+//! [`setup`] prints keepalived's side.
+
+pub mod notify;
+pub mod setup;
+
+use std::{fs, path::PathBuf};
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+pub use notify::Role;
+use notify::Update;
+
+use crate::listing::Listing;
+
+/// xdpvsd's side of the pair; both off by default.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// keepalived's `notify_fifo`, followed for this director's VRRP state.
+    pub notify_fifo: Option<PathBuf>,
+    /// keepalived's `track_file`, written with this director's health.
+    pub track_file: Option<PathBuf>,
+}
+
+/// The pair as this director sees it (`--json`, metrics).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HaStatus {
+    /// Its VRRP state; `unknown` while no keepalived writes to the FIFO (or none is followed).
+    pub role: Role,
+    /// The instance the last state change was about.
+    pub instance: Option<String>,
+    /// Whether every service has a usable real server (what the track file says).
+    pub healthy: bool,
+}
+
+/// Whether the director can serve: every service has a real server of positive weight. A
+/// failed real server is removed or set to weight 0, as keepalived's checker would do.
+pub fn serving(listing: &Listing) -> bool {
+    listing
+        .services
+        .iter()
+        .all(|s| s.dests.iter().any(|d| d.weight > 0))
+}
+
+/// The daemon's link to keepalived.
+pub struct Ha {
+    enabled: bool,
+    updates: Option<mpsc::UnboundedReceiver<Update>>,
+    track_file: Option<PathBuf>,
+    /// What the track file holds, once written.
+    written: Option<bool>,
+    status: HaStatus,
+}
+
+impl Ha {
+    /// Starts following the FIFO, if any. Nothing is written yet.
+    pub fn start(settings: &Settings) -> Result<Self> {
+        let updates = settings
+            .notify_fifo
+            .as_deref()
+            .map(notify::follow)
+            .transpose()?;
+        Ok(Self {
+            enabled: settings.notify_fifo.is_some() || settings.track_file.is_some(),
+            updates,
+            track_file: settings.track_file.clone(),
+            written: None,
+            status: HaStatus {
+                role: Role::Unknown,
+                instance: None,
+                healthy: false,
+            },
+        })
+    }
+
+    /// The next update from keepalived; never ready without a FIFO.
+    pub async fn next(&mut self) -> Update {
+        match &mut self.updates {
+            Some(rx) => match rx.recv().await {
+                Some(u) => u,
+                None => std::future::pending().await,
+            },
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Takes keepalived's update in.
+    pub fn apply(&mut self, update: Update) {
+        match update {
+            Update::Changed(t) => {
+                log::info!(
+                    "keepalived: {} is {}{}",
+                    t.instance,
+                    t.role.name(),
+                    t.priority
+                        .map(|p| format!(" (priority {p})"))
+                        .unwrap_or_default()
+                );
+                self.status.role = t.role;
+                self.status.instance = Some(t.instance);
+            }
+            Update::Closed => {
+                log::warn!("keepalived closed its notify_fifo: role unknown, taken as not master");
+                self.status.role = Role::Unknown;
+            }
+        }
+    }
+
+    /// Finds out whether the director can serve (with `healthy`, only when the daemon takes
+    /// part in a pair) and writes the track file when that changed.
+    pub fn check_health(&mut self, healthy: impl FnOnce() -> bool) {
+        if !self.enabled {
+            return;
+        }
+        let healthy = healthy();
+        if self.status.healthy != healthy {
+            if healthy {
+                log::info!("every service has a usable real server: this director is healthy");
+            } else {
+                log::warn!("a service has no usable real server: this director is not healthy");
+            }
+            self.status.healthy = healthy;
+        }
+        self.write(healthy);
+    }
+
+    /// The daemon stops: keepalived is told it cannot serve any more.
+    pub fn stop(&mut self) {
+        self.status.healthy = false;
+        self.write(false);
+    }
+
+    /// Writes the track file unless it already holds `healthy`'s value; a failed write is
+    /// logged and tried again next time.
+    fn write(&mut self, healthy: bool) {
+        let Some(path) = &self.track_file else {
+            return;
+        };
+        if self.written == Some(healthy) {
+            return;
+        }
+        // keepalived reads the file when it is closed after a write, as after `echo 1 > F`.
+        match fs::write(path, if healthy { "0\n" } else { "1\n" }) {
+            Ok(()) => {
+                log::info!(
+                    "track file {}: {}",
+                    path.display(),
+                    if healthy { "0 (healthy)" } else { "1 (fault)" }
+                );
+                self.written = Some(healthy);
+            }
+            Err(e) => log::error!("writing the track file {}: {e}", path.display()),
+        }
+    }
+
+    /// The pair's state, if the daemon takes part in one.
+    pub fn status(&self) -> Option<HaStatus> {
+        self.enabled.then(|| self.status.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::{
+        listing::{DestStatus, Rates, ServiceStatus, TrafficStatus},
+        model::{Protocol, ServiceAddr},
+    };
+
+    /// A listing of services with real servers of the given weights.
+    fn listing(services: &[&[u32]]) -> Listing {
+        let dest = |weight| DestStatus {
+            addr: Ipv4Addr::new(10, 0, 0, 2),
+            port: 80,
+            weight,
+            u_threshold: 0,
+            l_threshold: 0,
+            persistent: 0,
+            active: 0,
+            inactive: 0,
+            mac: None,
+            traffic: TrafficStatus::default(),
+            rates: Rates::default(),
+        };
+        let services = services
+            .iter()
+            .enumerate()
+            .map(|(i, weights)| ServiceStatus {
+                addr: ServiceAddr {
+                    protocol: Protocol::Tcp,
+                    addr: Ipv4Addr::new(10, 0, 0, 100),
+                    port: 80 + i as u16,
+                },
+                scheduler: lb_common::sched::Scheduler::Mh,
+                flags: 0,
+                persistence: None,
+                dests: weights.iter().map(|&w| dest(w)).collect(),
+                traffic: TrafficStatus::default(),
+                rates: Rates::default(),
+            })
+            .collect();
+        Listing {
+            flow_table_size: 16,
+            services,
+            counters: Vec::new(),
+            ha: None,
+        }
+    }
+
+    #[test]
+    fn a_service_without_a_usable_real_server_is_a_fault() {
+        assert!(serving(&listing(&[])));
+        assert!(serving(&listing(&[&[1, 0], &[2]])));
+        assert!(!serving(&listing(&[&[1], &[0, 0]])));
+        assert!(!serving(&listing(&[&[1], &[]])));
+    }
+
+    #[test]
+    fn track_file_follows_health_and_stop() {
+        let path = std::env::temp_dir().join(format!("xdpvs-track-{}", std::process::id()));
+        let mut ha = Ha::start(&Settings {
+            notify_fifo: None,
+            track_file: Some(path.clone()),
+        })
+        .unwrap();
+        let read = || fs::read_to_string(&path).unwrap();
+        ha.check_health(|| true);
+        assert_eq!(read(), "0\n");
+        ha.check_health(|| false);
+        assert_eq!(read(), "1\n");
+        ha.check_health(|| true);
+        assert_eq!(read(), "0\n");
+        ha.stop();
+        assert_eq!(read(), "1\n");
+        assert_eq!(ha.status().unwrap().role, Role::Unknown);
+        fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn role_follows_keepalived_and_its_close() {
+        assert_eq!(Ha::start(&Settings::default()).unwrap().status(), None);
+        let mut ha = Ha::start(&Settings {
+            notify_fifo: None,
+            track_file: Some("/nonexistent/track".into()),
+        })
+        .unwrap();
+        ha.apply(Update::Changed(notify::Transition {
+            instance: "VI_1".into(),
+            role: Role::Master,
+            priority: Some(100),
+        }));
+        assert_eq!(ha.status().unwrap().role, Role::Master);
+        ha.apply(Update::Closed);
+        let s = ha.status().unwrap();
+        assert_eq!(
+            (s.role, s.instance.as_deref()),
+            (Role::Unknown, Some("VI_1"))
+        );
+    }
+}
