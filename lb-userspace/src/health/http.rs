@@ -259,14 +259,16 @@ mod tests {
         tokio::spawn(async move {
             loop {
                 let (stream, peer) = listener.accept().await.unwrap();
-                let seen = seen.clone();
-                match &acceptor {
-                    Some(acceptor) => {
-                        let stream = acceptor.accept(stream).await.unwrap();
-                        tokio::spawn(answer(stream, peer, status, seen));
+                let (acceptor, seen) = (acceptor.clone(), seen.clone());
+                tokio::spawn(async move {
+                    match acceptor {
+                        Some(acceptor) => {
+                            let stream = acceptor.accept(stream).await.unwrap();
+                            answer(stream, peer, status, seen).await;
+                        }
+                        None => answer(stream, peer, status, seen).await,
                     }
-                    None => drop(tokio::spawn(answer(stream, peer, status, seen))),
-                }
+                });
             }
         });
         (addr, requests)
