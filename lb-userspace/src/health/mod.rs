@@ -1,4 +1,7 @@
 //! Health checks of real servers, as keepalived's checker runs them.
 
 pub mod check;
+mod http;
+mod misc;
 pub mod model;
+mod tls;
