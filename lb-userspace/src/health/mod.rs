@@ -2,3 +2,5 @@
 
 pub mod check;
 pub mod model;
+pub mod monitor;
+pub mod runner;

@@ -6,6 +6,7 @@ mod adm;
 mod datapath;
 mod e2e;
 mod generator;
+mod health;
 mod race;
 mod reload;
 mod restart;
