@@ -323,6 +323,10 @@ address = "10.0.0.100:53"
         assert_eq!(c.services.len(), 2);
         assert_eq!(c.metrics, Some("127.0.0.1:9469".parse().unwrap()));
         assert_eq!(c.services[0].dests[1].u_threshold, 10000);
+        let [h] = &c.health[..] else {
+            panic!("{:?}", c.health)
+        };
+        assert_eq!((h.quorum, h.real_servers.len()), (3, 2));
         let e = Config::parse("metrics = \"0.0.0.0:9469\"\n").unwrap_err();
         assert!(format!("{e:#}").contains("loopback"), "{e:#}");
     }

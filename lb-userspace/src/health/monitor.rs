@@ -215,8 +215,13 @@ impl Monitor {
         server.up = up;
         server.since = now;
         server.transitions += 1;
-        let state = if up { "UP" } else { "DOWN" };
-        log::warn!(
+        let (state, level) = if up {
+            ("UP", log::Level::Info)
+        } else {
+            ("DOWN", log::Level::Warn)
+        };
+        log::log!(
+            level,
             "real server {} of {} is {state}: {}",
             key.server,
             key.service,

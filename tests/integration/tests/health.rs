@@ -242,3 +242,27 @@ fn a_lost_quorum_hands_the_service_to_the_sorry_server() {
     let names = answers(&c, 4);
     assert!(names.iter().all(|n| n == "rs1" || n == "rs2"), "{names:?}");
 }
+
+#[test]
+fn a_reload_restarts_only_the_checkers_that_changed() {
+    let config = checked_service(&[1, 1], "", |_| tcp_check(CONNECT_TIMEOUT));
+    let c = Cluster::start("hreload", 2, &config).unwrap();
+    c.daemon.wait_resolved().unwrap();
+    // rs1's checker now probes port 81, where nothing listens: rs1 goes down; rs2's checker is
+    // unchanged and keeps its state.
+    let probing_81 = checked_service(&[1, 1], "", |i| {
+        let port = if i == 0 { "connect_port = 81\n" } else { "" };
+        tcp_check(CONNECT_TIMEOUT) + port
+    });
+    c.daemon.write_config(&probing_81).unwrap();
+    assert_eq!(c.daemon.adm(&["--reload"]).unwrap().status.code(), Some(0));
+    wait_listed(&c, &[22], out_within());
+    let rs1 = health_of(&c.daemon.listing().unwrap(), 0);
+    assert!(rs1.reason.contains("connect to 10.77.0.21:81"), "{rs1:?}");
+    let rs2 = health_of(&c.daemon.listing().unwrap(), 1);
+    assert!(rs2.up && rs2.transitions == 0, "{rs2:?}");
+    // And back.
+    c.daemon.write_config(&config).unwrap();
+    assert_eq!(c.daemon.adm(&["--reload"]).unwrap().status.code(), Some(0));
+    wait_listed(&c, &[21, 22], back_within());
+}

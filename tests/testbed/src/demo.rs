@@ -67,6 +67,7 @@ pub fn run() -> Result<()> {
         "rs2 left the rotation after {:.1} s",
         started.elapsed().as_secs_f64()
     );
+    print_transition(&cluster, "is DOWN");
     list(&cluster)?;
     curls(&cluster, 3)?;
     println!("== health: starting rs2's HTTP server again");
@@ -74,6 +75,7 @@ pub fn run() -> Result<()> {
     let started = Instant::now();
     wait_for(&cluster, "rs2 to come back", |n| n == 2)?;
     println!("rs2 is back after {:.1} s", started.elapsed().as_secs_f64());
+    print_transition(&cluster, "is UP");
     curls(&cluster, 4)?;
     list(&cluster)?;
     println!("== tearing down");
@@ -127,4 +129,12 @@ fn wait_for(cluster: &Cluster, what: &str, done: impl Fn(usize) -> bool) -> Resu
     }
     cluster.daemon.wait_resolved()?;
     Ok(())
+}
+
+/// Prints xdpvsd's last log line about a real server that `is` in a state.
+fn print_transition(cluster: &Cluster, is: &str) {
+    let log = cluster.daemon.log();
+    if let Some(line) = log.lines().rev().find(|l| l.contains(is)) {
+        println!("xdpvsd's log: {line}");
+    }
 }

@@ -248,7 +248,7 @@ fn omega_runs_the_down_notifiers_at_stop() {
     let mut m = Monitor::default();
     let mut h = health(vec![real_server(1, 1), real_server(2, 1)]);
     h.quorum_down = Some("quorum down".into());
-    m.configure(&[h.clone()], 0);
+    m.configure(std::slice::from_ref(&h), 0);
     m.update_quorum(&c);
     report(&mut m, 2, 0, Verdict::Fail);
     assert!(m.stop().is_empty(), "without omega nothing runs at stop");
@@ -262,7 +262,7 @@ fn reconfiguring_keeps_the_state_of_unchanged_checkers() {
     let c = configured(&[1, 1]);
     let mut m = Monitor::default();
     let h = health(vec![real_server(1, 1), real_server(2, 1)]);
-    m.configure(&[h.clone()], 0);
+    m.configure(std::slice::from_ref(&h), 0);
     report(&mut m, 1, 0, Verdict::Fail);
     report(&mut m, 2, 0, Verdict::Fail);
     let mut changed = h;
