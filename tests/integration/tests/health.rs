@@ -179,14 +179,22 @@ fn a_stopped_server_leaves_in_time_comes_back_and_a_hanging_one_delays_nobody() 
 
 #[test]
 fn inhibit_on_failure_keeps_the_server_listed_at_weight_0_with_its_flows() {
+    // rs1's notifiers leave a file that says which ran last.
+    let notified = std::env::temp_dir().join(format!("xdpvs-notify-{}", std::process::id()));
+    let _ = std::fs::remove_file(&notified);
     let config = checked_service(&[2, 1], "", |i| {
-        let inhibit = if i == 0 {
-            "inhibit_on_failure = true\n"
-        } else {
-            ""
-        };
-        inhibit.to_owned() + &tcp_check(CONNECT_TIMEOUT)
+        let rs1 = format!(
+            "inhibit_on_failure = true\nnotify_up = \"echo up > {0}\"\nnotify_down = \"echo down > {0}\"\n",
+            notified.display()
+        );
+        let own = if i == 0 { rs1 } else { String::new() };
+        own + &tcp_check(CONNECT_TIMEOUT)
     });
+    let ran = |what: &str| {
+        wait_until(Duration::from_secs(5), || {
+            std::fs::read_to_string(&notified).is_ok_and(|s| s.trim() == what)
+        })
+    };
     let mut c = Cluster::start("inhibit", 2, &config).unwrap();
     c.daemon.wait_resolved().unwrap();
     let mut conn = c.client(|| HttpClient::connect(vip(80)).unwrap());
@@ -201,6 +209,7 @@ fn inhibit_on_failure_keeps_the_server_listed_at_weight_0_with_its_flows() {
         "{text}"
     );
     assert!(!health_of(&c.daemon.listing().unwrap(), 0).up);
+    assert!(ran("down"), "notify_down did not run");
     // New requests go to rs2; rs1's accepted connection keeps its flow (weight 0 drains).
     assert!(answers(&c, 6).iter().all(|n| n == "rs2"));
     assert_eq!(split(&conn.get().unwrap()).0, "rs1");
@@ -208,6 +217,8 @@ fn inhibit_on_failure_keeps_the_server_listed_at_weight_0_with_its_flows() {
     c.start_real_server(0).unwrap();
     let weight_2 = || c.daemon.listing().unwrap().services[0].dests[0].weight == 2;
     assert!(wait_until(back_within(), weight_2), "{}", c.daemon.log());
+    assert!(ran("up"), "notify_up did not run");
+    let _ = std::fs::remove_file(&notified);
 }
 
 #[test]
