@@ -222,9 +222,16 @@ fn inhibit_on_failure_keeps_the_server_listed_at_weight_0_with_its_flows() {
 }
 
 #[test]
-fn a_lost_quorum_hands_the_service_to_the_sorry_server() {
-    // rs1 and rs2 serve with quorum 2; rs3 is the sorry server.
-    let quorum = format!("quorum = 2\nsorry_server = \"{}\"\n", real_server_ip(2));
+fn a_lost_quorum_hands_the_service_to_the_sorry_server_and_omega_notifies_at_stop() {
+    // rs1 and rs2 serve with quorum 2; rs3 is the sorry server. With omega, stopping xdpvsd
+    // runs quorum_down (as the up servers' notify_down).
+    let stopped = std::env::temp_dir().join(format!("xdpvs-omega-{}", std::process::id()));
+    let _ = std::fs::remove_file(&stopped);
+    let quorum = format!(
+        "quorum = 2\nsorry_server = \"{}\"\nomega = true\nquorum_down = \"echo $$ >> {}\"\n",
+        real_server_ip(2),
+        stopped.display()
+    );
     let config = checked_service(&[1, 1], &quorum, |_| tcp_check(CONNECT_TIMEOUT));
     let mut c = Cluster::start("quorum", 3, &config).unwrap();
     c.daemon.wait_resolved().unwrap();
@@ -252,6 +259,21 @@ fn a_lost_quorum_hands_the_service_to_the_sorry_server() {
     wait_listed(&c, &[21, 22], back_within());
     let names = answers(&c, 4);
     assert!(names.iter().all(|n| n == "rs1" || n == "rs2"), "{names:?}");
+
+    // quorum_down ran once when the quorum was lost, and once more at stop.
+    let runs = || std::fs::read_to_string(&stopped).map_or(0, |s| s.lines().count());
+    assert!(
+        wait_until(Duration::from_secs(5), || runs() == 1),
+        "{}",
+        runs()
+    );
+    assert!(c.daemon.stop().unwrap().success());
+    assert!(
+        wait_until(Duration::from_secs(5), || runs() == 2),
+        "{}",
+        runs()
+    );
+    let _ = std::fs::remove_file(&stopped);
 }
 
 #[test]
