@@ -22,6 +22,8 @@
 //! address = "10.0.0.2"          # DR: the port is the service's; "10.0.0.2:80" is accepted
 //! weight = 1                    # default 1
 //! ```
+//!
+//! Health checks, keepalived's options: see [`health_check`].
 
 use std::{
     fs,
@@ -33,6 +35,8 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
 use lb_common::{sched::Scheduler, state::Timeouts};
+
+mod health_check;
 
 use crate::model::{
     self, DEFAULT_SCHEDULER, DestSpec, Persistence, Protocol, SchedFlag, ServiceAddr, ServiceSpec,
@@ -125,8 +129,15 @@ struct ServiceEntry {
     persistence_granularity: Option<std::net::Ipv4Addr>,
     #[serde(default, rename = "real_server")]
     real_servers: Vec<RealServerEntry>,
-    /// Reserved for keepalived-style health checks (not run yet).
-    health_check: Option<toml::Table>,
+    quorum: Option<u32>,
+    hysteresis: Option<u32>,
+    quorum_up: Option<String>,
+    quorum_down: Option<String>,
+    sorry_server: Option<RealServerAddr>,
+    #[serde(default)]
+    alpha: bool,
+    #[serde(default)]
+    omega: bool,
 }
 
 #[derive(Deserialize)]
@@ -139,6 +150,12 @@ struct RealServerEntry {
     upper_threshold: u32,
     #[serde(default)]
     lower_threshold: u32,
+    #[serde(default)]
+    inhibit_on_failure: bool,
+    notify_up: Option<String>,
+    notify_down: Option<String>,
+    #[serde(default)]
+    health_check: health_check::Checks,
 }
 
 /// `[timeouts]`: 0 or absent keeps IPVS's default.
@@ -206,14 +223,16 @@ impl Config {
     pub fn parse(text: &str) -> Result<Self> {
         let file: File = toml::from_str(text)?;
         let mut services = Vec::with_capacity(file.services.len());
-        for s in file.services {
+        let mut health = Vec::new();
+        for mut s in file.services {
             let addr = ServiceAddr {
                 protocol: s.protocol,
                 addr: *s.address.ip(),
                 port: s.address.port(),
             };
             let mut dests = Vec::with_capacity(s.real_servers.len());
-            for r in s.real_servers {
+            let mut checked = Vec::new();
+            for mut r in std::mem::take(&mut s.real_servers) {
                 if let Some(port) = r.address.1.filter(|p| *p != addr.port) {
                     bail!(
                         "service {addr}: real server {}:{port}: direct routing keeps the service port {}",
@@ -221,6 +240,11 @@ impl Config {
                         addr.port
                     );
                 }
+                let ip = r.address.0;
+                checked.extend(
+                    r.health(ip)
+                        .with_context(|| format!("service {addr}: real server {ip}"))?,
+                );
                 dests.push(DestSpec {
                     addr: r.address.0,
                     weight: r.weight,
@@ -228,11 +252,10 @@ impl Config {
                     l_threshold: r.lower_threshold,
                 });
             }
-            if s.health_check.is_some() {
-                log::warn!(
-                    "service {addr}: health_check is accepted but not run yet; real servers count as up"
-                );
-            }
+            health.extend(
+                s.health(addr, checked)
+                    .with_context(|| format!("service {addr}"))?,
+            );
             let mut flags = 0;
             for SchedFlagName(f) in &s.sched_flags {
                 if f.scheduler != s.scheduler {
@@ -273,7 +296,7 @@ impl Config {
             interface: file.interface,
             metrics: file.metrics,
             services,
-            health: Vec::new(),
+            health,
         })
     }
 }
@@ -351,8 +374,128 @@ address = "10.0.0.100:53"
         assert_eq!(c.services.len(), 2);
         assert_eq!(c.metrics, Some("127.0.0.1:9469".parse().unwrap()));
         assert_eq!(c.services[0].dests[1].u_threshold, 10000);
+        let [h] = &c.health[..] else {
+            panic!("{:?}", c.health)
+        };
+        assert_eq!((h.quorum, h.real_servers.len()), (3, 2));
         let e = Config::parse("metrics = \"0.0.0.0:9469\"\n").unwrap_err();
         assert!(format!("{e:#}").contains("loopback"), "{e:#}");
+    }
+
+    #[test]
+    fn health_checks_with_keepalived_defaults() {
+        use crate::health::model::{CheckKind, HttpProtocol};
+        use std::time::Duration;
+        let c = Config::parse(
+            r#"
+[[service]]
+protocol = "tcp"
+address = "10.0.0.100:80"
+quorum = 2
+hysteresis = 1
+sorry_server = "10.0.0.9:80"
+quorum_down = "page"
+[[service.real_server]]
+address = "10.0.0.2"
+inhibit_on_failure = true
+notify_down = "rs down"
+[service.real_server.health_check]
+type = "TCP_CHECK"
+[[service.real_server]]
+address = "10.0.0.3"
+[[service.real_server.health_check]]
+type = "HTTP_GET"
+delay_loop = 1.5
+nb_get_retry = 3
+http_protocol = "1.1"
+url = [{ path = "/health", status_code = [200, "300-302"], digest = "ABC" }, { path = "/" }]
+[[service.real_server.health_check]]
+type = "MISC_CHECK"
+misc_path = "/bin/check 10.0.0.3"
+misc_dynamic = true
+warmup = 0
+[[service.real_server]]
+address = "10.0.0.4"
+"#,
+        )
+        .unwrap();
+        let [h] = &c.health[..] else {
+            panic!("{:?}", c.health)
+        };
+        assert_eq!((h.quorum, h.hysteresis), (2, 1));
+        assert_eq!(h.sorry_server, Some("10.0.0.9".parse().unwrap()));
+        assert_eq!(h.quorum_down.as_deref(), Some("page"));
+        assert!(!h.alpha && !h.omega);
+        assert_eq!(h.real_servers.len(), 2, "10.0.0.4 has no checker");
+        let (rs2, rs3) = (&h.real_servers[0], &h.real_servers[1]);
+        assert!(rs2.inhibit_on_failure && !rs3.inhibit_on_failure);
+        let tcp = &rs2.checks[0];
+        assert_eq!(tcp.kind, CheckKind::Tcp);
+        assert_eq!(
+            (
+                tcp.delay_loop,
+                tcp.connect_timeout,
+                tcp.retry,
+                tcp.delay_before_retry,
+                tcp.warmup
+            ),
+            (
+                Duration::from_secs(60),
+                Duration::from_secs(5),
+                1,
+                Duration::from_secs(1),
+                None
+            )
+        );
+        let http = &rs3.checks[0];
+        assert_eq!(
+            (http.delay_loop, http.retry),
+            (Duration::from_millis(1500), 3)
+        );
+        assert_eq!(http.delay_before_retry, Duration::from_secs(3));
+        let CheckKind::Http(get) = &http.kind else {
+            panic!("{http:?}")
+        };
+        assert!(!get.tls && get.protocol == HttpProtocol::Http11);
+        assert_eq!(get.urls[0].status_codes, [(200, 200), (300, 302)]);
+        assert_eq!(get.urls[0].digest.as_deref(), Some("abc"));
+        assert_eq!(get.urls[1].status_codes, [(200, 299)]);
+        let misc = &rs3.checks[1];
+        assert_eq!((misc.retry, misc.warmup), (0, Some(Duration::ZERO)));
+        assert!(
+            matches!(&misc.kind, CheckKind::Misc(m) if m.dynamic && m.path == "/bin/check 10.0.0.3")
+        );
+    }
+
+    #[test]
+    fn health_check_errors_name_the_place() {
+        let base = "[[service]]\nprotocol = \"tcp\"\naddress = \"10.0.0.1:80\"\n[[service.real_server]]\naddress = \"10.0.0.2\"\n[[service.real_server.health_check]]\n";
+        for (extra, message) in [
+            ("type = \"PING_CHECK\"\n", "line 7"),
+            (
+                "type = \"TCP_CHECK\"\nretries = 2\n",
+                "unknown field `retries`",
+            ),
+            (
+                "type = \"HTTP_GET\"\n",
+                "real server 10.0.0.2: an HTTP_GET or SSL_GET needs at least one url",
+            ),
+            (
+                "type = \"TCP_CHECK\"\nmisc_path = \"x\"\n",
+                "belong to MISC_CHECK",
+            ),
+            ("type = \"TCP_CHECK\"\ndelay_loop = -1\n", "delay_loop = -1"),
+            (
+                "type = \"SSL_GET\"\nurl = [{ path = \"/\", status_code = [\"299-200\"] }]\n",
+                "not a code or a range",
+            ),
+        ] {
+            let e = format!(
+                "{:#}",
+                Config::parse(&format!("{base}{extra}")).unwrap_err()
+            );
+            assert!(e.contains(message), "{extra}: {e}");
+        }
     }
 
     #[test]

@@ -1,17 +1,23 @@
 //! xdpvsd's shell around the [`Engine`]: it owns the loaded data plane, reads the clock, the
 //! kernel's neighbour table and the configuration file, sends neighbour probes, and saves the
-//! bookkeeping for a successor. Everything it decides is the engine's.
+//! bookkeeping for a successor, runs the health checkers and their notifiers. Everything it
+//! decides is the engine's.
 
 use std::{path::PathBuf, time::Duration};
 
 use anyhow::{Context, Result};
 use lb_common::state::Timeouts;
+use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::{
     config::Source,
     control::{Command, PROTOCOL_VERSION, Request, Response},
     dataplane::{DataPlane, monotonic_ns},
     engine::{Engine, XDP_LOG_TARGET},
+    health::{
+        model::ServiceHealth,
+        runner::{Report, Runner},
+    },
     iface,
     maps::Maps,
     model::ServiceSpec,
@@ -29,6 +35,8 @@ pub struct Options {
     pub interface: String,
     /// Services to install.
     pub services: Vec<ServiceSpec>,
+    /// Health checking of their real servers.
+    pub health: Vec<ServiceHealth>,
     /// Where the maps are pinned.
     pub pin_dir: PathBuf,
     /// Control socket path.
@@ -63,6 +71,10 @@ impl Options {
                 .as_ref()
                 .map(|c| c.services.clone())
                 .unwrap_or_default(),
+            health: config
+                .as_ref()
+                .map(|c| c.health.clone())
+                .unwrap_or_default(),
             pin_dir: crate::DEFAULT_PIN_DIR.into(),
             socket: crate::DEFAULT_SOCKET.into(),
             max_flows: lb_common::DEFAULT_MAX_FLOWS,
@@ -83,17 +95,29 @@ pub struct Daemon {
     config: Option<Source>,
     /// Where the bookkeeping is saved after every change.
     state_file: PathBuf,
+    /// The health checkers' tasks.
+    checks: Runner,
+    /// Their reports, until the event loop takes them.
+    reports: Option<UnboundedReceiver<Report>>,
 }
 
 impl Daemon {
     /// A daemon over a loaded data plane, with nothing installed yet.
     pub fn new(dataplane: DataPlane, opts: &Options) -> Self {
+        let (checks, reports) = Runner::new();
         Self {
             engine: Engine::new(dataplane, opts.max_flows, opts.timeouts),
             interface: opts.interface.clone(),
             config: opts.config.clone(),
             state_file: opts.state_file.clone(),
+            checks,
+            reports: Some(reports),
         }
+    }
+
+    /// The health checkers' reports, for the event loop (once).
+    pub fn take_health_reports(&mut self) -> Option<UnboundedReceiver<Report>> {
+        self.reports.take()
     }
 
     /// Sets the director's MAC, adopts what a previous daemon left in the pinned maps (`saved`,
@@ -109,13 +133,45 @@ impl Daemon {
             return self.apply(&self.engine.installed().specs());
         }
         self.engine.set_timeouts(opts.timeouts);
-        self.apply(&opts.services)
+        self.configure(&opts.services, &opts.health)
     }
 
     /// Applies `specs` with the current neighbour table, and probes what it lacks.
     fn apply(&mut self, specs: &[ServiceSpec]) -> Result<()> {
         self.engine.apply(specs)?;
         self.refresh_neighbours(false)
+    }
+
+    /// Applies `specs` with `health`, and (re)starts the checkers that changed.
+    fn configure(&mut self, specs: &[ServiceSpec], health: &[ServiceHealth]) -> Result<()> {
+        self.engine
+            .apply_with_health(specs, health, monotonic_ns())?;
+        self.checks.update(health);
+        self.notify();
+        self.refresh_neighbours(false)
+    }
+
+    /// Takes a checker's report; a change is installed and saved, and notifiers are run.
+    pub fn health_report(&mut self, report: Report) -> Result<()> {
+        if !self.checks.is_current(&report) {
+            return Ok(());
+        }
+        let changed = self.engine.report(&report, monotonic_ns());
+        self.notify();
+        if changed? {
+            self.save();
+            self.refresh_neighbours(false)?;
+        }
+        Ok(())
+    }
+
+    /// Runs the notifiers `omega` asks for at stop.
+    pub fn stop(&mut self) {
+        run_notifiers(self.engine.stop_notifications());
+    }
+
+    fn notify(&mut self) {
+        run_notifiers(self.engine.take_notifications());
     }
 
     fn refresh_neighbours(&mut self, reprobe: bool) -> Result<()> {
@@ -143,7 +199,7 @@ impl Daemon {
             .context("the daemon was started without --config or --keepalived-conf")?
             .load()?;
         self.engine.set_timeouts(config.timeouts);
-        self.apply(&config.services)
+        self.configure(&config.services, &config.health)
     }
 
     /// The periodic work, now.
@@ -157,7 +213,7 @@ impl Daemon {
 
     /// The listing, for the metrics endpoint.
     pub fn listing(&self) -> Result<crate::listing::Listing> {
-        self.engine.listing()
+        self.engine.listing(monotonic_ns())
     }
 
     /// Answers one request line; changes are saved for a successor.
@@ -200,5 +256,27 @@ impl Daemon {
     /// Gives the data plane back (the daemon is done).
     pub fn into_dataplane(self) -> DataPlane {
         self.engine.into_maps()
+    }
+}
+
+/// Starts notifier commands (`notify_up`, `quorum_down`, ...) with `sh -c`, as keepalived
+/// forks its scripts: they run on their own, and a failure is logged.
+fn run_notifiers(commands: Vec<String>) {
+    for command in commands {
+        match std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(&command)
+            .stdin(std::process::Stdio::null())
+            .spawn()
+        {
+            Ok(mut child) => {
+                std::thread::spawn(move || match child.wait() {
+                    Ok(status) if status.success() => {}
+                    Ok(status) => log::warn!("notifier `{command}` ended with {status}"),
+                    Err(e) => log::warn!("notifier `{command}`: {e}"),
+                });
+            }
+            Err(e) => log::error!("cannot start notifier `{command}`: {e}"),
+        }
     }
 }

@@ -1,6 +1,10 @@
 //! The daemon's logic, free of I/O but for the maps: it carries out the reconciler's plans,
 //! keeps the counters, sweeps idle flows, and answers xdpvsadm's requests. Time and the
 //! neighbour table are given to it, so that tests run it on a virtual clock over fake maps.
+//!
+//! It keeps the configured services (the file's, changed by xdpvsadm's edits) apart from the
+//! installed ones: the health [`Monitor`] derives the latter from the former, so that an edit
+//! and a health transition each re-plan the same overlay.
 
 use std::{
     collections::HashMap,
@@ -18,6 +22,7 @@ use crate::{
     control::{Command, Reply},
     counters::{Counters, Owner, SAMPLE_TICKS},
     edit::{self, Edit},
+    health::{model::ServiceHealth, monitor::Monitor, runner::Report},
     listing::{Connection, DestStatus, Listing, ServiceStatus, TrafficStatus},
     maps::{Maps, live_conns},
     model::{DestSpec, Persistence, ServiceAddr, ServiceSpec},
@@ -36,6 +41,11 @@ const REPROBE_TICKS: u32 = 30;
 /// The control plane's state over the maps `M`.
 pub struct Engine<M: Maps> {
     maps: M,
+    /// The services as configured and edited, before the health overlay.
+    configured: Vec<ServiceSpec>,
+    monitor: Monitor,
+    /// Notifier commands for the shell to run.
+    notifications: Vec<String>,
     installed: Installed,
     timeouts: Timeouts,
     counters: Counters,
@@ -50,6 +60,9 @@ impl<M: Maps> Engine<M> {
     pub fn new(maps: M, flow_table_size: u32, timeouts: Timeouts) -> Self {
         Self {
             maps,
+            configured: Vec::new(),
+            monitor: Monitor::default(),
+            notifications: Vec::new(),
             installed: Installed::default(),
             timeouts,
             counters: Counters::default(),
@@ -142,16 +155,68 @@ impl<M: Maps> Engine<M> {
         )
     }
 
-    /// Makes the maps hold `specs`, changing only what differs. A plan that does not fit is
-    /// refused before anything is written; if a map write fails midway, the record keeps what
-    /// was carried out, so that it matches the maps.
+    /// Makes `specs` the configured services and the maps hold them as the health overlay
+    /// has them, changing only what differs. A plan that does not fit is refused before
+    /// anything is written; if a map write fails midway, the record keeps what was carried
+    /// out, so that it matches the maps.
     pub fn apply(&mut self, specs: &[ServiceSpec]) -> Result<()> {
-        let plan = reconcile::plan(&self.installed, specs)?;
+        self.install(specs.to_vec(), self.monitor.clone())
+    }
+
+    /// As [`Engine::apply`], with new health-check settings at `now` (checkers that did not
+    /// change keep their state). Refused whole, health included, if the plan does not fit.
+    pub fn apply_with_health(
+        &mut self,
+        specs: &[ServiceSpec],
+        health: &[ServiceHealth],
+        now: u64,
+    ) -> Result<()> {
+        let mut monitor = self.monitor.clone();
+        monitor.configure(health, now);
+        self.install(specs.to_vec(), monitor)
+    }
+
+    /// Takes a checker's report at `now`; a change of a real server's state or weight is
+    /// installed. Returns whether anything changed.
+    pub fn report(&mut self, report: &Report, now: u64) -> Result<bool> {
+        let (changed, notify) = self.monitor.report(
+            &report.key,
+            report.verdict,
+            &report.outcome,
+            report.latency,
+            now,
+        );
+        self.notifications.extend(notify);
+        if !changed {
+            return Ok(false);
+        }
+        self.install(self.configured.clone(), self.monitor.clone())?;
+        Ok(true)
+    }
+
+    /// The notifier commands due since the last call, for the shell to run.
+    pub fn take_notifications(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notifications)
+    }
+
+    /// The notifiers `omega` runs when the daemon stops.
+    pub fn stop_notifications(&self) -> Vec<String> {
+        self.monitor.stop()
+    }
+
+    /// Installs `configured` as `monitor` overlays it; both are kept only if the plan fits.
+    fn install(&mut self, configured: Vec<ServiceSpec>, mut monitor: Monitor) -> Result<()> {
+        let notify = monitor.update_quorum(&configured);
+        let effective = monitor.effective(&configured);
+        let plan = reconcile::plan(&self.installed, &effective)?;
+        self.configured = configured;
+        self.monitor = monitor;
+        self.notifications.extend(notify);
         for step in &plan {
             self.carry_out(step)?;
             self.installed.record(step);
         }
-        self.installed.order_as(specs);
+        self.installed.order_as(&effective);
         Ok(())
     }
 
@@ -223,7 +288,7 @@ impl<M: Maps> Engine<M> {
     /// Applies ipvsadm-style edits as one change: all of them or, on the first refusal (whose
     /// message is ipvsadm's), none.
     pub fn edit(&mut self, edits: &[Edit]) -> Result<(), String> {
-        let next = edit::apply(&self.installed.specs(), edits).map_err(|e| e.to_string())?;
+        let next = edit::apply(&self.configured, edits).map_err(|e| e.to_string())?;
         self.apply(&next).map_err(|e| format!("{e:#}"))
     }
 
@@ -378,8 +443,8 @@ impl<M: Maps> Engine<M> {
         Ok(self.counters.traffic(owner, self.raw_traffic(owner)?))
     }
 
-    /// The listing xdpvsadm prints.
-    pub fn listing(&self) -> Result<Listing> {
+    /// The listing xdpvsadm prints at monotonic time `now`.
+    pub fn listing(&self, now: u64) -> Result<Listing> {
         let mut persistent: HashMap<u32, u32> = HashMap::new();
         for (_, t) in self.maps.templates()? {
             if self.maps.dest(t.dest)?.holds(t.dest_generation) {
@@ -416,6 +481,7 @@ impl<M: Maps> Engine<M> {
                 dests,
                 traffic: self.traffic(owner)?,
                 rates: self.counters.rates(owner),
+                health: self.monitor.status(&s.spec.addr, now),
             });
         }
         let counters = self
@@ -494,7 +560,7 @@ impl<M: Maps> Engine<M> {
     pub fn handle(&mut self, command: Command, now: u64) -> Result<Reply, String> {
         let failed = |e: anyhow::Error| format!("{e:#}");
         match command {
-            Command::List => self.listing().map(Reply::Listing).map_err(failed),
+            Command::List => self.listing(now).map(Reply::Listing).map_err(failed),
             Command::Connections => self
                 .connections(now)
                 .map(Reply::Connections)

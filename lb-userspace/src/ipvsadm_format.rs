@@ -261,6 +261,7 @@ mod tests {
             dests,
             traffic: TrafficStatus::default(),
             rates: Rates::default(),
+            health: None,
         }
     }
 

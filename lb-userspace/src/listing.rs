@@ -51,6 +51,7 @@ impl Listing {
                     .collect(),
                 traffic: TrafficStatus::default(),
                 rates: Rates::default(),
+                health: None,
             })
             .collect();
         Self {
@@ -80,6 +81,35 @@ pub struct ServiceStatus {
     pub traffic: TrafficStatus,
     /// Its recent rates.
     pub rates: Rates,
+    /// Health checking, when the service has checked real servers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<ServiceHealthStatus>,
+}
+
+/// The health of a service's checked real servers, as the monitor sees it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServiceHealthStatus {
+    /// Whether the live weight meets the quorum (if not, the sorry server, if any, serves).
+    pub quorum: bool,
+    /// Every checked real server, listed or removed.
+    pub real_servers: Vec<RealServerHealthStatus>,
+}
+
+/// One checked real server.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RealServerHealthStatus {
+    /// Address.
+    pub addr: Ipv4Addr,
+    /// Whether all its checkers pass.
+    pub up: bool,
+    /// Why it is in this state: the last transition's checker and its finding.
+    pub reason: String,
+    /// Seconds since it entered this state.
+    pub since_secs: u64,
+    /// Transitions since the daemon started.
+    pub transitions: u64,
+    /// Duration of each checker's last attempt in seconds (none before the first).
+    pub latencies: Vec<Option<f64>>,
 }
 
 /// Traffic counters of a service or a real server.

@@ -80,7 +80,13 @@ fn service_labels(s: &ServiceStatus) -> String {
     )
 }
 
-fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: Vec<(String, u64)>) {
+fn family<V: std::fmt::Display>(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    samples: Vec<(String, V)>,
+) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
     for (labels, v) in samples {
         let _ = writeln!(out, "{name}{{{labels}}} {v}");
@@ -113,6 +119,7 @@ pub fn exposition(l: &Listing) -> String {
             .collect();
         family(&mut out, name, kind, help, samples);
     }
+    health(&mut out, l);
     let samples = l
         .counters
         .iter()
@@ -147,13 +154,57 @@ pub fn exposition(l: &Listing) -> String {
     out
 }
 
+/// The health families: per checked real server, listed or removed.
+fn health(out: &mut String, l: &Listing) {
+    let servers = || {
+        l.services.iter().flat_map(|s| {
+            s.health.iter().flat_map(move |h| {
+                h.real_servers
+                    .iter()
+                    .map(move |r| (format!("{},server=\"{}\"", service_labels(s), r.addr), r))
+            })
+        })
+    };
+    let samples = servers().map(|(l, r)| (l, u8::from(r.up))).collect();
+    family(
+        out,
+        "xdpvs_real_server_up",
+        "gauge",
+        "Whether all the real server's health checks pass.",
+        samples,
+    );
+    let samples = servers().map(|(l, r)| (l, r.transitions)).collect();
+    family(
+        out,
+        "xdpvs_real_server_transitions_total",
+        "counter",
+        "Up and down transitions of the real server.",
+        samples,
+    );
+    let samples = servers()
+        .flat_map(|(l, r)| {
+            r.latencies
+                .iter()
+                .enumerate()
+                .filter_map(move |(i, s)| Some((format!("{l},check=\"{i}\""), (*s)?)))
+        })
+        .collect();
+    family(
+        out,
+        "xdpvs_health_check_duration_seconds",
+        "gauge",
+        "Duration of the checker's last attempt.",
+        samples,
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use std::net::Ipv4Addr;
 
     use super::*;
     use crate::{
-        listing::{Rates, TrafficStatus},
+        listing::{Rates, RealServerHealthStatus, ServiceHealthStatus, TrafficStatus},
         model::{Protocol, ServiceAddr},
     };
 
@@ -190,6 +241,17 @@ mod tests {
                 }],
                 traffic,
                 rates: Rates::default(),
+                health: Some(ServiceHealthStatus {
+                    quorum: true,
+                    real_servers: vec![RealServerHealthStatus {
+                        addr: Ipv4Addr::new(10, 0, 0, 3),
+                        up: false,
+                        reason: "TCP_CHECK failed 2 times: refused".into(),
+                        since_secs: 4,
+                        transitions: 1,
+                        latencies: vec![Some(0.25)],
+                    }],
+                }),
             }],
             counters: vec![("passed".into(), 7)],
             ha: Some(crate::ha::HaStatus {
@@ -208,6 +270,9 @@ mod tests {
             "xdpvs_vrrp_role{role=\"master\"} 0",
             "xdpvs_vrrp_role{role=\"backup\"} 1",
             "xdpvs_director_healthy 1",
+            "xdpvs_real_server_up{protocol=\"tcp\",vip=\"10.0.0.100\",port=\"80\",server=\"10.0.0.3\"} 0",
+            "xdpvs_real_server_transitions_total{protocol=\"tcp\",vip=\"10.0.0.100\",port=\"80\",server=\"10.0.0.3\"} 1",
+            "xdpvs_health_check_duration_seconds{protocol=\"tcp\",vip=\"10.0.0.100\",port=\"80\",server=\"10.0.0.3\",check=\"0\"} 0.25",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }

@@ -1,6 +1,6 @@
-//! xdpvsd's event loop: the control socket, the metrics endpoint, signals, keepalived's
-//! notify FIFO and the periodic tick. Stopping leaves the program attached and its maps pinned
-//! for the next daemon.
+//! xdpvsd's event loop: the control socket, the metrics endpoint, signals, the health
+//! checkers' reports, keepalived's notify FIFO and the periodic tick. Stopping leaves the
+//! program attached and its maps pinned for the next daemon.
 
 use std::{
     fs, io::ErrorKind, net::SocketAddr, os::unix::fs::PermissionsExt, path::Path, time::Duration,
@@ -135,6 +135,7 @@ async fn start(opts: &Options, listener: UnixListener) -> Result<()> {
     );
     let mut ha = Ha::start(&opts.ha)?;
     let served = serve(&mut daemon, &mut ha, listener, metrics).await;
+    daemon.stop();
     // keepalived hands the VIP to the peer; the program goes on forwarding meanwhile.
     ha.stop();
     served?;
@@ -156,6 +157,9 @@ async fn serve(
     let mut hup = signal(SignalKind::hangup())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut ticker = tokio::time::interval(TICK);
+    let mut reports = daemon
+        .take_health_reports()
+        .context("the health reports are read once")?;
     let scrape = async |m: &Option<TcpListener>| match m {
         Some(l) => l.accept().await,
         None => std::future::pending().await,
@@ -172,6 +176,11 @@ async fn serve(
                 }
                 Err(e) => log::error!("reload failed: {e:#}"),
             },
+            Some(report) = reports.recv() => {
+                if let Err(e) = daemon.health_report(report) {
+                    log::error!("applying a health change failed: {e:#}");
+                }
+            }
             _ = ticker.tick() => {
                 if let Err(e) = daemon.tick() {
                     log::error!("periodic work failed: {e:#}");

@@ -235,14 +235,14 @@ fn ticks_expire_idle_flows_on_the_given_clock() {
         },
     );
     m.counted_in.entry(dest).or_default().active += 1;
-    assert_eq!(e.listing().unwrap().services[0].dests[0].active, 1);
+    assert_eq!(e.listing(0).unwrap().services[0].dests[0].active, 1);
     e.tick(910 * NS, HashMap::new()).unwrap();
     assert_eq!(e.maps().flows.len(), 1, "900 s idle is not over 900 s");
     let conns = e.connections(910 * NS).unwrap();
     assert_eq!((conns.len(), conns[0].expires), (1, 0));
     e.tick(910 * NS + 1, HashMap::new()).unwrap();
     assert!(e.maps().flows.is_empty());
-    assert_eq!(e.listing().unwrap().services[0].dests[0].active, 0);
+    assert_eq!(e.listing(0).unwrap().services[0].dests[0].active, 0);
 }
 
 #[test]
@@ -257,7 +257,7 @@ fn neighbours_resolve_real_servers_and_unknown_ones_are_probed() {
     )]);
     let probes = e.set_neighbours(table, false).unwrap();
     assert_eq!(probes, vec![Ipv4Addr::from(0x0a01_0002)]);
-    let macs: Vec<_> = e.listing().unwrap().services[0]
+    let macs: Vec<_> = e.listing(0).unwrap().services[0]
         .dests
         .iter()
         .map(|d| d.mac.clone())
@@ -266,4 +266,74 @@ fn neighbours_resolve_real_servers_and_unknown_ones_are_probed() {
     // A server added later starts with the MAC already known.
     e.apply(&[spec(80, Scheduler::Rr, &[1, 2, 3])]).unwrap();
     assert!(e.maps().dests.values().filter(|d| d.is_resolved()).count() == 1);
+}
+
+#[test]
+fn health_transitions_overlay_the_configured_services_and_edits_change_the_configured_ones() {
+    use crate::health::{
+        check::Outcome,
+        model::{Check, CheckKind, RealServerHealth, ServiceHealth},
+        monitor::{CheckKey, Verdict},
+        runner::Report,
+    };
+    let configured = vec![spec(80, Scheduler::Wrr, &[1, 2])];
+    let rs2 = configured[0].dests[1].addr;
+    let mut health = ServiceHealth::new(configured[0].addr);
+    health.real_servers.push(RealServerHealth {
+        addr: rs2,
+        inhibit_on_failure: false,
+        notify_up: None,
+        notify_down: Some("rs2 down".into()),
+        checks: vec![Check {
+            kind: CheckKind::Tcp,
+            connect_ip: None,
+            connect_port: None,
+            bindto: None,
+            delay_loop: std::time::Duration::from_secs(1),
+            connect_timeout: std::time::Duration::from_secs(1),
+            retry: 1,
+            delay_before_retry: std::time::Duration::from_secs(1),
+            warmup: None,
+        }],
+    });
+    let mut e = Engine::new(FakeMaps::default(), 1024, Timeouts::default());
+    e.apply_with_health(&configured, &[health], 0).unwrap();
+    let key = CheckKey {
+        service: configured[0].addr,
+        server: rs2,
+        check: 0,
+    };
+    let installed = |e: &Engine<FakeMaps>| -> Vec<(Ipv4Addr, u32)> {
+        e.installed().services[0]
+            .spec
+            .dests
+            .iter()
+            .map(|d| (d.addr, d.weight))
+            .collect()
+    };
+    let rs1 = configured[0].dests[0].addr;
+    let down = Report::new(key, Some(Verdict::Fail), Outcome::Down("refused".into()));
+    assert!(e.report(&down, NS).unwrap());
+    assert_eq!(installed(&e), [(rs1, 1)]);
+    assert_eq!(e.take_notifications(), ["rs2 down"]);
+    assert_record_matches_maps(&e);
+    // The failed server is still configured: `-e` reweighs it, and it stays out.
+    let mut heavier = configured[0].dests[1];
+    heavier.weight = 5;
+    e.edit(&[Edit::EditDest(configured[0].addr, heavier)])
+        .unwrap();
+    assert_eq!(installed(&e), [(rs1, 1)]);
+    let listing = e.listing(3 * NS).unwrap();
+    let status = listing.services[0].health.as_ref().unwrap();
+    assert!(!status.real_servers[0].up && status.real_servers[0].since_secs == 2);
+    // Back up, with the edited weight.
+    let up = Report::new(key, Some(Verdict::Pass(None)), Outcome::Up);
+    assert!(e.report(&up, 4 * NS).unwrap());
+    assert_eq!(installed(&e), [(rs1, 1), (rs2, 5)]);
+    assert_record_matches_maps(&e);
+    // An attempt that changes no verdict installs nothing.
+    let again = Report::new(key, None, Outcome::Up);
+    let writes = e.maps().writes;
+    assert!(!e.report(&again, 5 * NS).unwrap());
+    assert_eq!(e.maps().writes, writes);
 }

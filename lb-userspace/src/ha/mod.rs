@@ -205,6 +205,7 @@ mod tests {
                 dests: weights.iter().map(|&w| dest(w)).collect(),
                 traffic: TrafficStatus::default(),
                 rates: Rates::default(),
+                health: None,
             })
             .collect();
         Listing {

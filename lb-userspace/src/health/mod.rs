@@ -4,4 +4,6 @@ pub mod check;
 mod http;
 mod misc;
 pub mod model;
+pub mod monitor;
+pub mod runner;
 mod tls;

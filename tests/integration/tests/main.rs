@@ -7,6 +7,7 @@ mod datapath;
 mod e2e;
 mod failover;
 mod generator;
+mod health;
 mod keepalived;
 mod race;
 mod reload;

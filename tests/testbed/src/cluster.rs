@@ -16,7 +16,8 @@ use crate::{
 pub struct Cluster {
     /// The daemon on the director.
     pub daemon: Daemon,
-    _servers: Vec<NamedServers>,
+    /// The named servers of each real server, while they run.
+    servers: Vec<Option<NamedServers>>,
     /// The namespaces.
     pub topo: Topology,
 }
@@ -43,9 +44,21 @@ impl Cluster {
         )?;
         Ok(Self {
             daemon,
-            _servers: servers,
+            servers: servers.into_iter().map(Some).collect(),
             topo,
         })
+    }
+
+    /// Stops real server `i`'s servers: its ports refuse connections from now on, while the
+    /// connections it accepted are still served.
+    pub fn stop_real_server(&mut self, i: usize) {
+        self.servers[i] = None;
+    }
+
+    /// Starts real server `i`'s servers again.
+    pub fn start_real_server(&mut self, i: usize) -> Result<()> {
+        self.servers[i] = Some(servers::on_real_server(&self.topo, i)?);
+        Ok(())
     }
 
     /// Runs `f` in the client's namespace.

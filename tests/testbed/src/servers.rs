@@ -50,12 +50,19 @@ impl NamedServers {
 
 /// Starts named servers on every real server of `topo`: HTTP on port 80, UDP on VIP:53.
 pub fn on_real_servers(topo: &Topology) -> Result<Vec<NamedServers>> {
-    let udp = SocketAddr::from((topo.addressing.vip, 53));
-    topo.real_servers
-        .iter()
-        .enumerate()
-        .map(|(i, ns)| NamedServers::start(ns, &real_server_name(i), 80, udp))
+    (0..topo.real_servers.len())
+        .map(|i| on_real_server(topo, i))
         .collect()
+}
+
+/// Starts named servers on real server `i` of `topo`.
+pub fn on_real_server(topo: &Topology, i: usize) -> Result<NamedServers> {
+    NamedServers::start(
+        &topo.real_servers[i],
+        &real_server_name(i),
+        80,
+        SocketAddr::from((topo.addressing.vip, 53)),
+    )
 }
 
 fn spawn_loop(
