@@ -1,6 +1,7 @@
 //! Health checks end to end: xdpvsd's TCP_CHECKs take a stopped real server out of rotation
 //! within keepalived's bound and put it back within one delay_loop; inhibit_on_failure keeps
-//! it at weight 0; a lost quorum hands the service to the sorry server.
+//! it at weight 0; a lost quorum hands the service to the sorry server; HTTP_GET judges the
+//! answer's status; MISC_CHECK with misc_dynamic sets the weights.
 
 use std::time::{Duration, Instant};
 
@@ -44,7 +45,17 @@ fn checked_service(
     service_extra: &str,
     server: impl Fn(usize) -> String,
 ) -> String {
-    let plain = tcp_service("rr", weights, service_extra);
+    checked_service_of("rr", weights, service_extra, server)
+}
+
+/// [`checked_service`] with `scheduler`.
+fn checked_service_of(
+    scheduler: &str,
+    weights: &[u32],
+    service_extra: &str,
+    server: impl Fn(usize) -> String,
+) -> String {
+    let plain = tcp_service(scheduler, weights, service_extra);
     let mut out = String::new();
     for (i, part) in plain.split("[[service.real_server]]\n").enumerate() {
         if i == 0 {
@@ -298,4 +309,107 @@ fn a_reload_restarts_only_the_checkers_that_changed() {
     c.daemon.write_config(&config).unwrap();
     assert_eq!(c.daemon.adm(&["--reload"]).unwrap().status.code(), Some(0));
     wait_listed(&c, &[21, 22], back_within());
+}
+
+/// A checker of this file's timing: `kind` and its own lines.
+fn check(kind: &str, lines: &str) -> String {
+    format!(
+        "[[service.real_server.health_check]]\ntype = \"{kind}\"\ndelay_loop = {DELAY_LOOP}\n\
+         connect_timeout = {CONNECT_TIMEOUT}\nretry = {RETRY}\n\
+         delay_before_retry = {DELAY_BEFORE_RETRY}\nwarmup = 0\n{lines}"
+    )
+}
+
+#[test]
+fn http_get_takes_out_a_server_whose_answer_is_not_an_accepted_status() {
+    // The test servers answer every path with 200: rs2's checker accepts only 404.
+    let url = |codes: &str| {
+        check(
+            "HTTP_GET",
+            &format!(
+                "[[service.real_server.health_check.url]]\npath = \"/health\"\nstatus_code = [{codes}]\n"
+            ),
+        )
+    };
+    let config = |rs2: &str| {
+        let rs2 = rs2.to_owned();
+        checked_service(&[1, 1], "", move |i| {
+            if i == 1 {
+                url(&rs2)
+            } else {
+                url("\"200-299\"")
+            }
+        })
+    };
+    let c = Cluster::start("hhttp", 2, &config("\"404\"")).unwrap();
+    wait_listed(&c, &[21], out_within());
+    let rs2 = health_of(&c.daemon.listing().unwrap(), 1);
+    assert!(
+        rs2.reason.contains("GET /health: status 200 not in 404"),
+        "{rs2:?}"
+    );
+    c.daemon.wait_resolved().unwrap();
+    assert!(answers(&c, 4).iter().all(|n| n == "rs1"));
+    // Accepting 200 again brings it back at its next check.
+    c.daemon.write_config(&config("\"200\"")).unwrap();
+    assert_eq!(c.daemon.adm(&["--reload"]).unwrap().status.code(), Some(0));
+    wait_listed(&c, &[21, 22], back_within());
+    assert!(answers(&c, 4).iter().any(|n| n == "rs2"));
+}
+
+#[test]
+fn misc_dynamic_sets_the_weights_and_changes_the_split() {
+    // Each server's MISC_CHECK exits with the number in its file: 2 + the weight it asks for.
+    let dir = std::env::temp_dir().join(format!("xdpvs-misc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = |i: usize| dir.join(format!("rs{}", i + 1));
+    let set = |i: usize, code: u32| std::fs::write(file(i), code.to_string()).unwrap();
+    set(0, 5);
+    set(1, 3);
+    let config = checked_service_of("wrr", &[1, 1], "", |i| {
+        check(
+            "MISC_CHECK",
+            &format!(
+                "misc_path = \"sh -c 'exit $(cat {})'\"\nmisc_dynamic = true\n",
+                file(i).display()
+            ),
+        )
+    });
+    let c = Cluster::start("hmisc", 2, &config).unwrap();
+    let weights = |c: &Cluster| -> Vec<u32> {
+        c.daemon.listing().unwrap().services[0]
+            .dests
+            .iter()
+            .map(|d| d.weight)
+            .collect()
+    };
+    assert!(
+        wait_until(out_within(), || weights(&c) == [3, 1]),
+        "{:?}\n{}",
+        weights(&c),
+        c.daemon.log()
+    );
+    c.daemon.wait_resolved().unwrap();
+    let count = |names: &[String], name: &str| names.iter().filter(|n| *n == name).count();
+    let names = answers(&c, 8);
+    assert_eq!(
+        (count(&names, "rs1"), count(&names, "rs2")),
+        (6, 2),
+        "{names:?}"
+    );
+    // rs1 now asks for weight 1: an even split.
+    set(0, 3);
+    assert!(
+        wait_until(back_within() + Duration::from_secs(2), || weights(&c)
+            == [1, 1]),
+        "{:?}",
+        weights(&c)
+    );
+    let names = answers(&c, 8);
+    assert_eq!(
+        (count(&names, "rs1"), count(&names, "rs2")),
+        (4, 4),
+        "{names:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
