@@ -42,7 +42,8 @@ use serde::{
 
 use crate::{
     health::model::{
-        Check, CheckKind, DEFAULT_STATUS_CODES, HttpCheck, HttpProtocol, MiscCheck,
+        Check, CheckKind, DEFAULT_CONNECT_TIMEOUT, DEFAULT_DELAY_LOOP, DEFAULT_STATUS_CODES,
+        HttpCheck, HttpProtocol, MiscCheck,
         RealServerHealth, ServiceHealth, UrlCheck,
     },
     model::ServiceAddr,
@@ -126,15 +127,17 @@ enum StatusCode {
     Text(String),
 }
 
-/// keepalived's defaults.
-const DELAY_LOOP: f64 = 60.0;
-const CONNECT_TIMEOUT: f64 = 5.0;
-
+/// `s` seconds as a duration, or an error naming `what`.
 fn seconds(what: &str, s: f64) -> Result<Duration> {
     match Duration::try_from_secs_f64(s) {
         Ok(d) => Ok(d),
         Err(_) => bail!("{what} = {s}: not a number of seconds"),
     }
+}
+
+/// [`seconds`] of a value that may be absent.
+fn optional(what: &str, s: Option<f64>) -> Result<Option<Duration>> {
+    s.map(|s| seconds(what, s)).transpose()
 }
 
 impl StatusCode {
@@ -204,10 +207,7 @@ impl CheckEntry {
                     Some(p) => p,
                     None => bail!("a MISC_CHECK needs misc_path"),
                 },
-                timeout: self
-                    .misc_timeout
-                    .map(|t| seconds("misc_timeout", t))
-                    .transpose()?,
+                timeout: optional("misc_timeout", self.misc_timeout)?,
                 dynamic: self.misc_dynamic,
             }),
         };
@@ -215,18 +215,13 @@ impl CheckEntry {
             connect_ip: self.connect_ip,
             connect_port: self.connect_port,
             bindto: self.bindto,
-            delay_loop: seconds("delay_loop", self.delay_loop.unwrap_or(DELAY_LOOP))?,
-            connect_timeout: seconds(
-                "connect_timeout",
-                self.connect_timeout.unwrap_or(CONNECT_TIMEOUT),
-            )?,
-            retry: self.retry.unwrap_or(if misc { 0 } else { 1 }),
-            delay_before_retry: seconds(
-                "delay_before_retry",
-                self.delay_before_retry
-                    .unwrap_or(if http { 3.0 } else { 1.0 }),
-            )?,
-            warmup: self.warmup.map(|w| seconds("warmup", w)).transpose()?,
+            delay_loop: optional("delay_loop", self.delay_loop)?.unwrap_or(DEFAULT_DELAY_LOOP),
+            connect_timeout: optional("connect_timeout", self.connect_timeout)?
+                .unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+            retry: self.retry.unwrap_or(kind.default_retry()),
+            delay_before_retry: optional("delay_before_retry", self.delay_before_retry)?
+                .unwrap_or(kind.default_delay_before_retry()),
+            warmup: optional("warmup", self.warmup)?,
             kind,
         })
     }

@@ -88,6 +88,30 @@ pub struct Check {
     pub warmup: Option<Duration>,
 }
 
+/// keepalived's default `delay_loop`.
+pub const DEFAULT_DELAY_LOOP: Duration = Duration::from_secs(60);
+/// keepalived's default `connect_timeout`.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl CheckKind {
+    /// keepalived's default `retry`: 0 for MISC_CHECK, 1 for the others.
+    pub const fn default_retry(&self) -> u32 {
+        match self {
+            Self::Misc(_) => 0,
+            Self::Tcp | Self::Http(_) => 1,
+        }
+    }
+
+    /// keepalived's default `delay_before_retry`: 3 s for HTTP_GET and SSL_GET, 1 s for the
+    /// others.
+    pub const fn default_delay_before_retry(&self) -> Duration {
+        match self {
+            Self::Http(_) => Duration::from_secs(3),
+            Self::Tcp | Self::Misc(_) => Duration::from_secs(1),
+        }
+    }
+}
+
 /// The kinds of checker.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

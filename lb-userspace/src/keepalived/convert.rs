@@ -9,7 +9,8 @@ use super::{Diagnostic, parser::Statement};
 use crate::{
     config::{Config, Loaded},
     health::model::{
-        Check, CheckKind, DEFAULT_STATUS_CODES, HttpCheck, HttpProtocol, MiscCheck,
+        Check, CheckKind, DEFAULT_CONNECT_TIMEOUT, DEFAULT_DELAY_LOOP, DEFAULT_STATUS_CODES,
+        HttpCheck, HttpProtocol, MiscCheck,
         RealServerHealth, ServiceHealth, UrlCheck,
     },
     model::{self, DEFAULT_SCHEDULER, DestSpec, Persistence, Protocol, ServiceAddr, ServiceSpec},
@@ -557,12 +558,12 @@ impl Converter {
             connect_ip,
             connect_port,
             bindto,
-            delay_loop: t.delay_loop.unwrap_or(Duration::from_secs(60)),
-            connect_timeout: t.connect_timeout.unwrap_or(Duration::from_secs(5)),
-            retry: t.retry.unwrap_or(if is_misc { 0 } else { 1 }),
+            delay_loop: t.delay_loop.unwrap_or(DEFAULT_DELAY_LOOP),
+            connect_timeout: t.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+            retry: t.retry.unwrap_or(kind.default_retry()),
             delay_before_retry: t
                 .delay_before_retry
-                .unwrap_or(Duration::from_secs(if is_http { 3 } else { 1 })),
+                .unwrap_or(kind.default_delay_before_retry()),
             warmup: t.warmup,
             kind,
         })
