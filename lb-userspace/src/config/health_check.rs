@@ -43,8 +43,7 @@ use serde::{
 use crate::{
     health::model::{
         Check, CheckKind, DEFAULT_CONNECT_TIMEOUT, DEFAULT_DELAY_LOOP, DEFAULT_STATUS_CODES,
-        HttpCheck, HttpProtocol, MiscCheck,
-        RealServerHealth, ServiceHealth, UrlCheck,
+        HttpCheck, HttpProtocol, MiscCheck, RealServerHealth, ServiceHealth, UrlCheck,
     },
     model::ServiceAddr,
 };

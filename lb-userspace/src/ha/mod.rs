@@ -170,50 +170,28 @@ mod tests {
     use std::net::Ipv4Addr;
 
     use super::*;
-    use crate::{
-        listing::{DestStatus, Rates, ServiceStatus, TrafficStatus},
-        model::{Protocol, ServiceAddr},
-    };
+    use lb_common::sched::Scheduler;
+
+    use crate::model::{DestSpec, tcp_service};
 
     /// A listing of services with real servers of the given weights.
     fn listing(services: &[&[u32]]) -> Listing {
-        let dest = |weight| DestStatus {
-            addr: Ipv4Addr::new(10, 0, 0, 2),
-            port: 80,
-            weight,
-            u_threshold: 0,
-            l_threshold: 0,
-            persistent: 0,
-            active: 0,
-            inactive: 0,
-            mac: None,
-            traffic: TrafficStatus::default(),
-            rates: Rates::default(),
-        };
-        let services = services
+        let specs: Vec<_> = services
             .iter()
             .enumerate()
-            .map(|(i, weights)| ServiceStatus {
-                addr: ServiceAddr {
-                    protocol: Protocol::Tcp,
-                    addr: Ipv4Addr::new(10, 0, 0, 100),
-                    port: 80 + i as u16,
-                },
-                scheduler: lb_common::sched::Scheduler::Mh,
-                flags: 0,
-                persistence: None,
-                dests: weights.iter().map(|&w| dest(w)).collect(),
-                traffic: TrafficStatus::default(),
-                rates: Rates::default(),
-                health: None,
+            .map(|(i, weights)| {
+                let mut s = tcp_service(80 + i as u16, Scheduler::Mh, [Ipv4Addr::new(10, 0, 0, 2)]);
+                s.dests = weights
+                    .iter()
+                    .map(|&weight| DestSpec {
+                        weight,
+                        ..s.dests[0]
+                    })
+                    .collect();
+                s
             })
             .collect();
-        Listing {
-            flow_table_size: 16,
-            services,
-            counters: Vec::new(),
-            ha: None,
-        }
+        Listing::configured(&specs)
     }
 
     #[test]

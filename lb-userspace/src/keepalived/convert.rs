@@ -10,8 +10,7 @@ use crate::{
     config::{Config, Loaded},
     health::model::{
         Check, CheckKind, DEFAULT_CONNECT_TIMEOUT, DEFAULT_DELAY_LOOP, DEFAULT_STATUS_CODES,
-        HttpCheck, HttpProtocol, MiscCheck,
-        RealServerHealth, ServiceHealth, UrlCheck,
+        HttpCheck, HttpProtocol, MiscCheck, RealServerHealth, ServiceHealth, UrlCheck,
     },
     model::{self, DEFAULT_SCHEDULER, DestSpec, Persistence, Protocol, ServiceAddr, ServiceSpec},
 };
