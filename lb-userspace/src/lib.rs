@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod control_server;
 pub mod counters;
 pub mod daemon;
 pub mod dataplane;

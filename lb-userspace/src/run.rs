@@ -7,12 +7,13 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use tokio::{
-    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
-    net::{TcpListener, TcpStream, UnixListener, UnixStream},
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream, UnixListener},
     signal::unix::{SignalKind, signal},
 };
 
 use crate::{
+    control_server,
     daemon::{Daemon, Options, TICK},
     dataplane::{self, DataPlane},
     iface, metrics,
@@ -52,20 +53,6 @@ async fn bind_metrics(addr: SocketAddr) -> Result<TcpListener> {
         .with_context(|| format!("binding the metrics endpoint {addr}"))
 }
 
-async fn serve_one(daemon: &mut Daemon, stream: UnixStream) -> Result<()> {
-    let (read, mut write) = stream.into_split();
-    let mut line = String::new();
-    tokio::time::timeout(
-        Duration::from_secs(5),
-        BufReader::new(read).read_line(&mut line),
-    )
-    .await??;
-    let mut answer = serde_json::to_string(&daemon.handle(&line))?;
-    answer.push('\n');
-    write.write_all(answer.as_bytes()).await?;
-    Ok(())
-}
-
 /// Answers one HTTP request with the exposition, whatever the path.
 async fn serve_metrics(daemon: &mut Daemon, mut stream: TcpStream) -> Result<()> {
     let mut request = [0u8; 1024];
@@ -98,6 +85,7 @@ async fn start(opts: &Options, listener: UnixListener) -> Result<()> {
         Some(addr) => Some(bind_metrics(addr).await?),
         None => None,
     };
+    let lasting = pins_last(opts)?;
     // Only state that goes with maps still pinned is adopted.
     let pinned = opts.pin_dir.join(lb_common::map_names::SERVICES).exists();
     let saved = pinned.then(|| SavedState::load(&opts.state_file)).flatten();
@@ -126,11 +114,42 @@ async fn start(opts: &Options, listener: UnixListener) -> Result<()> {
     );
     serve(&mut daemon, listener, metrics).await?;
     daemon.save();
-    log::info!(
-        "stopping; the XDP program stays attached to {} (`xdpvsd --unload` removes it)",
-        opts.interface
-    );
+    if lasting {
+        log::info!(
+            "stopping; the XDP program stays attached to {} (`xdpvsd --unload` removes it)",
+            opts.interface
+        );
+    } else {
+        log::warn!(
+            "stopping; the pins in {} end with this mount namespace: the XDP program is \
+             detached from {} and its flows are lost",
+            opts.pin_dir.display(),
+            opts.interface
+        );
+    }
     Ok(())
+}
+
+/// Whether the pins will outlive this daemon; refuses to go on with pins that will not unless
+/// `--transient-pins` allows it.
+fn pins_last(opts: &Options) -> Result<bool> {
+    iface::ensure_bpffs(&opts.pin_dir)?;
+    if iface::outlives_mount_namespace(&opts.pin_dir)? {
+        return Ok(true);
+    }
+    let why = format!(
+        "the BPF filesystem holding {} is private to this mount namespace (as under \
+         `ip netns exec`): the pins end with it, and with them the XDP program and its flows",
+        opts.pin_dir.display()
+    );
+    if !opts.transient_pins {
+        bail!(
+            "{why}. Run xdpvsd with `nsenter --net=/run/netns/NAME` or on a bind-mounted host \
+             /sys/fs/bpf (see the README), or pass --transient-pins to accept it"
+        );
+    }
+    log::warn!("{why}; a restarted daemon starts afresh, and `--unload` will find nothing");
+    Ok(false)
 }
 
 async fn serve(
@@ -142,6 +161,7 @@ async fn serve(
     let mut hup = signal(SignalKind::hangup())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut ticker = tokio::time::interval(TICK);
+    let mut requests = control_server::spawn(listener);
     let scrape = async |m: &Option<TcpListener>| match m {
         Some(l) => l.accept().await,
         None => std::future::pending().await,
@@ -162,14 +182,7 @@ async fn serve(
                     log::error!("periodic work failed: {e:#}");
                 }
             }
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    if let Err(e) = serve_one(daemon, stream).await {
-                        log::warn!("control request failed: {e:#}");
-                    }
-                }
-                Err(e) => log::warn!("accepting a control connection: {e}"),
-            },
+            Some(request) = requests.recv() => request.answer_with(|c| daemon.handle(c)),
             accepted = scrape(&metrics) => match accepted {
                 Ok((stream, _)) => {
                     if let Err(e) = serve_metrics(daemon, stream).await {

@@ -41,6 +41,11 @@ struct Cli {
     /// Connection table size.
     #[arg(long, default_value_t = lb_common::DEFAULT_MAX_FLOWS)]
     max_flows: u32,
+    /// Start even when the pin directory's BPF filesystem is private to this mount namespace
+    /// (as under `ip netns exec`): the program is then detached, and the flows lost, when the
+    /// daemon ends.
+    #[arg(long)]
+    transient_pins: bool,
     /// XDP attach mode.
     #[arg(long, value_enum, default_value = "auto")]
     xdp_mode: Mode,
@@ -57,6 +62,7 @@ fn main() -> ExitCode {
         opts.state_file = cli.state_file;
         opts.max_flows = cli.max_flows;
         opts.allow_generic = matches!(cli.xdp_mode, Mode::Auto);
+        opts.transient_pins = cli.transient_pins;
         opts.metrics = cli.metrics.or(opts.metrics);
         if cli.unload {
             return run::unload(&opts);
