@@ -12,6 +12,8 @@ pub mod edit;
 pub mod engine;
 pub mod health;
 pub mod iface;
+#[cfg(test)]
+mod input_properties;
 pub mod ipvsadm_format;
 pub mod listing;
 pub mod maps;
