@@ -149,7 +149,10 @@ enum ReadError {
 /// Reads one line of at most `limit` bytes (its newline included) and returns it without the
 /// newline, buffering no more than `limit` bytes.
 async fn read_request(read: impl AsyncRead + Unpin, limit: usize) -> Result<Vec<u8>, ReadError> {
-    let mut line = Vec::new();
+    // Reserved whole, the buffer is never moved as it grows: the allocator maps a large one
+    // apart and unmaps it when dropped, and only the bytes received make it resident. Grown
+    // step by step it would come from the heap, which keeps what a refused request filled.
+    let mut line = Vec::with_capacity(limit);
     BufReader::new(read.take(limit as u64))
         .read_until(b'\n', &mut line)
         .await

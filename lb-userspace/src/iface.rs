@@ -72,15 +72,11 @@ pub fn ensure_bpffs(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Whether the filesystem holding `dir` outlives this process's mount namespace: it does when
-/// that namespace is PID 1's, or when PID 1's namespace mounts the same filesystem. It does not
-/// under `ip netns exec`, which mounts a new /sys in a new mount namespace: a BPF filesystem
-/// mounted there, and the pins in it, end with the last process of that namespace.
+/// Whether the filesystem holding `dir` outlives this process's mount namespace: whether PID 1's
+/// namespace (which outlives every other) mounts it too. It does not under `ip netns exec`,
+/// which mounts a new /sys in a new mount namespace: a BPF filesystem mounted there, and the
+/// pins in it, end with the last process of that namespace.
 pub fn outlives_mount_namespace(dir: &Path) -> Result<bool> {
-    let namespace = |pid: &str| fs::read_link(format!("/proc/{pid}/ns/mnt"));
-    if namespace("self")? == namespace("1")? {
-        return Ok(true);
-    }
     let dev = fs::metadata(dir)
         .with_context(|| format!("reading {}", dir.display()))?
         .dev();

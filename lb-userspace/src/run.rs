@@ -134,8 +134,13 @@ async fn start(opts: &Options, listener: UnixListener) -> Result<()> {
 /// `--transient-pins` allows it.
 fn pins_last(opts: &Options) -> Result<bool> {
     iface::ensure_bpffs(&opts.pin_dir)?;
-    if iface::outlives_mount_namespace(&opts.pin_dir)? {
-        return Ok(true);
+    match iface::outlives_mount_namespace(&opts.pin_dir) {
+        Ok(true) => return Ok(true),
+        Ok(false) => {}
+        Err(e) => {
+            log::warn!("cannot tell whether the pins outlive this mount namespace: {e:#}");
+            return Ok(true);
+        }
     }
     let why = format!(
         "the BPF filesystem holding {} is private to this mount namespace (as under \
