@@ -6,7 +6,6 @@ use std::{
     fs,
     io::{BufRead, BufReader, Write},
     os::unix::{fs::PermissionsExt, net::UnixStream, process::CommandExt},
-    path::Path,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
@@ -22,7 +21,7 @@ use xdpvs_testbed::{
 /// A daemon alone in a namespace; the daemon goes first.
 struct Lone {
     daemon: Daemon,
-    ns: Netns,
+    _ns: Netns,
 }
 
 /// A namespace whose `IFACE` is one end of a veth pair, up.
@@ -37,7 +36,7 @@ impl Lone {
     fn start(tag: &str) -> Self {
         let ns = namespace(tag);
         let daemon = Daemon::start(&default_bin_dir(), &ns, &unique_name(tag), None).unwrap();
-        Self { daemon, ns }
+        Self { daemon, _ns: ns }
     }
 
     fn call(&self, request: Request) -> anyhow::Result<Reply> {
@@ -163,17 +162,18 @@ fn a_peer_that_is_not_root_is_refused() {
     assert_eq!(d.services(), 0);
 }
 
-/// xdpvsd under `ip netns exec`, which gives it a mount namespace with a /sys of its own.
-fn under_ip_netns_exec(ns: &Netns, work: &Path, pin_dir: &Path, extra: &[&str]) -> Command {
+/// xdpvsd under `ip netns exec`, which gives it a mount namespace with a /sys of its own, with
+/// the paths of `paths`.
+fn under_ip_netns_exec(ns: &Netns, paths: &Daemon, extra: &[&str]) -> Command {
     let mut cmd = Command::new("ip");
     cmd.args(["netns", "exec", ns.name()])
         .arg(default_bin_dir().join("xdpvsd"))
         .args(["--interface", IFACE, "--pin-dir"])
-        .arg(pin_dir)
+        .arg(&paths.pin_dir)
         .arg("--socket")
-        .arg(work.join("xdpvsd.sock"))
+        .arg(&paths.socket)
         .arg("--state-file")
-        .arg(work.join("state.json"))
+        .arg(paths.state_file())
         .args(extra)
         .env("RUST_LOG", "info")
         .stdin(Stdio::null());
@@ -183,14 +183,21 @@ fn under_ip_netns_exec(ns: &Netns, work: &Path, pin_dir: &Path, extra: &[&str]) 
 #[test]
 fn pins_that_end_with_the_mount_namespace_are_refused_or_said() {
     let ns = namespace("ctlpins");
-    let name = unique_name("ctlpins");
-    let work = std::env::temp_dir().join(format!("xdpvs-{name}"));
-    fs::create_dir_all(&work).unwrap();
-    let pin_dir = Path::new("/sys/fs/bpf").join(format!("xdpvs-{name}"));
+    // Paths only (removed on drop): this daemon is started by hand.
+    let paths = Daemon::paths(&default_bin_dir(), &unique_name("ctlpins")).unwrap();
 
-    let refused = under_ip_netns_exec(&ns, &work, &pin_dir, &[])
-        .output()
+    let mut refused = under_ip_netns_exec(&ns, &paths, &[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
+    if !wait_until(Duration::from_secs(20), || {
+        refused.try_wait().unwrap().is_some()
+    }) {
+        terminate(&mut refused, Duration::from_secs(10)).unwrap();
+        panic!("xdpvsd runs on pins that end with its mount namespace");
+    }
+    let refused = refused.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success());
     assert!(
@@ -198,21 +205,23 @@ fn pins_that_end_with_the_mount_namespace_are_refused_or_said() {
         "{stderr}"
     );
 
-    let mut daemon = under_ip_netns_exec(&ns, &work, &pin_dir, &["--transient-pins"])
+    let mut daemon = under_ip_netns_exec(&ns, &paths, &["--transient-pins"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let socket = work.join("xdpvsd.sock");
     assert!(wait_until(Duration::from_secs(20), || {
-        control::call(&socket, Request::List).is_ok()
+        control::call(&paths.socket, Request::List).is_ok()
     }));
     let attached = || {
         let link = ns.ip(&["link", "show", IFACE]).unwrap();
         String::from_utf8_lossy(&link.stdout).contains("xdp")
     };
     assert!(attached());
-    assert!(!pin_dir.exists(), "the pins are not in the host's bpffs");
+    assert!(
+        !paths.pin_dir.exists(),
+        "the pins are not in the host's bpffs"
+    );
     terminate(&mut daemon, Duration::from_secs(10)).unwrap();
     let log = std::io::read_to_string(daemon.stderr.take().unwrap()).unwrap();
     assert!(
@@ -224,5 +233,4 @@ fn pins_that_end_with_the_mount_namespace_are_refused_or_said() {
         wait_until(Duration::from_secs(5), || !attached()),
         "as the log says, the program went with the namespace"
     );
-    let _ = fs::remove_dir_all(&work);
 }
