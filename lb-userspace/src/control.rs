@@ -100,7 +100,8 @@ pub enum Reply {
     Done,
 }
 
-/// Sends `command` to the daemon listening on `socket` and returns its reply.
+/// Sends `command` to the daemon listening on `socket` and returns its reply, or the daemon's
+/// refusal. A request longer than the daemon accepts is not sent.
 pub fn call(socket: &Path, command: Command) -> Result<Reply> {
     let mut line = serde_json::to_string(&Request {
         version: PROTOCOL_VERSION,
@@ -162,5 +163,29 @@ mod tests {
         let back: Response =
             serde_json::from_str(r#"{"version":1,"result":{"Err":"No such service"}}"#).unwrap();
         assert_eq!(back.result, Err("No such service".into()));
+    }
+
+    #[test]
+    fn a_request_longer_than_the_daemon_accepts_is_not_sent() {
+        let dest = crate::model::DestSpec {
+            addr: std::net::Ipv4Addr::new(10, 1, 2, 3),
+            weight: 1,
+            u_threshold: 0,
+            l_threshold: 0,
+        };
+        let spec = crate::model::ServiceSpec {
+            dests: vec![dest; MAX_REQUEST / 60],
+            ..crate::model::tcp_service(80, lb_common::sched::Scheduler::Rr, [])
+        };
+        let e = call(
+            Path::new("/nonexistent/xdpvsd.sock"),
+            Command::Edit(vec![Edit::AddService(spec)]),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .ends_with(&format!("xdpvsd accepts at most {MAX_REQUEST}")),
+            "{e}"
+        );
     }
 }

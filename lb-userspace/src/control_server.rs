@@ -93,6 +93,7 @@ async fn serve(stream: UnixStream, requests: &mpsc::Sender<Pending>) -> io::Resu
     let result = match control::parse_request(&line) {
         Err(e) => Err(e),
         Ok(command) => {
+            // The request's buffer is not held while the daemon works.
             drop(line);
             let (reply, answer) = oneshot::channel();
             if requests.send(Pending { command, reply }).await.is_err() {
@@ -143,6 +144,7 @@ enum ReadError {
     TooLong,
     /// The peer closed the connection before the newline.
     Truncated,
+    /// Reading failed.
     Io(io::Error),
 }
 
