@@ -35,15 +35,29 @@ impl Pending {
     }
 }
 
-/// Serves `listener` from tasks of its own; the commands of complete requests come out of the
-/// receiver, in the order their requests were completed.
-pub fn spawn(listener: UnixListener) -> mpsc::Receiver<Pending> {
-    let (requests, commands) = mpsc::channel(MAX_CLIENTS);
-    tokio::spawn(accept(listener, requests));
-    commands
+/// The way to the daemon's loop, for tasks that need it to answer.
+#[derive(Clone, Debug)]
+pub struct Requests(mpsc::Sender<Pending>);
+
+impl Requests {
+    /// Has the daemon's loop carry out `command`; `None` once it stopped.
+    pub async fn ask(&self, command: Command) -> Option<Response> {
+        let (reply, answer) = oneshot::channel();
+        self.0.send(Pending { command, reply }).await.ok()?;
+        answer.await.ok()
+    }
 }
 
-async fn accept(listener: UnixListener, requests: mpsc::Sender<Pending>) {
+/// Serves `listener` from tasks of its own; the commands of complete requests, and of
+/// [`Requests::ask`], come out of the receiver in the order they were made.
+pub fn spawn(listener: UnixListener) -> (Requests, mpsc::Receiver<Pending>) {
+    let (requests, commands) = mpsc::channel(MAX_CLIENTS);
+    let requests = Requests(requests);
+    tokio::spawn(accept(listener, requests.clone()));
+    (requests, commands)
+}
+
+async fn accept(listener: UnixListener, requests: Requests) {
     let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
     loop {
         let stream = match listener.accept().await {
@@ -70,7 +84,7 @@ async fn accept(listener: UnixListener, requests: mpsc::Sender<Pending>) {
 }
 
 /// Serves one connection: at most one request, at most one answer.
-async fn serve(stream: UnixStream, requests: &mpsc::Sender<Pending>) -> io::Result<()> {
+async fn serve(stream: UnixStream, requests: &Requests) -> io::Result<()> {
     if stream.peer_cred()?.uid() != 0 {
         refuse(&stream, NOT_ROOT);
         return Ok(());
@@ -95,14 +109,10 @@ async fn serve(stream: UnixStream, requests: &mpsc::Sender<Pending>) -> io::Resu
         Ok(command) => {
             // The request's buffer is not held while the daemon works.
             drop(line);
-            let (reply, answer) = oneshot::channel();
-            if requests.send(Pending { command, reply }).await.is_err() {
+            match requests.ask(command).await {
+                Some(response) => response.result,
                 // The daemon is stopping.
-                return Ok(());
-            }
-            match answer.await {
-                Ok(response) => response.result,
-                Err(_) => return Ok(()),
+                None => return Ok(()),
             }
         }
     };

@@ -160,7 +160,7 @@ impl Daemon {
         Ok(())
     }
 
-    /// The listing, for the metrics endpoint.
+    /// The listing.
     pub fn listing(&self) -> Result<crate::listing::Listing> {
         self.engine.listing()
     }

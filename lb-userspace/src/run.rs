@@ -13,7 +13,8 @@ use tokio::{
 };
 
 use crate::{
-    control_server,
+    control::{Command, Reply, Response},
+    control_server::{self, Requests},
     daemon::{Daemon, Options, TICK},
     dataplane::{self, DataPlane},
     iface, metrics,
@@ -53,11 +54,19 @@ async fn bind_metrics(addr: SocketAddr) -> Result<TcpListener> {
         .with_context(|| format!("binding the metrics endpoint {addr}"))
 }
 
-/// Answers one HTTP request with the exposition, whatever the path.
-async fn serve_metrics(daemon: &mut Daemon, mut stream: TcpStream) -> Result<()> {
+/// Answers one HTTP request with the exposition, whatever the path, from a task of its own:
+/// a client that says nothing holds up no other.
+async fn serve_metrics(requests: Requests, mut stream: TcpStream) -> Result<()> {
     let mut request = [0u8; 1024];
     let _ = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut request)).await;
-    let body = metrics::exposition(&daemon.listing()?);
+    let Some(Response {
+        result: Ok(Reply::Listing(listing)),
+        ..
+    }) = requests.ask(Command::List).await
+    else {
+        bail!("the daemon gave no listing");
+    };
+    let body = metrics::exposition(&listing);
     let head = format!(
         "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
@@ -166,7 +175,7 @@ async fn serve(
     let mut hup = signal(SignalKind::hangup())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut ticker = tokio::time::interval(TICK);
-    let mut requests = control_server::spawn(listener);
+    let (requests, mut commands) = control_server::spawn(listener);
     let scrape = async |m: &Option<TcpListener>| match m {
         Some(l) => l.accept().await,
         None => std::future::pending().await,
@@ -187,12 +196,15 @@ async fn serve(
                     log::error!("periodic work failed: {e:#}");
                 }
             }
-            Some(request) = requests.recv() => request.answer_with(|c| daemon.handle(c)),
+            Some(request) = commands.recv() => request.answer_with(|c| daemon.handle(c)),
             accepted = scrape(&metrics) => match accepted {
                 Ok((stream, _)) => {
-                    if let Err(e) = serve_metrics(daemon, stream).await {
-                        log::warn!("metrics request failed: {e:#}");
-                    }
+                    let requests = requests.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = serve_metrics(requests, stream).await {
+                            log::warn!("metrics request failed: {e:#}");
+                        }
+                    });
                 }
                 Err(e) => log::warn!("accepting a metrics connection: {e}"),
             },

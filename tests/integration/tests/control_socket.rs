@@ -5,6 +5,7 @@
 use std::{
     fs,
     io::{BufRead, BufReader, Write},
+    net::TcpStream,
     os::unix::{fs::PermissionsExt, net::UnixStream, process::CommandExt},
     process::{Command, Stdio},
     time::{Duration, Instant},
@@ -21,7 +22,7 @@ use xdpvs_testbed::{
 /// A daemon alone in a namespace; the daemon goes first.
 struct Lone {
     daemon: Daemon,
-    _ns: Netns,
+    ns: Netns,
 }
 
 /// A namespace whose `IFACE` is one end of a veth pair, up.
@@ -34,9 +35,13 @@ fn namespace(tag: &str) -> Netns {
 
 impl Lone {
     fn start(tag: &str) -> Self {
+        Self::configured(tag, None)
+    }
+
+    fn configured(tag: &str, config: Option<&str>) -> Self {
         let ns = namespace(tag);
-        let daemon = Daemon::start(&default_bin_dir(), &ns, &unique_name(tag), None).unwrap();
-        Self { daemon, _ns: ns }
+        let daemon = Daemon::start(&default_bin_dir(), &ns, &unique_name(tag), config).unwrap();
+        Self { daemon, ns }
     }
 
     fn call(&self, request: Request) -> anyhow::Result<Reply> {
@@ -71,10 +76,15 @@ fn add_service_request() -> String {
 
 #[test]
 fn a_silent_client_holds_up_no_other() {
-    let d = Lone::start("ctlsilent");
+    let d = Lone::configured("ctlsilent", Some("metrics = \"127.0.0.1:9469\"\n"));
     let _silent = UnixStream::connect(&d.daemon.socket).unwrap();
     let mut halfway = UnixStream::connect(&d.daemon.socket).unwrap();
     halfway.write_all(b"{\"version\":1,").unwrap();
+    // Anyone on the host may connect to the metrics endpoint.
+    let _scraper =
+        d.ns.enter(|| TcpStream::connect("127.0.0.1:9469"))
+            .unwrap()
+            .unwrap();
     for _ in 0..5 {
         let start = Instant::now();
         d.call(Request::List).unwrap();
