@@ -3,6 +3,7 @@
 //! Every test builds its own namespaces and daemon.
 
 mod adm;
+mod control_socket;
 mod datapath;
 mod e2e;
 mod failover;
