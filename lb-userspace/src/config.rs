@@ -486,6 +486,14 @@ address = "10.0.0.4"
             ),
             ("type = \"TCP_CHECK\"\ndelay_loop = -1\n", "delay_loop = -1"),
             (
+                "type = \"TCP_CHECK\"\ndelay_loop = 0\n",
+                "delay_loop must be above 0",
+            ),
+            (
+                "type = \"TCP_CHECK\"\nconnect_timeout = 1e19\n",
+                "connect_timeout must be at most 86400 s",
+            ),
+            (
                 "type = \"SSL_GET\"\nurl = [{ path = \"/\", status_code = [\"299-200\"] }]\n",
                 "not a code or a range",
             ),

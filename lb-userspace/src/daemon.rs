@@ -242,6 +242,11 @@ impl Daemon {
         }
     }
 
+    /// The services as installed (health overlaid).
+    pub fn installed_specs(&self) -> impl Iterator<Item = &ServiceSpec> {
+        self.engine.installed().services.iter().map(|s| &s.spec)
+    }
+
     /// The data plane, for attaching and unloading.
     pub fn dataplane_mut(&mut self) -> &mut DataPlane {
         self.engine.maps_mut()

@@ -192,7 +192,7 @@ async fn serve(
         None => std::future::pending().await,
     };
     loop {
-        ha.check_health(|| daemon.listing().is_ok_and(|l| ha::serving(&l)));
+        ha.check_health(|| ha::serving(daemon.installed_specs()));
         tokio::select! {
             _ = term.recv() => return Ok(()),
             _ = int.recv() => return Ok(()),

@@ -553,7 +553,7 @@ impl Converter {
             _ => CheckKind::Http(http),
         };
         let t = timing.within(outer);
-        Ok(Check {
+        let check = Check {
             connect_ip,
             connect_port,
             bindto,
@@ -565,7 +565,9 @@ impl Converter {
                 .unwrap_or(kind.default_delay_before_retry()),
             warmup: t.warmup,
             kind,
-        })
+        };
+        check.check_timing().map_err(|e| invalid(st, &e))?;
+        Ok(check)
     }
 }
 

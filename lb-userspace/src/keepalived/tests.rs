@@ -418,6 +418,10 @@ fn unsupported_is_an_error_naming_line_and_keyword() {
         ),
         (vs("bogus 1"), ":3: `bogus`: unknown keyword here"),
         (
+            rs("TCP_CHECK {\ndelay_loop 0\n}"),
+            ":4: `TCP_CHECK`: delay_loop must be above 0",
+        ),
+        (
             "virtual_server fwmark 1 { }".into(),
             ":1: `virtual_server`: firewall-mark services are not supported",
         ),
