@@ -5,7 +5,9 @@
 mod adm;
 mod datapath;
 mod e2e;
+mod fragments;
 mod generator;
+mod icmp;
 mod race;
 mod reload;
 mod restart;
