@@ -7,6 +7,7 @@ mod datapath;
 mod e2e;
 mod fragments;
 mod generator;
+mod hostile;
 mod icmp;
 mod race;
 mod reload;
