@@ -27,7 +27,7 @@ pub fn record(ip: &Ipv4, service: u32, conn: &Conn) {
         service,
     };
     // A failed insert (memory pressure) leaves the later fragments to the kernel.
-    let _ = FRAGS.insert(&ip.datagram(), &owner, BPF_ANY.into());
+    let _ = FRAGS.insert(ip.datagram(), owner, BPF_ANY.into());
 }
 
 /// Sends the later fragment `ip` where its datagram's first fragment went.
@@ -37,7 +37,7 @@ pub fn follow(ip: &Ipv4, director: &Director) -> Verdict {
     // an element evicted while it is copied can be refilled for another datagram at once and
     // the copy mix two records; but eviction takes the least recently used datagram, and one
     // whose fragments are arriving is the most recently used.
-    let Some(owner) = (unsafe { FRAGS.get(&ip.datagram()) }).copied() else {
+    let Some(owner) = (unsafe { FRAGS.get(ip.datagram()) }).copied() else {
         return Verdict::Pass(Passed::UntrackedFragment);
     };
     let sent = match DESTS.get(owner.dest) {
