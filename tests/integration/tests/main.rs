@@ -9,6 +9,7 @@ mod fragments;
 mod generator;
 mod hostile;
 mod icmp;
+mod pmtu;
 mod race;
 mod reload;
 mod restart;
