@@ -38,7 +38,9 @@ fn a_fragmented_udp_datagram_reaches_one_real_server_whole() {
                 s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
                 s.send_to(&[0x5a; 4000], vip(53)).unwrap();
                 let mut buf = [0u8; 256];
-                let n = s.recv(&mut buf).expect("a reply to the fragmented datagram");
+                let n = s
+                    .recv(&mut buf)
+                    .expect("a reply to the fragmented datagram");
                 String::from_utf8_lossy(&buf[..n]).into_owned()
             })
             .collect()
@@ -46,7 +48,11 @@ fn a_fragmented_udp_datagram_reaches_one_real_server_whole() {
     let names: Vec<_> = answers.iter().map(|a| split(a).0).collect();
     assert_eq!(names, ["rs1", "rs2", "rs1", "rs2"], "{answers:?}");
     assert!(answers.iter().all(|a| split(a).1 == CLIENT_IP.to_string()));
-    assert_eq!(counter(&c, "fragment_forwarded"), 8, "two later fragments each");
+    assert_eq!(
+        counter(&c, "fragment_forwarded"),
+        8,
+        "two later fragments each"
+    );
     assert_eq!(counter(&c, "fragment_untracked"), 0);
 }
 
@@ -74,7 +80,9 @@ impl FarSide {
         let client = Netns::create(unique_name("pmtu-far")).unwrap();
         let bridge = &c.topo.bridge;
         bridge.add_veth("prt", IFACE, &router).unwrap();
-        bridge.ip(&["link", "set", "prt", "master", "br0", "up"]).unwrap();
+        bridge
+            .ip(&["link", "set", "prt", "master", "br0", "up"])
+            .unwrap();
         router.add_veth("far", IFACE, &client).unwrap();
         router.sysctl("net.ipv4.ip_forward", "1").unwrap();
         for (ns, dev, addr) in [
@@ -147,13 +155,26 @@ fn path_mtu_discovery_works_through_the_director() {
             Ok(body.len())
         })
         .unwrap();
-    assert_eq!(received.unwrap(), BIG, "the whole response crossed the small link");
+    assert_eq!(
+        received.unwrap(),
+        BIG,
+        "the whole response crossed the small link"
+    );
     assert!(counter(&c, "icmp_forwarded") >= 1);
     // The real server's stack learnt the path's MTU from the forwarded error.
     let rs = &c.topo.real_servers[0];
     assert!(wait_until(Duration::from_secs(2), || {
         let route = rs
-            .exec("ip", &["route", "get", &FAR_CLIENT.to_string(), "from", &VIP.to_string()])
+            .exec(
+                "ip",
+                &[
+                    "route",
+                    "get",
+                    &FAR_CLIENT.to_string(),
+                    "from",
+                    &VIP.to_string(),
+                ],
+            )
             .unwrap();
         String::from_utf8_lossy(&route.stdout).contains(&format!("mtu {SMALL_MTU}"))
     }));
