@@ -7,7 +7,9 @@ pub mod config;
 pub mod dest;
 pub mod event;
 pub mod flow;
+pub mod frag;
 pub mod generator;
+pub mod ipv4;
 pub mod maglev;
 pub mod sched;
 pub mod service;
@@ -37,6 +39,8 @@ pub mod map_names {
     pub const FLOWS: &str = "FLOWS";
     /// Persistence templates: [`crate::flow::PersistKey`] -> [`crate::flow::Persist`].
     pub const PERSIST: &str = "PERSIST";
+    /// Fragment table: [`crate::frag::FragKey`] -> [`crate::frag::FragOwner`].
+    pub const FRAGS: &str = "FRAGS";
     /// Per-CPU traffic counters per service id.
     pub const SERVICE_STATS: &str = "SERVICE_STATS";
     /// Per-CPU traffic counters per dest id.
@@ -48,7 +52,7 @@ pub mod map_names {
     /// Ring buffer of [`crate::event::Event`]s (not pinned: each daemon reads its own).
     pub const EVENTS: &str = "EVENTS";
     /// Every pinned map, for pinning and cleaning up.
-    pub const ALL: [&str; 13] = [
+    pub const ALL: [&str; 14] = [
         SERVICES,
         SERVICE_DESTS,
         SERVICE_SCHED,
@@ -58,6 +62,7 @@ pub mod map_names {
         DEST_RELEASED,
         FLOWS,
         PERSIST,
+        FRAGS,
         SERVICE_STATS,
         DEST_STATS,
         GLOBAL_STATS,
@@ -95,7 +100,7 @@ pub mod ip_proto {
 #[cfg(feature = "user")]
 mod pod {
     //! `aya::Pod` for every map key and value, so that user space can read and write them.
-    use crate::{config, dest, event, flow, generator, service, stats};
+    use crate::{config, dest, event, flow, frag, generator, service, stats};
     macro_rules! pod {
         ($($t:ty),*) => { $(unsafe impl aya::Pod for $t {})* };
     }
@@ -109,6 +114,8 @@ mod pod {
         flow::Flow,
         flow::PersistKey,
         flow::Persist,
+        frag::FragKey,
+        frag::FragOwner,
         service::ServiceKey,
         service::Service,
         service::SchedState,

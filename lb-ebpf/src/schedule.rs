@@ -9,7 +9,7 @@ use aya_ebpf::{
 };
 use lb_common::{
     MAX_DESTS_PER_SERVICE,
-    flow::{Persist, PersistKey},
+    flow::{FlowKey, Persist, PersistKey},
     sched::{self, Addresses, Candidate, Params, Servers},
     service::{SchedState, Service},
 };
@@ -92,22 +92,32 @@ impl Servers for MapServers {
     }
 }
 
-/// The real server for a new flow of `svc` from client `src_be` (network order): the one of
-/// the client's persistence template while it is usable, else the scheduler's pick (which a
-/// persistent service then records as the client's template).
+/// The addresses a scheduler sees for flow `key`, in host byte order.
 #[inline(always)]
-pub fn assign(svc: &Service, pkt: &Addresses, src_be: u32, now: u64) -> Option<u32> {
+pub fn addresses(key: &FlowKey) -> Addresses {
+    Addresses {
+        src_addr: u32::from_be(key.src_addr),
+        src_port: u16::from_be(key.src_port),
+        dst_addr: u32::from_be(key.dst_addr),
+    }
+}
+
+/// The real server for a new flow `key` of `svc`: the one of the client's persistence
+/// template while it is usable, else the scheduler's pick (which a persistent service then
+/// records as the client's template).
+#[inline(always)]
+pub fn assign(svc: &Service, flow: &FlowKey, now: u64) -> Option<u32> {
     let persistent = svc.persist_timeout != 0;
     let key = PersistKey {
         service: svc.id,
-        client: src_be & svc.persist_mask,
+        client: flow.src_addr & svc.persist_mask,
     };
     let found = match persistent.then(|| template_dest(&key, now)) {
         Some(Template::Usable(dest)) => return Some(dest),
         Some(Template::Unusable) => true,
         Some(Template::Missing) | None => false,
     };
-    let dest = pick(svc, pkt)?;
+    let dest = pick(svc, &addresses(flow))?;
     if !persistent {
         return Some(dest);
     }
@@ -164,7 +174,24 @@ fn template_dest(key: &PersistKey, now: u64) -> Template {
 
 /// Picks a real server for a new flow of `svc`: its dest id, or `None` if none is usable.
 #[inline(always)]
-fn pick(svc: &Service, pkt: &Addresses) -> Option<u32> {
+pub fn pick(svc: &Service, pkt: &Addresses) -> Option<u32> {
+    let id = pick_id(svc, pkt);
+    (id != NO_DEST).then_some(id)
+}
+
+/// What [`pick_id`] returns when no server is usable (never a dest id).
+const NO_DEST: u32 = u32::MAX;
+
+/// [`pick`]'s body, kept as one BPF function for its two callers (new flows and ICMP errors)
+/// instead of a copy of every scheduler in each. A BPF function returns one register, so the
+/// answer is a plain u32.
+#[inline(never)]
+fn pick_id(svc: &Service, pkt: &Addresses) -> u32 {
+    picked(svc, pkt).unwrap_or(NO_DEST)
+}
+
+#[inline(always)]
+fn picked(svc: &Service, pkt: &Addresses) -> Option<u32> {
     let scheduler = svc.scheduler()?;
     if svc.dest_count > MAX_DESTS_PER_SERVICE {
         return None;

@@ -366,3 +366,14 @@ fn mh_keeps_clients_and_falls_back_only_when_asked() {
     let moved = at(flags::SH_FALLBACK, 1, 1).unwrap();
     assert_ne!(moved, home);
 }
+
+#[test]
+fn hashing_schedulers_answer_a_client_alike_whatever_the_picks_and_counts() {
+    let idle = [c(1, 0, 0), c(1, 0, 0), c(1, 0, 0)];
+    let busy = [c(1, 50, 9), c(1, 0, 0), c(1, 7, 0)];
+    for s in Scheduler::ALL {
+        let picks = seq(s, &idle, 6);
+        let alike = picks.iter().all(|p| *p == picks[0]) && once(s, &busy) == picks[0];
+        assert_eq!(s.is_hashing(), alike, "{s:?}: {}", letters(&picks));
+    }
+}
