@@ -432,13 +432,7 @@ address = "10.0.0.4"
         let tcp = &rs2.checks[0];
         assert_eq!(tcp.kind, CheckKind::Tcp);
         assert_eq!(
-            (
-                tcp.delay_loop,
-                tcp.connect_timeout,
-                tcp.retry,
-                tcp.delay_before_retry,
-                tcp.warmup
-            ),
+            tcp.timing(),
             (
                 Duration::from_secs(60),
                 Duration::from_secs(5),

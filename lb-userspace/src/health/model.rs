@@ -125,6 +125,20 @@ impl Check {
     }
 }
 
+#[cfg(test)]
+impl Check {
+    /// delay_loop, connect_timeout, retry, delay_before_retry and warmup, for comparisons.
+    pub fn timing(&self) -> (Duration, Duration, u32, Duration, Option<Duration>) {
+        (
+            self.delay_loop,
+            self.connect_timeout,
+            self.retry,
+            self.delay_before_retry,
+            self.warmup,
+        )
+    }
+}
+
 impl CheckKind {
     /// keepalived's default `retry`: 0 for MISC_CHECK, 1 for the others.
     pub const fn default_retry(&self) -> u32 {
