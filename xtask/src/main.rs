@@ -36,7 +36,11 @@ enum Task {
     Demo,
     /// Run the conformance corpus against the kernel's IPVS and against xdpvs in the
     /// reference VM and compare (as root); see conformance/allow.toml.
-    Conformance,
+    Conformance {
+        /// Compare the transcripts of the last run again (after editing the allow-list).
+        #[arg(long)]
+        last: bool,
+    },
     /// Measure xdpvs against its baselines and the L4 proxies (as root); writes
     /// target/bench/bench.json and the plots.
     Bench {
@@ -66,7 +70,7 @@ fn main() -> Result<()> {
             deps::runtime()?;
             bench(quick)
         }
-        Task::Conformance => conformance::run(),
+        Task::Conformance { last } => conformance::run(last),
         Task::Demo => {
             deps::runtime()?;
             build_all()?;

@@ -15,7 +15,7 @@
 //! | `close ID` | closes connection ID |
 //! | `udp N` | N datagrams, each from a new socket: the names |
 //! | `client IP` | gives the client a further address |
-//! | `settle` | waits until no connection is in SYN_RECV or ESTABLISHED and the counters show every connection made (IPVS folds its per-CPU counters every 2 s); records nothing unless it times out |
+//! | `settle` | waits until only the kept-alive connections are in SYN_RECV or ESTABLISHED and the counters show every connection made (IPVS folds its per-CPU counters every 2 s); records nothing unless it times out |
 
 use std::{
     collections::HashMap, fmt::Write as _, net::Ipv4Addr, process::Output, str::FromStr,
@@ -235,11 +235,13 @@ impl Bed {
             }
             ["settle"] => {
                 let settled = wait_until(Duration::from_secs(10), || {
-                    let open = self.adm(&["-Lnc"]).is_ok_and(|o| {
-                        let text = String::from_utf8_lossy(&o.stdout);
-                        text.contains("SYN_RECV") || text.contains("ESTABLISHED")
+                    let open = self.adm(&["-Lnc"]).map_or(usize::MAX, |o| {
+                        String::from_utf8_lossy(&o.stdout)
+                            .lines()
+                            .filter(|l| l.contains("SYN_RECV") || l.contains("ESTABLISHED"))
+                            .count()
                     });
-                    !open && self.counted().is_ok_and(|n| n >= self.made)
+                    open <= self.connections.len() && self.counted().is_ok_and(|n| n >= self.made)
                 });
                 if !settled {
                     writeln!(out, "> settle timed out")?;

@@ -129,17 +129,10 @@ pub fn compare(ipvs: &[Scenario], xdpvs: &[Scenario], allow: &AllowList) -> Outc
             out.steps += 1;
             let (r, x) = (reference.steps.get(i), steps.get(i));
             let command = r.or(x).map_or("", |s| s.command.as_str());
-            let r = r.map(|s| masked(s)).unwrap_or_default();
-            let x = x.map(|s| masked(s)).unwrap_or_default();
+            let r = r.map(masked).unwrap_or_default();
+            let x = x.map(masked).unwrap_or_default();
             let mut header = false;
-            for j in 0..r.len().max(x.len()) {
-                let (a, b) = (
-                    r.get(j).map_or("", String::as_str),
-                    x.get(j).map_or("", String::as_str),
-                );
-                if a == b {
-                    continue;
-                }
+            for (a, b) in differing(&r, &x) {
                 if !header {
                     header = true;
                     let _ = writeln!(out.report, "[{}] $ {command}", reference.name);
@@ -172,6 +165,49 @@ pub fn compare(ipvs: &[Scenario], xdpvs: &[Scenario], allow: &AllowList) -> Outc
     out
 }
 
+/// The lines where `a` and `b` differ, as pairs: a longest common subsequence of lines
+/// matches, and within each run of unmatched lines the i-th of `a` pairs with the i-th of `b`
+/// (a line one side lacks pairs with "").
+fn differing<'a>(a: &'a [String], b: &'a [String]) -> Vec<(&'a str, &'a str)> {
+    // common[i][j]: the length of a longest common subsequence of a[i..] and b[j..].
+    let mut common = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            common[i][j] = if a[i] == b[j] {
+                common[i + 1][j + 1] + 1
+            } else {
+                common[i + 1][j].max(common[i][j + 1])
+            };
+        }
+    }
+    let (mut out, mut only_a, mut only_b) = (Vec::new(), Vec::new(), Vec::new());
+    let flush = |out: &mut Vec<_>, only_a: &mut Vec<&'a str>, only_b: &mut Vec<&'a str>| {
+        for k in 0..only_a.len().max(only_b.len()) {
+            out.push((
+                only_a.get(k).copied().unwrap_or(""),
+                only_b.get(k).copied().unwrap_or(""),
+            ));
+        }
+        only_a.clear();
+        only_b.clear();
+    };
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        if i < a.len() && j < b.len() && a[i] == b[j] {
+            flush(&mut out, &mut only_a, &mut only_b);
+            (i, j) = (i + 1, j + 1);
+        } else if j == b.len() || (i < a.len() && common[i + 1][j] >= common[i][j + 1]) {
+            only_a.push(a[i].as_str());
+            i += 1;
+        } else {
+            only_b.push(b[j].as_str());
+            j += 1;
+        }
+    }
+    flush(&mut out, &mut only_a, &mut only_b);
+    out
+}
+
 /// A step's lines with what depends on timing masked: in connection listings (`-c`) the
 /// remaining time and the client's port, and the rows sorted (the kernel lists them in hash
 /// order, which follows the random client ports); in `--rate` listings the rates; and the
@@ -192,11 +228,16 @@ fn masked(step: &Step) -> Vec<String> {
                     }
                 }
             };
-            let is_row = |f: &(usize, usize)| matches!(&line[f.0..f.1], "TCP" | "UDP" | "->");
+            let field = |f: &(usize, usize)| &line[f.0..f.1];
+            let is_row = |f| matches!(field(f), "TCP" | "UDP" | "->");
+            let is_expiry = |f| {
+                let b = field(f).as_bytes();
+                b.len() == 5 && b[2] == b':' && b.iter().filter(|c| c.is_ascii_digit()).count() == 4
+            };
             match fields.as_slice() {
                 // `> TCP 01:58 FIN_WAIT 10.0.0.1:40000 VIP:80 RIP:80`
                 [_, proto, expire, _, client, _, _]
-                    if is_row(proto) && line[expire.0..expire.1].contains(':') =>
+                    if matches!(field(proto), "TCP" | "UDP") && is_expiry(expire) =>
                 {
                     hide(*expire);
                     let port = line[client.0..client.1].rfind(':').map_or(0, |p| p + 1);
@@ -284,6 +325,21 @@ mod tests {
                 ">   -> 10.77.0.21:80  #  #  #  ###  #"
             ]
         );
+    }
+
+    #[test]
+    fn real_server_rows_are_not_connections() {
+        let row = ">   -> 10.77.0.21:80                Route   1      0          2         ";
+        assert_eq!(masked(&step("adm -Ln", &[row])), [row]);
+    }
+
+    #[test]
+    fn a_missing_line_is_one_difference() {
+        let lines = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let (a, b) = (lines(&["h", "x", "1", "2"]), lines(&["h", "1", "y", "2"]));
+        assert_eq!(differing(&a, &b), [("x", ""), ("", "y")]);
+        let (a, b) = (lines(&["h", "p", "2"]), lines(&["h", "q", "2"]));
+        assert_eq!(differing(&a, &b), [("p", "q")]);
     }
 
     #[test]

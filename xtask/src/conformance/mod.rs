@@ -6,7 +6,11 @@
 mod compare;
 mod vm;
 
-use std::{fs, path::PathBuf, time::Duration, time::Instant};
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
 
 use anyhow::{Context, Result, bail};
 
@@ -18,15 +22,71 @@ const BACKENDS: [&str; 2] = ["ipvs", "xdpvs"];
 /// How long a whole run may take under emulation.
 const TIMEOUT: Duration = Duration::from_secs(20 * 60);
 
-/// Runs the corpus in the VM and compares; fails on a difference the allow-list lacks.
-pub fn run() -> Result<()> {
+/// Runs the corpus in the VM (unless `last`: the transcripts of the last run) and compares;
+/// fails on a difference the allow-list lacks.
+pub fn run(last: bool) -> Result<()> {
+    let work = vm::work_dir();
+    let io = work.join("io");
+    let console = work.join("console.log");
+    let elapsed = if last {
+        None
+    } else {
+        Some(run_vm(&io, &console)?)
+    };
+    let mut transcripts = Vec::new();
+    for b in BACKENDS {
+        let read = |ext: &str| fs::read_to_string(io.join(format!("{b}.{ext}")));
+        let rc = read("rc").with_context(|| {
+            format!(
+                "the {b} run left no exit code (console: {})",
+                console.display()
+            )
+        })?;
+        if rc.trim() != "0" {
+            eprintln!("xtask: the {b} runner exited {}", rc.trim());
+        }
+        eprint!("{}", read("log")?);
+        transcripts.push(compare::parse(&read("txt")?));
+    }
+    let allow_path = root().join("conformance/allow.toml");
+    let allow = compare::AllowList::parse(&fs::read_to_string(&allow_path)?)?;
+    let outcome = compare::compare(&transcripts[0], &transcripts[1], &allow);
+    fs::write(work.join("differences.txt"), &outcome.report)?;
+    print!("{}", outcome.report);
+    for entry in &outcome.unused {
+        println!("allow-list entry that matched nothing: {entry}");
+    }
+    println!(
+        "conformance: {} scenarios, {} steps; {} differing lines allowed, {} not allowed{} \
+         (transcripts in {})",
+        outcome.scenarios,
+        outcome.steps,
+        outcome.allowed,
+        outcome.failures,
+        elapsed.map_or(String::new(), |e| format!(
+            "; {:.0} s in the VM",
+            e.as_secs_f64()
+        )),
+        io.display()
+    );
+    if outcome.failures > 0 {
+        bail!(
+            "{} differences from the kernel's IPVS that {} does not list",
+            outcome.failures,
+            allow_path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Builds everything, boots the VM and runs the corpus there, leaving the transcripts, the
+/// runners' logs and exit codes in `io`; the time the VM took.
+fn run_vm(io: &Path, console: &Path) -> Result<Duration> {
     deps::conformance()?;
     crate::build_all()?;
     let kernel = vm::kernel()?;
-    let work = vm::work_dir();
-    let io = work.join("io");
-    let _ = fs::remove_dir_all(&io);
-    fs::create_dir_all(&io)?;
+    let _ = fs::remove_dir_all(io);
+    fs::create_dir_all(io)?;
     let corpus = corpus_files()?;
     let runner = root().join("target/debug/xdpvs-conformance");
     let files = corpus
@@ -44,60 +104,14 @@ pub fn run() -> Result<()> {
             )
         })
         .collect();
-    let console = work.join("console.log");
     eprintln!(
         "xtask: booting the reference kernel under emulation ({} scenario files)",
         corpus.len()
     );
     let started = Instant::now();
-    vm::boot(&kernel, &io, &script, &console, TIMEOUT)
+    vm::boot(&kernel, io, &script, console, TIMEOUT)
         .with_context(|| format!("the VM's console is in {}", console.display()))?;
-    let elapsed = started.elapsed();
-
-    let mut transcripts = Vec::new();
-    for b in BACKENDS {
-        let read = |ext: &str| fs::read_to_string(io.join(format!("{b}.{ext}")));
-        let rc = read("rc").with_context(|| {
-            format!(
-                "the {b} run left no exit code (console: {})",
-                console.display()
-            )
-        })?;
-        if rc.trim() != "0" {
-            eprintln!(
-                "xtask: the {b} runner exited {}: {}",
-                rc.trim(),
-                read("log")?
-            );
-        }
-        transcripts.push(compare::parse(&read("txt")?));
-    }
-    let allow_path = root().join("conformance/allow.toml");
-    let allow = compare::AllowList::parse(&fs::read_to_string(&allow_path)?)?;
-    let outcome = compare::compare(&transcripts[0], &transcripts[1], &allow);
-    fs::write(work.join("differences.txt"), &outcome.report)?;
-    print!("{}", outcome.report);
-    for entry in &outcome.unused {
-        println!("allow-list entry that matched nothing: {entry}");
-    }
-    println!(
-        "conformance: {} scenarios, {} steps; {} differing lines allowed, {} not allowed; \
-         {:.0} s in the VM (transcripts in {})",
-        outcome.scenarios,
-        outcome.steps,
-        outcome.allowed,
-        outcome.failures,
-        elapsed.as_secs_f64(),
-        io.display()
-    );
-    if outcome.failures > 0 {
-        bail!(
-            "{} differences from the kernel's IPVS that {} does not list",
-            outcome.failures,
-            allow_path.display()
-        );
-    }
-    Ok(())
+    Ok(started.elapsed())
 }
 
 /// The corpus files, in name order.

@@ -18,6 +18,7 @@ fn main() -> Result<ExitCode> {
     for path in args {
         let text = fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
         for scenario in conformance::parse(&text).with_context(|| path.clone())? {
+            let started = std::time::Instant::now();
             let mut transcript = String::new();
             if let Err(e) = conformance::run(backend, &scenario, &mut transcript) {
                 failed = true;
@@ -25,6 +26,11 @@ fn main() -> Result<ExitCode> {
                 transcript += &format!("!! ERROR {e:#}\n");
             }
             print!("{transcript}");
+            eprintln!(
+                "{backend:?} {}: {:.1} s",
+                scenario.name,
+                started.elapsed().as_secs_f64()
+            );
         }
     }
     Ok(if failed {
