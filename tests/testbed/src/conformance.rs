@@ -139,7 +139,8 @@ impl Bed {
     }
 
     /// Before traffic: xdpvs schedules only real servers whose MAC it knows (the kernel
-    /// resolves on the first packet instead).
+    /// resolves on the first packet instead). A server that stays unresolved shows in the
+    /// transcript as the connections it does not get.
     fn ready(&self) {
         if let Director::Xdpvs(daemon) = &self.director {
             let _ = daemon.wait_resolved();
