@@ -37,9 +37,10 @@ impl Dest {
 }
 
 /// Connection counts of one real server. Each map has one kind of writer: the data path counts
-/// connections in (and moves them between the two counters as their state changes) from every
-/// CPU at once, so it changes each field atomically; the daemon counts expired ones out in a
-/// second map; the live counts are the difference.
+/// connections in, moves them between the two counters as their state changes, and counts them
+/// out when they expire (the sweeper program), from every CPU at once, so it changes each field
+/// atomically; the daemon writes a second map with what the slot had counted when it was given
+/// to its current holder; the live counts are the difference.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DestConns {
@@ -58,15 +59,6 @@ impl DestConns {
             active: self.active.wrapping_sub(released.active),
             inactive: self.inactive.wrapping_sub(released.inactive),
             overloaded: self.overloaded,
-        }
-    }
-
-    /// The counter a connection counts in: ActiveConn when `active`, else InActConn.
-    pub fn counter_mut(&mut self, active: bool) -> &mut u32 {
-        if active {
-            &mut self.active
-        } else {
-            &mut self.inactive
         }
     }
 }

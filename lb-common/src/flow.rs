@@ -19,11 +19,15 @@ pub struct FlowKey {
 }
 
 /// What the table keeps per flow. The data path inserts it whole; afterwards only `state` and
-/// `last_seen_ns` change, in place and atomically, on whichever CPU handles the flow's packets.
+/// `last_seen_ns` change, in place and atomically: the data path refreshes `last_seen_ns` by
+/// compare-and-swap and only then moves `state`, and the sweeper removes a flow only after
+/// swapping its `last_seen_ns` for [`crate::expiry::TOMBSTONE`], so that a flow that received a
+/// packet is never removed and a removed flow's state is the one it is counted out with.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Flow {
-    /// Monotonic time (ns, `CLOCK_MONOTONIC`) of the last packet.
+    /// Monotonic time (ns, `CLOCK_MONOTONIC`) of the last packet, or
+    /// [`crate::expiry::TOMBSTONE`] once claimed for removal.
     pub last_seen_ns: u64,
     /// The real server's dest id.
     pub dest: u32,
@@ -71,12 +75,14 @@ pub struct PersistKey {
 }
 
 /// A persistence template: new flows of the client go to `dest` while it is usable. The data
-/// path inserts it whole and refreshes `last_used_ns` in place, atomically; the daemon deletes
-/// it when it expires.
+/// path inserts it whole; the data path (giving it a new flow) and the sweeper (finding a live
+/// flow it controls) refresh `last_used_ns` in place by compare-and-swap; the sweeper removes it
+/// when it expires, claiming it as it claims a flow.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Persist {
-    /// Monotonic time (ns) the template was last given a new flow.
+    /// Monotonic time (ns) the template was last given a new flow or seen controlling a live
+    /// one, or [`crate::expiry::TOMBSTONE`] once claimed for removal.
     pub last_used_ns: u64,
     /// The real server's dest id.
     pub dest: u32,

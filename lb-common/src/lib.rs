@@ -6,6 +6,7 @@
 pub mod config;
 pub mod dest;
 pub mod event;
+pub mod expiry;
 pub mod flow;
 pub mod frag;
 pub mod generator;
@@ -39,6 +40,10 @@ pub mod map_names {
     pub const FLOWS: &str = "FLOWS";
     /// Persistence templates: [`crate::flow::PersistKey`] -> [`crate::flow::Persist`].
     pub const PERSIST: &str = "PERSIST";
+    /// Single-entry idle timeouts per connection state: [`crate::state::Timeouts`].
+    pub const TIMEOUTS: &str = "TIMEOUTS";
+    /// Persistence of each service id, for expiry: [`crate::expiry::TemplateRule`].
+    pub const TEMPLATE_RULES: &str = "TEMPLATE_RULES";
     /// Fragment table: [`crate::frag::FragKey`] -> [`crate::frag::FragOwner`].
     pub const FRAGS: &str = "FRAGS";
     /// Per-CPU traffic counters per service id.
@@ -52,7 +57,7 @@ pub mod map_names {
     /// Ring buffer of [`crate::event::Event`]s (not pinned: each daemon reads its own).
     pub const EVENTS: &str = "EVENTS";
     /// Every pinned map, for pinning and cleaning up.
-    pub const ALL: [&str; 14] = [
+    pub const ALL: [&str; 16] = [
         SERVICES,
         SERVICE_DESTS,
         SERVICE_SCHED,
@@ -62,6 +67,8 @@ pub mod map_names {
         DEST_RELEASED,
         FLOWS,
         PERSIST,
+        TIMEOUTS,
+        TEMPLATE_RULES,
         FRAGS,
         SERVICE_STATS,
         DEST_STATS,
@@ -74,6 +81,8 @@ pub mod map_names {
 pub mod program_names {
     /// The load balancer.
     pub const LOAD_BALANCER: &str = "xdpvs";
+    /// The sweeper: removes idle flows and templates (the daemon runs it once a second).
+    pub const EXPIRE: &str = "xdpvs_expire";
 }
 
 /// Most virtual services the maps hold.
@@ -88,6 +97,9 @@ pub const LIST_POOL_SIZE: u32 = MAX_SERVICES * MAX_DESTS_PER_SERVICE;
 pub const TABLE_POOL_SIZE: u32 = 1 << 22;
 /// Default size of the connection table.
 pub const DEFAULT_MAX_FLOWS: u32 = 1 << 20;
+/// Default size of the persistence template table (one template per client network of a
+/// persistent service).
+pub const DEFAULT_MAX_TEMPLATES: u32 = 1 << 16;
 
 /// IP protocol numbers the data path balances.
 pub mod ip_proto {
@@ -100,7 +112,7 @@ pub mod ip_proto {
 #[cfg(feature = "user")]
 mod pod {
     //! `aya::Pod` for every map key and value, so that user space can read and write them.
-    use crate::{config, dest, event, flow, frag, generator, service, stats};
+    use crate::{config, dest, event, expiry, flow, frag, generator, service, state, stats};
     macro_rules! pod {
         ($($t:ty),*) => { $(unsafe impl aya::Pod for $t {})* };
     }
@@ -110,6 +122,8 @@ mod pod {
         event::Event,
         dest::Dest,
         dest::DestConns,
+        expiry::TemplateRule,
+        state::Timeouts,
         flow::FlowKey,
         flow::Flow,
         flow::PersistKey,

@@ -143,7 +143,9 @@ impl ConnState {
     }
 }
 
-/// Idle timeouts per state in seconds, indexed by `ConnState as usize`.
+/// Idle timeouts per state in seconds, indexed by `ConnState as usize`; the daemon writes them
+/// to the sweeper's TIMEOUTS map.
+#[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Timeouts(pub [u32; STATE_COUNT]);
 

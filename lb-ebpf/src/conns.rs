@@ -1,6 +1,6 @@
-//! Real servers' connection counters. DEST_CONNS is changed by every CPU at once, so each of
-//! its fields is only accessed atomically (the daemon only reads it); DEST_RELEASED is written
-//! by the daemon and read here the same way.
+//! Real servers' connection counters. DEST_CONNS is changed by every CPU at once (packets and
+//! the sweeper), so each of its fields is only accessed atomically (the daemon only reads it);
+//! DEST_RELEASED is written by the daemon and read here the same way.
 
 use aya_ebpf::maps::Array;
 use lb_common::{
@@ -10,7 +10,7 @@ use lb_common::{
 };
 
 use crate::{
-    maps::{DEST_CONNS, DEST_RELEASED},
+    maps::{DEST_CONNS, DEST_RELEASED, DESTS},
     shared::SharedU32,
 };
 
@@ -72,6 +72,18 @@ pub fn recount(id: u32, from: Option<ConnState>, to: ConnState) {
         conns.counter(from).sub(1);
     }
     conns.counter(to).add(1);
+}
+
+/// Counts out a connection in `state` of the real server that held slot `id` at `generation`,
+/// unless the slot has been given to another since (its counts restarted then).
+#[inline(always)]
+pub fn release(id: u32, generation: u32, state: ConnState) {
+    if !DESTS.get(id).is_some_and(|d| d.holds(generation)) {
+        return;
+    }
+    if let Some(conns) = Fields::get(&DEST_CONNS, id) {
+        conns.counter(state).sub(1);
+    }
 }
 
 /// Real server `id`'s live connections (counted in minus counted out), with `overloaded`

@@ -2,16 +2,16 @@
 //! first one.
 //!
 //! FLOWS is a preallocated hash map. A pointer from a lookup stays valid memory for the whole
-//! program run, but the entry may meanwhile be deleted (by the daemon's expiry, or replaced by
-//! another CPU's insert of a stale flow) and its element reused at once for another flow: the
-//! kernel puts a deleted element straight back on its free list (or keeps a replaced one as
-//! the CPU's spare for its next update), without waiting for readers. So an entry's fixed
-//! fields are read once, right after the lookup, and its changing fields (`state`,
-//! `last_seen_ns`) are only accessed atomically. The daemon deletes only flows idle past their
-//! timeout, so a reuse under a packet of the same flow is rare; what it can cost is that one
-//! packet following, or its state change landing on, the element's new flow.
+//! program run, but the entry may meanwhile be removed (by the sweeper, or replaced by another
+//! CPU's claim of a stale flow) and its element reused at once for another flow: the kernel
+//! puts a deleted element straight back on its free list (or keeps a replaced one as the CPU's
+//! spare for its next update), without waiting for readers. So an entry's fixed fields are
+//! read once, right after the lookup, and its changing fields (`state`, `last_seen_ns`) are
+//! only accessed atomically. An entry is removed only by whoever claimed it (see [`Stamp`]),
+//! and a packet's refresh and its claim exclude each other; what a reuse under a packet can
+//! cost is that one packet's state change lands on the element's new flow.
 
-use aya_ebpf::bindings::{BPF_ANY, BPF_NOEXIST};
+use aya_ebpf::bindings::{BPF_EXIST, BPF_NOEXIST};
 use lb_common::{
     dest::Dest,
     flow::{Flow, FlowKey},
@@ -20,7 +20,8 @@ use lb_common::{
 use crate::{
     conns,
     maps::{DESTS, FLOWS},
-    shared::{self, SharedU32},
+    shared::SharedU32,
+    stamp::Stamp,
     verdict::DropReason,
 };
 
@@ -43,7 +44,7 @@ pub enum Lookup {
     Found(Entry),
     /// An entry whose real server left (its slot was retired or given to another) or whose
     /// service changed: the flow is scheduled anew over it.
-    Stale,
+    Stale(Stale),
     /// No entry.
     Missing,
 }
@@ -53,6 +54,13 @@ pub struct Entry {
     flow: *mut Flow,
     dest_id: u32,
     dest: &'static Dest,
+}
+
+/// An entry the flow's next packet replaces.
+pub struct Stale {
+    flow: *mut Flow,
+    dest_id: u32,
+    generation: u32,
 }
 
 /// Looks up the entry of flow `key` for service `service`.
@@ -71,7 +79,28 @@ pub fn lookup(key: &FlowKey, service: u32) -> Lookup {
             dest_id,
             dest,
         }),
-        _ => Lookup::Stale,
+        _ => Lookup::Stale(Stale {
+            flow,
+            dest_id,
+            generation,
+        }),
+    }
+}
+
+impl Stale {
+    /// Claims the entry for replacement and counts its connection out of its real server if
+    /// the slot still holds it. False if the sweeper or another CPU claimed it first.
+    #[inline(always)]
+    pub fn claim(self) -> bool {
+        // SAFETY: a FLOWS element (see the module comment), whose value the map aligns to 8.
+        let stamp = unsafe { Stamp::at(&raw mut (*self.flow).last_seen_ns) };
+        if !stamp.claim(stamp.load()) {
+            return false;
+        }
+        // SAFETY: as above; a stale entry is never tracked, so its state no longer changes.
+        let state = unsafe { SharedU32::at(&raw mut (*self.flow).state) }.load();
+        conns::release(self.dest_id, self.generation, Flow::decode_state(state));
+        true
     }
 }
 
@@ -82,10 +111,18 @@ impl Entry {
         (self.dest_id, self.dest)
     }
 
-    /// Applies a packet with `tcp_flags` seen at `now` to the flow.
+    /// Applies a packet with `tcp_flags` seen at `now` to the flow; `None` if the sweeper has
+    /// claimed it (the flow expired: the packet starts a new one).
     #[inline(always)]
-    pub fn track(self, tcp_flags: u8, now: u64) -> Conn {
+    pub fn track(self, tcp_flags: u8, now: u64) -> Option<Conn> {
         // SAFETY: a FLOWS element (see the module comment), whose value the map aligns to 8.
+        let stamp = unsafe { Stamp::at(&raw mut (*self.flow).last_seen_ns) };
+        // The refresh comes first: once it is in, the sweeper cannot claim the flow, so the
+        // state change below is the one it counts the flow out with.
+        if !stamp.refresh(now) {
+            return None;
+        }
+        // SAFETY: as above.
         let state = unsafe { SharedU32::at(&raw mut (*self.flow).state) };
         let raw = state.load();
         let from = Flow::decode_state(raw);
@@ -95,19 +132,17 @@ impl Entry {
         if to != from && state.compare_exchange(raw, to as u32) {
             conns::recount(self.dest_id, Some(from), to);
         }
-        // SAFETY: as above.
-        unsafe { shared::store_u64(&raw mut (*self.flow).last_seen_ns, now) };
-        Conn {
+        Some(Conn {
             dest_id: self.dest_id,
             dest: self.dest,
             new: false,
-        }
+        })
     }
 }
 
 /// Creates the entry of flow `key` of `service` on real server `dest_id` for its first packet
-/// (`tcp_flags`, seen at `now`), over a `stale` one if there is. When another CPU created the
-/// entry first, the packet follows that entry instead, and the flow is not new.
+/// (`tcp_flags`, seen at `now`), over the stale one this CPU claimed if `replace`. When another
+/// CPU created the entry first, the packet follows that entry instead, and the flow is not new.
 #[inline(always)]
 pub fn create(
     key: &FlowKey,
@@ -115,7 +150,7 @@ pub fn create(
     dest_id: u32,
     tcp_flags: u8,
     now: u64,
-    stale: bool,
+    replace: bool,
 ) -> Result<Conn, DropReason> {
     let dest = DESTS.get(dest_id).ok_or(DropReason::NoDest)?;
     let state = Flow::initial_state(key.proto).after_tcp(tcp_flags);
@@ -126,9 +161,9 @@ pub fn create(
         service,
         state: state as u32,
     };
-    // Only a missing key is filled, so that of CPUs racing on a flow's first packets one wins.
-    // A stale entry is overwritten: CPUs racing over one may each count the flow as new.
-    let flags = if stale { BPF_ANY } else { BPF_NOEXIST };
+    // Only a missing key is filled, so that of CPUs racing on a flow's first packets one wins;
+    // a claimed entry only by its claimer (its other readers see it as gone).
+    let flags = if replace { BPF_EXIST } else { BPF_NOEXIST };
     match FLOWS.insert(key, flow, flags.into()) {
         Ok(()) => {
             conns::recount(dest_id, None, state);
@@ -139,8 +174,8 @@ pub fn create(
             })
         }
         Err(e) if -e == EEXIST => match lookup(key, service) {
-            Lookup::Found(winner) => Ok(winner.track(tcp_flags, now)),
-            Lookup::Stale | Lookup::Missing => Err(DropReason::FlowVanished),
+            Lookup::Found(winner) => winner.track(tcp_flags, now).ok_or(DropReason::FlowVanished),
+            Lookup::Stale(_) | Lookup::Missing => Err(DropReason::FlowVanished),
         },
         Err(_) => Err(DropReason::FlowTableFull),
     }

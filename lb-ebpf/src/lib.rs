@@ -6,12 +6,14 @@
 
 mod conns;
 mod conntrack;
+mod expire;
 mod frag;
 mod icmp;
 mod maps;
 mod packet;
 mod schedule;
 mod shared;
+mod stamp;
 mod verdict;
 
 use aya_ebpf::{helpers::generated::bpf_ktime_get_ns, macros::xdp, programs::XdpContext};
@@ -142,18 +144,22 @@ pub(crate) fn service(key: &FlowKey) -> Option<Service> {
 }
 
 /// The packet's connection: its flow's live entry, else a new one on the real server the
-/// scheduler assigns.
+/// scheduler assigns (over a stale entry this CPU claims).
 #[inline(always)]
 fn connect(pkt: &Packet, svc: &Service) -> Result<Conn, DropReason> {
     // SAFETY: a helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
-    let stale = match conntrack::lookup(&pkt.key, svc.id) {
-        Lookup::Found(entry) => return Ok(entry.track(pkt.tcp_flags, now)),
-        Lookup::Stale => true,
+    let replace = match conntrack::lookup(&pkt.key, svc.id) {
+        Lookup::Found(entry) => match entry.track(pkt.tcp_flags, now) {
+            Some(conn) => return Ok(conn),
+            // Expired under this packet: it starts a new flow once the sweeper removed it.
+            None => false,
+        },
+        Lookup::Stale(stale) => stale.claim(),
         Lookup::Missing => false,
     };
     let dest = schedule::assign(svc, &pkt.key, now).ok_or(DropReason::NoDest)?;
-    conntrack::create(&pkt.key, svc.id, dest, pkt.tcp_flags, now, stale)
+    conntrack::create(&pkt.key, svc.id, dest, pkt.tcp_flags, now, replace)
 }
 
 #[cfg(not(test))]

@@ -7,12 +7,14 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use lb_common::{
-    DEFAULT_MAX_FLOWS, LIST_POOL_SIZE, MAX_DESTS, MAX_SERVICES, TABLE_POOL_SIZE,
+    DEFAULT_MAX_FLOWS, DEFAULT_MAX_TEMPLATES, LIST_POOL_SIZE, MAX_DESTS, MAX_SERVICES, TABLE_POOL_SIZE,
     config::Director,
     dest::{Dest, DestConns},
+    expiry::TemplateRule,
     flow::{Flow, FlowKey, Persist, PersistKey},
     frag::{FragKey, FragOwner, MAX_FRAGMENTED_DATAGRAMS},
     service::{SchedState, Service, ServiceKey},
+    state::Timeouts,
     stats::{Global, Traffic},
 };
 
@@ -43,8 +45,20 @@ pub static DEST_RELEASED: Array<DestConns> = Array::with_max_entries(MAX_DESTS, 
 #[map(name = "FLOWS")]
 pub static FLOWS: HashMap<FlowKey, Flow> = HashMap::with_max_entries(DEFAULT_MAX_FLOWS, 0);
 
+/// Not preallocated: it costs memory only for the templates there are (none without a
+/// persistent service), and a removed or replaced template is freed only after an RCU grace
+/// period.
 #[map(name = "PERSIST")]
-pub static PERSIST: HashMap<PersistKey, Persist> = HashMap::with_max_entries(DEFAULT_MAX_FLOWS, 0);
+pub static PERSIST: HashMap<PersistKey, Persist> =
+    HashMap::with_max_entries(DEFAULT_MAX_TEMPLATES, BPF_F_NO_PREALLOC);
+
+/// The idle timeout of each connection state, for the sweeper.
+#[map(name = "TIMEOUTS")]
+pub static TIMEOUTS: Array<Timeouts> = Array::with_max_entries(1, 0);
+
+/// Each service id's persistence, for the sweeper.
+#[map(name = "TEMPLATE_RULES")]
+pub static TEMPLATE_RULES: Array<TemplateRule> = Array::with_max_entries(MAX_SERVICES, 0);
 
 /// An LRU map: datagrams are never deleted, the oldest make room for new ones.
 #[map(name = "FRAGS")]

@@ -4,7 +4,7 @@
 use core::ffi::c_void;
 
 use aya_ebpf::{
-    bindings::{BPF_ANY, BPF_NOEXIST},
+    bindings::{BPF_EXIST, BPF_NOEXIST},
     helpers::generated::bpf_loop,
 };
 use lb_common::{
@@ -18,7 +18,8 @@ use crate::{
     conns,
     conntrack::EEXIST,
     maps::{DESTS, PERSIST, SERVICE_DESTS, SERVICE_SCHED, SERVICE_TABLES},
-    shared::{self, SharedU32},
+    shared::SharedU32,
+    stamp::Stamp,
 };
 
 /// One service's list and table half, as the maps hold them.
@@ -112,9 +113,9 @@ pub fn assign(svc: &Service, flow: &FlowKey, now: u64) -> Option<u32> {
         service: svc.id,
         client: flow.src_addr & svc.persist_mask,
     };
-    let found = match persistent.then(|| template_dest(&key, now)) {
+    let replace = match persistent.then(|| template_dest(&key, now)) {
         Some(Template::Usable(dest)) => return Some(dest),
-        Some(Template::Unusable) => true,
+        Some(Template::Unusable(stamp)) => stamp.claim(stamp.load()),
         Some(Template::Missing) | None => false,
     };
     let dest = pick(svc, &addresses(flow))?;
@@ -127,12 +128,13 @@ pub fn assign(svc: &Service, flow: &FlowKey, now: u64) -> Option<u32> {
         dest_generation: DESTS.get(dest)?.generation,
     };
     // Only a missing template is filled, so that of CPUs racing on a client's first packets
-    // one choice wins and the others follow it; an unusable one is replaced.
-    let flags = if found { BPF_ANY } else { BPF_NOEXIST };
+    // one choice wins and the others follow it; an unusable one only by the CPU that claimed
+    // it.
+    let flags = if replace { BPF_EXIST } else { BPF_NOEXIST };
     match PERSIST.insert(key, template, flags.into()) {
         Err(e) if -e == EEXIST => match template_dest(&key, now) {
             Template::Usable(winner) => Some(winner),
-            Template::Unusable | Template::Missing => Some(dest),
+            Template::Unusable(_) | Template::Missing => Some(dest),
         },
         // A full template table only costs stickiness: the flow is still forwarded.
         _ => Some(dest),
@@ -143,9 +145,10 @@ pub fn assign(svc: &Service, flow: &FlowKey, now: u64) -> Option<u32> {
 enum Template {
     /// Its server takes new flows: this one.
     Usable(u32),
-    /// Its server left, is drained or has no MAC.
-    Unusable,
-    /// None.
+    /// Its server left, is drained or has no MAC: the template's time of last use, to claim
+    /// it for replacement.
+    Unusable(Stamp),
+    /// None, or one claimed for removal.
     Missing,
 }
 
@@ -155,20 +158,26 @@ fn template_dest(key: &PersistKey, now: u64) -> Template {
     let Some(t) = PERSIST.get_ptr_mut(key) else {
         return Template::Missing;
     };
-    // SAFETY: PERSIST is preallocated, so `t` stays valid memory for this run; but the daemon
-    // deletes expired templates and other CPUs replace unusable ones, so the element may
-    // meanwhile be reused for another client's template. Its fixed fields are read once and
-    // the server is used only while usable: a reuse can send one new flow to another usable
-    // server and refresh another template's time, nothing worse.
-    let (dest, generation) = unsafe { ((*t).dest, (*t).dest_generation) };
+    // SAFETY: PERSIST is not preallocated: an element removed (by the sweeper) or replaced (by
+    // another CPU) is freed only after an RCU grace period, which this run is inside. Its
+    // fixed fields are written before it is linked; its time is 8-aligned and only accessed
+    // through the stamp.
+    let (dest, generation, stamp) = unsafe {
+        (
+            (*t).dest,
+            (*t).dest_generation,
+            Stamp::at(&raw mut (*t).last_used_ns),
+        )
+    };
     let usable = DESTS
         .get(dest)
         .is_some_and(|d| d.holds(generation) && d.weight > 0 && d.is_resolved());
     if !usable {
-        return Template::Unusable;
+        return Template::Unusable(stamp);
     }
-    // SAFETY: as above; the value is 8-aligned.
-    unsafe { shared::store_u64(&raw mut (*t).last_used_ns, now) };
+    if !stamp.refresh(now) {
+        return Template::Missing;
+    }
     Template::Usable(dest)
 }
 

@@ -4,7 +4,7 @@
 //! no instruction for an atomic load or store below cpu v4, and an aligned BPF load or store of
 //! a u32 or u64 is one instruction, single-copy atomic.
 
-use core::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
 /// A shared u32 field.
 #[derive(Clone, Copy)]
@@ -62,12 +62,35 @@ impl SharedU32 {
     }
 }
 
-/// Stores `value` in the shared u64 field at `field`.
-///
-/// # Safety
-/// `field` is 8-aligned and valid memory (a map value pointer, during the program run).
-#[inline(always)]
-pub unsafe fn store_u64(field: *mut u64, value: u64) {
-    // SAFETY: the caller's guarantee.
-    unsafe { field.write_volatile(value) }
+/// A shared u64 field.
+#[derive(Clone, Copy)]
+pub struct SharedU64(*mut u64);
+
+impl SharedU64 {
+    /// The field at `field`.
+    ///
+    /// # Safety
+    /// `field` is 8-aligned and stays valid memory while the value is used (a map value
+    /// pointer, for the program run).
+    #[inline(always)]
+    pub unsafe fn at(field: *mut u64) -> Self {
+        Self(field)
+    }
+
+    /// The field's value.
+    #[inline(always)]
+    pub fn load(self) -> u64 {
+        // SAFETY: `at`'s guarantee.
+        unsafe { self.0.read_volatile() }
+    }
+
+    /// Replaces `current` with `new`; on failure, the value the field held instead.
+    #[inline(always)]
+    pub fn compare_exchange(self, current: u64, new: u64) -> Result<(), u64> {
+        // SAFETY: `at`'s guarantee; the reference is used for this operation only.
+        let atomic = unsafe { AtomicU64::from_ptr(self.0) };
+        atomic
+            .compare_exchange(current, new, Relaxed, Relaxed)
+            .map(drop)
+    }
 }

@@ -13,8 +13,8 @@ pub enum DropReason {
     DestUnresolved,
     /// The connection table has no room for the flow.
     FlowTableFull,
-    /// Another CPU created the flow first, and its entry was gone or no longer valid when
-    /// this packet looked again.
+    /// Another CPU created the flow first (or the flow's expired entry was still being
+    /// removed), and its entry was gone or no longer valid when this packet looked again.
     FlowVanished,
 }
 

@@ -43,6 +43,8 @@ pub struct Options {
     pub socket: PathBuf,
     /// Connection table size.
     pub max_flows: u32,
+    /// Persistence template table size.
+    pub max_templates: u32,
     /// Fall back to generic XDP when native fails.
     pub allow_generic: bool,
     /// Start even when the pins end with this process's mount namespace (and so the program
@@ -81,6 +83,7 @@ impl Options {
             pin_dir: crate::DEFAULT_PIN_DIR.into(),
             socket: crate::DEFAULT_SOCKET.into(),
             max_flows: lb_common::DEFAULT_MAX_FLOWS,
+            max_templates: lb_common::DEFAULT_MAX_TEMPLATES,
             allow_generic: true,
             transient_pins: false,
             state_file: crate::DEFAULT_STATE_FILE.into(),
@@ -136,7 +139,7 @@ impl Daemon {
         if adopted && opts.config.is_none() {
             return self.apply(&self.engine.installed().specs());
         }
-        self.engine.set_timeouts(opts.timeouts);
+        self.engine.set_timeouts(opts.timeouts)?;
         self.configure(&opts.services, &opts.health)
     }
 
@@ -202,14 +205,14 @@ impl Daemon {
             .as_ref()
             .context("the daemon was started without --config or --keepalived-conf")?
             .load()?;
-        self.engine.set_timeouts(config.timeouts);
+        self.engine.set_timeouts(config.timeouts)?;
         self.configure(&config.services, &config.health)
     }
 
     /// The periodic work, now.
     pub fn tick(&mut self) -> Result<()> {
         let table = neigh::table(&self.interface);
-        for addr in self.engine.tick(monotonic_ns(), table)? {
+        for addr in self.engine.tick(table)? {
             neigh::probe(addr);
         }
         Ok(())

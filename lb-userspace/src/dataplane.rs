@@ -1,4 +1,5 @@
-//! The loaded XDP program and typed access to its maps. The daemon is their only writer.
+//! The loaded XDP programs (the balancer and its sweeper) and typed access to their maps. The
+//! daemon is their only writer.
 
 use std::{
     fs,
@@ -10,7 +11,7 @@ use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, IterableMap, MapData, MapError, PerCpuArray, RingBuf},
     programs::{
-        ProgramError, Xdp, XdpMode,
+        ProgramError, TestRun, TestRunOptions, Xdp, XdpMode,
         links::{FdLink, PinnedLink},
         xdp::{XdpLink, XdpLinkId},
     },
@@ -20,9 +21,11 @@ use lb_common::{
     config::Director,
     dest::{Dest, DestConns},
     event::Event,
+    expiry::TemplateRule,
     flow::{Flow, FlowKey, Persist, PersistKey},
     map_names as names, program_names,
     service::{SchedState, Service, ServiceKey},
+    state::{STATE_COUNT, Timeouts},
     stats::{Global, Traffic},
 };
 
@@ -53,6 +56,8 @@ struct MapSet {
     released: Array<MapData, DestConns>,
     flows: HashMap<MapData, FlowKey, Flow>,
     templates: HashMap<MapData, PersistKey, Persist>,
+    timeouts: Array<MapData, Timeouts>,
+    template_rules: Array<MapData, TemplateRule>,
     service_stats: PerCpuArray<MapData, Traffic>,
     dest_stats: PerCpuArray<MapData, Traffic>,
     globals: PerCpuArray<MapData, u64>,
@@ -81,6 +86,8 @@ impl MapSet {
             released: take(ebpf, names::DEST_RELEASED)?,
             flows: take(ebpf, names::FLOWS)?,
             templates: take(ebpf, names::PERSIST)?,
+            timeouts: take(ebpf, names::TIMEOUTS)?,
+            template_rules: take(ebpf, names::TEMPLATE_RULES)?,
             service_stats: take(ebpf, names::SERVICE_STATS)?,
             dest_stats: take(ebpf, names::DEST_STATS)?,
             globals: take(ebpf, names::GLOBAL_STATS)?,
@@ -104,9 +111,11 @@ fn map_err(name: &str) -> impl FnOnce(aya::maps::MapError) -> anyhow::Error + '_
 }
 
 impl DataPlane {
-    /// Loads the programs with a connection table of `max_flows` entries. With `pin_dir`, every
-    /// map is pinned there, and maps already pinned there are reused with their contents.
-    pub fn load(pin_dir: Option<&Path>, max_flows: u32) -> Result<Self> {
+    /// Loads the programs with a connection table of `max_flows` entries and a persistence
+    /// template table of `max_templates`. With `pin_dir`, every map is pinned there, and maps
+    /// already pinned there are reused with their contents. A new timeout map starts at IPVS's
+    /// defaults.
+    pub fn load(pin_dir: Option<&Path>, max_flows: u32, max_templates: u32) -> Result<Self> {
         if EBPF_OBJECT.is_empty() {
             bail!(
                 "this binary was built without its XDP object: build it with `cargo xtask build`"
@@ -114,7 +123,7 @@ impl DataPlane {
         }
         let mut loader = EbpfLoader::new();
         loader.map_max_entries(names::FLOWS, max_flows);
-        loader.map_max_entries(names::PERSIST, max_flows);
+        loader.map_max_entries(names::PERSIST, max_templates);
         if let Some(dir) = pin_dir {
             iface::ensure_bpffs(dir)?;
             for name in names::ALL {
@@ -122,15 +131,23 @@ impl DataPlane {
             }
         }
         let mut ebpf = loader.load(EBPF_OBJECT).context("loading the XDP object")?;
-        let name = program_names::LOAD_BALANCER;
-        let prog: &mut Xdp = ebpf
-            .program_mut(name)
-            .context("program missing")?
-            .try_into()?;
-        prog.load()
-            .with_context(|| format!("loading program {name} (verifier)"))?;
+        for name in [program_names::LOAD_BALANCER, program_names::EXPIRE] {
+            let prog: &mut Xdp = ebpf
+                .program_mut(name)
+                .with_context(|| format!("program {name} missing"))?
+                .try_into()?;
+            prog.load()
+                .with_context(|| format!("loading program {name} (verifier)"))?;
+        }
+        let mut maps = MapSet::take(&mut ebpf)?;
+        let timeouts = maps.timeouts.get(&0, 0).map_err(map_err(names::TIMEOUTS))?;
+        if timeouts.0 == [0; STATE_COUNT] {
+            maps.timeouts
+                .set(0, Timeouts::default(), 0)
+                .map_err(map_err(names::TIMEOUTS))?;
+        }
         Ok(Self {
-            maps: MapSet::take(&mut ebpf)?,
+            maps,
             ebpf,
             pin_dir: pin_dir.map(Path::to_owned),
         })
@@ -372,10 +389,6 @@ impl Maps for DataPlane {
             .map_err(map_err(names::FLOWS))
     }
 
-    fn remove_flow(&mut self, key: &FlowKey) -> Result<bool> {
-        missing(self.maps.flows.remove(key), names::FLOWS).map(|r| r.is_some())
-    }
-
     fn templates(&self) -> Result<Vec<(PersistKey, Persist)>> {
         self.maps
             .templates
@@ -384,8 +397,31 @@ impl Maps for DataPlane {
             .map_err(map_err(names::PERSIST))
     }
 
-    fn remove_template(&mut self, key: &PersistKey) -> Result<()> {
-        missing(self.maps.templates.remove(key), names::PERSIST).map(drop)
+    fn write_timeouts(&mut self, timeouts: &Timeouts) -> Result<()> {
+        self.maps
+            .timeouts
+            .set(0, timeouts, 0)
+            .map_err(map_err(names::TIMEOUTS))
+    }
+
+    fn write_template_rule(&mut self, id: u32, rule: &TemplateRule) -> Result<()> {
+        self.maps
+            .template_rules
+            .set(id, rule, 0)
+            .map_err(map_err(names::TEMPLATE_RULES))
+    }
+
+    fn expire(&mut self) -> Result<()> {
+        // The sweeper ignores its frame; BPF_PROG_TEST_RUN wants one of Ethernet size or more.
+        let frame = [0u8; 64];
+        let opts = TestRunOptions {
+            data_in: Some(&frame),
+            ..TestRunOptions::default()
+        };
+        self.program(program_names::EXPIRE)
+            .test_run(opts)
+            .context("running the sweeper")?;
+        Ok(())
     }
 
     fn service_traffic(&self, id: u32) -> Result<Traffic> {

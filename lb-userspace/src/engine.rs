@@ -1,5 +1,5 @@
 //! The daemon's logic, free of I/O but for the maps: it carries out the reconciler's plans,
-//! keeps the counters, sweeps idle flows, and answers xdpvsadm's requests. Time and the
+//! keeps the counters, runs the program's sweeper, and answers xdpvsadm's requests. Time and the
 //! neighbour table are given to it, so that tests run it on a virtual clock over fake maps.
 //!
 //! It keeps the configured services (the file's, changed by xdpvsadm's edits) apart from the
@@ -15,6 +15,7 @@ use anyhow::Result;
 use lb_common::{
     dest::{DEST_F_RESOLVED, Dest},
     event::EventKind,
+    expiry::{NS, TOMBSTONE, TemplateRule},
     state::{ConnState, STATE_COUNT, Timeouts},
 };
 
@@ -25,11 +26,10 @@ use crate::{
     health::{model::ServiceHealth, monitor::Monitor, runner::Report},
     listing::{Connection, DestStatus, Listing, ServiceStatus, TrafficStatus},
     maps::{Maps, live_conns},
-    model::{DestSpec, Persistence, ServiceAddr, ServiceSpec},
+    model::{DestSpec, ServiceAddr, ServiceSpec},
     neigh::{self, Neighbour},
     reconcile::{self, Installed, InstalledService, Step},
     saved::SavedState,
-    sweep::{NS, Sweeper},
 };
 
 /// Log target of the program's decisions (`RUST_LOG=xdpvs::xdp=debug` shows them alone).
@@ -49,7 +49,6 @@ pub struct Engine<M: Maps> {
     installed: Installed,
     timeouts: Timeouts,
     counters: Counters,
-    sweeper: Sweeper,
     neighbours: HashMap<Ipv4Addr, Neighbour>,
     flow_table_size: u32,
     ticks: u32,
@@ -66,7 +65,6 @@ impl<M: Maps> Engine<M> {
             installed: Installed::default(),
             timeouts,
             counters: Counters::default(),
-            sweeper: Sweeper::default(),
             neighbours: HashMap::new(),
             flow_table_size,
             ticks: 0,
@@ -93,9 +91,11 @@ impl<M: Maps> Engine<M> {
         &self.installed
     }
 
-    /// Sets the connection timeouts.
-    pub fn set_timeouts(&mut self, timeouts: Timeouts) {
+    /// Sets the connection timeouts, here and in the sweeper's map.
+    pub fn set_timeouts(&mut self, timeouts: Timeouts) -> Result<()> {
+        self.maps.write_timeouts(&timeouts)?;
         self.timeouts = timeouts;
+        Ok(())
     }
 
     /// Takes over what a predecessor saved if every service is in the map under the id, list
@@ -123,7 +123,9 @@ impl<M: Maps> Engine<M> {
                         "adopted {} services from the previous daemon",
                         installed.services.len()
                     );
-                    self.timeouts = Timeouts(saved.timeouts.try_into().expect("checked length"));
+                    self.set_timeouts(Timeouts(
+                        saved.timeouts.try_into().expect("checked length"),
+                    ))?;
                     self.installed = installed;
                     self.counters = Counters::restore(saved.baselines);
                 } else {
@@ -250,6 +252,11 @@ impl<M: Maps> Engine<M> {
                 }
                 self.maps.reset_sched(s.id)?;
                 let value = s.spec.map_value(s.id, s.list.offset, s.table.offset);
+                let rule = TemplateRule {
+                    timeout: value.persist_timeout,
+                    mask: value.persist_mask,
+                };
+                self.maps.write_template_rule(s.id, &rule)?;
                 self.maps.write_service(&s.spec.addr.map_key(), &value)?;
                 log::info!(
                     "service {} ({}) with {} real servers",
@@ -356,28 +363,17 @@ impl<M: Maps> Engine<M> {
         Ok(probes)
     }
 
-    /// The periodic work at monotonic time `now` with the kernel's neighbour `table`: MACs,
-    /// counter samples, the program's events, expiry. Returns the addresses to probe.
-    pub fn tick(&mut self, now: u64, table: HashMap<Ipv4Addr, Neighbour>) -> Result<Vec<Ipv4Addr>> {
+    /// The periodic work with the kernel's neighbour `table`: MACs, counter samples, the
+    /// program's events, expiry. Returns the addresses to probe.
+    pub fn tick(&mut self, table: HashMap<Ipv4Addr, Neighbour>) -> Result<Vec<Ipv4Addr>> {
         self.ticks = self.ticks.wrapping_add(1);
         let probes = self.set_neighbours(table, self.ticks.is_multiple_of(REPROBE_TICKS))?;
         if self.ticks.is_multiple_of(SAMPLE_TICKS) {
             self.sample_counters()?;
         }
         self.log_events()?;
-        let persistence = self.persistence();
-        self.sweeper
-            .sweep(&mut self.maps, &self.timeouts, &persistence, now)?;
+        self.maps.expire()?;
         Ok(probes)
-    }
-
-    /// The persistent services' settings by service id.
-    fn persistence(&self) -> HashMap<u32, Persistence> {
-        self.installed
-            .services
-            .iter()
-            .filter_map(|s| Some((s.id, s.spec.persistence?)))
-            .collect()
     }
 
     /// Logs the program's decisions at debug level (it reports them only when that is on).
@@ -447,7 +443,7 @@ impl<M: Maps> Engine<M> {
     pub fn listing(&self, now: u64) -> Result<Listing> {
         let mut persistent: HashMap<u32, u32> = HashMap::new();
         for (_, t) in self.maps.templates()? {
-            if self.maps.dest(t.dest)?.holds(t.dest_generation) {
+            if t.last_used_ns != TOMBSTONE && self.maps.dest(t.dest)?.holds(t.dest_generation) {
                 *persistent.entry(t.dest).or_default() += 1;
             }
         }
@@ -516,7 +512,9 @@ impl<M: Maps> Engine<M> {
             else {
                 continue;
             };
-            if !self.maps.dest(flow.dest)?.holds(flow.dest_generation) {
+            if flow.last_seen_ns == TOMBSTONE
+                || !self.maps.dest(flow.dest)?.holds(flow.dest_generation)
+            {
                 continue;
             }
             let idle = now.saturating_sub(flow.last_seen_ns) / NS;
@@ -537,7 +535,10 @@ impl<M: Maps> Engine<M> {
                 continue;
             };
             let Some(p) = svc.persistence else { continue };
-            let idle = now.saturating_sub(self.sweeper.last_used(&key, &t)) / NS;
+            if t.last_used_ns == TOMBSTONE {
+                continue;
+            }
+            let idle = now.saturating_sub(t.last_used_ns) / NS;
             out.push(Connection {
                 protocol: svc.addr.protocol,
                 client: endpoint(Ipv4Addr::from(key.client.to_ne_bytes()), 0),
@@ -570,7 +571,9 @@ impl<M: Maps> Engine<M> {
             Command::Edit(edits) => self.edit(&edits).map(|()| Reply::Done),
             Command::Zero(only) => self.zero(only).map(|()| Reply::Done),
             Command::SetTimeouts { tcp, tcpfin, udp } => {
-                self.timeouts.set(tcp, tcpfin, udp);
+                let mut timeouts = self.timeouts;
+                timeouts.set(tcp, tcpfin, udp);
+                self.set_timeouts(timeouts).map_err(failed)?;
                 log::info!("timeouts now tcp {tcp} tcpfin {tcpfin} udp {udp} (0 kept)");
                 Ok(self.timeouts_reply())
             }

@@ -27,7 +27,6 @@ pub mod reconcile;
 pub mod rs_setup;
 pub mod run;
 pub mod saved;
-pub mod sweep;
 
 /// The XDP object, as built by `cargo xtask build-ebpf` (empty if it was not built).
 pub static EBPF_OBJECT: &[u8] =

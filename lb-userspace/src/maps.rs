@@ -1,13 +1,15 @@
 //! What the daemon's logic reads and writes in the data plane, as one trait: the loaded
 //! program's maps implement it ([`crate::dataplane::DataPlane`]), and so does an in-memory
-//! fake for the unit tests of the reconciler, the sweeper and the engine.
+//! fake for the unit tests of the reconciler and the engine.
 
 use anyhow::Result;
 use lb_common::{
     dest::{Dest, DestConns},
     event::Event,
+    expiry::TemplateRule,
     flow::{Flow, FlowKey, Persist, PersistKey},
     service::{Service, ServiceKey},
+    state::Timeouts,
     stats::{Global, Traffic},
 };
 
@@ -24,9 +26,9 @@ pub trait Maps {
     fn write_dest(&mut self, id: u32, dest: &Dest) -> Result<()>;
     /// Connections the program counted in for slot `id`.
     fn counted_in(&self, id: u32) -> Result<DestConns>;
-    /// Connections the daemon counted out of slot `id`.
+    /// What slot `id` had counted when it was given to its current holder.
     fn released(&self, id: u32) -> Result<DestConns>;
-    /// Sets the connections counted out of slot `id`.
+    /// Sets what slot `id` had counted when it was given to its current holder.
     fn write_released(&mut self, id: u32, released: &DestConns) -> Result<()>;
 
     /// Writes real server ids into the list pool from `offset`.
@@ -45,14 +47,18 @@ pub trait Maps {
     /// Removes a service.
     fn remove_service(&mut self, key: &ServiceKey) -> Result<()>;
 
-    /// Every flow in the connection table.
+    /// Every flow in the connection table (claimed ones included, until they are removed).
     fn flows(&self) -> Result<Vec<(FlowKey, Flow)>>;
-    /// Removes a flow; whether it was there.
-    fn remove_flow(&mut self, key: &FlowKey) -> Result<bool>;
-    /// Every persistence template.
+    /// Every persistence template (claimed ones included, until they are removed).
     fn templates(&self) -> Result<Vec<(PersistKey, Persist)>>;
-    /// Removes a persistence template.
-    fn remove_template(&mut self, key: &PersistKey) -> Result<()>;
+    /// Sets the idle timeout of each connection state.
+    fn write_timeouts(&mut self, timeouts: &Timeouts) -> Result<()>;
+    /// Sets the persistence of service `id` (all zero: not persistent), by which its
+    /// templates expire.
+    fn write_template_rule(&mut self, id: u32, rule: &TemplateRule) -> Result<()>;
+    /// Removes the flows and templates idle past their timeouts, counting the flows out of
+    /// their real servers (the program's sweeper, at the kernel's current time).
+    fn expire(&mut self) -> Result<()>;
 
     /// Traffic of service `id`, summed over CPUs.
     fn service_traffic(&self, id: u32) -> Result<Traffic>;
@@ -69,8 +75,8 @@ pub trait Maps {
     fn synchronize(&mut self) -> Result<()>;
 }
 
-/// Live connection counts of slot `id`: counted in by the program minus counted out by the
-/// daemon.
+/// Live connection counts of slot `id`: counted in and out by the program, minus what the
+/// slot had counted when its current holder got it.
 pub fn live_conns(maps: &impl Maps, id: u32) -> Result<DestConns> {
     Ok(maps.counted_in(id)?.minus(&maps.released(id)?))
 }
@@ -86,8 +92,10 @@ pub mod fake {
     use lb_common::{
         dest::{Dest, DestConns},
         event::Event,
+        expiry::TemplateRule,
         flow::{Flow, FlowKey, Persist, PersistKey},
         service::{Service, ServiceKey},
+        state::Timeouts,
         stats::{Global, Traffic},
     };
 
@@ -112,6 +120,12 @@ pub mod fake {
         pub flows: BTreeMap<FlowKey, Flow>,
         /// PERSIST.
         pub templates: BTreeMap<PersistKey, Persist>,
+        /// TIMEOUTS.
+        pub timeouts: Option<Timeouts>,
+        /// TEMPLATE_RULES.
+        pub template_rules: BTreeMap<u32, TemplateRule>,
+        /// Runs of the sweeper.
+        pub expiries: usize,
         /// SERVICE_STATS and DEST_STATS.
         pub traffic: BTreeMap<(bool, u32), Traffic>,
         /// Writes left before one fails (`None`: never).
@@ -210,16 +224,21 @@ pub mod fake {
         fn flows(&self) -> Result<Vec<(FlowKey, Flow)>> {
             Ok(self.flows.iter().map(|(k, v)| (*k, *v)).collect())
         }
-        fn remove_flow(&mut self, key: &FlowKey) -> Result<bool> {
-            self.write()?;
-            Ok(self.flows.remove(key).is_some())
-        }
         fn templates(&self) -> Result<Vec<(PersistKey, Persist)>> {
             Ok(self.templates.iter().map(|(k, v)| (*k, *v)).collect())
         }
-        fn remove_template(&mut self, key: &PersistKey) -> Result<()> {
+        fn write_timeouts(&mut self, timeouts: &Timeouts) -> Result<()> {
             self.write()?;
-            self.templates.remove(key);
+            self.timeouts = Some(*timeouts);
+            Ok(())
+        }
+        fn write_template_rule(&mut self, id: u32, rule: &TemplateRule) -> Result<()> {
+            self.write()?;
+            self.template_rules.insert(id, *rule);
+            Ok(())
+        }
+        fn expire(&mut self) -> Result<()> {
+            self.expiries += 1;
             Ok(())
         }
         fn service_traffic(&self, id: u32) -> Result<Traffic> {

@@ -100,7 +100,7 @@ async fn start(opts: &Options, listener: UnixListener) -> Result<()> {
     // Only state that goes with maps still pinned is adopted.
     let pinned = opts.pin_dir.join(lb_common::map_names::SERVICES).exists();
     let saved = pinned.then(|| SavedState::load(&opts.state_file)).flatten();
-    let dataplane = DataPlane::load(Some(&opts.pin_dir), opts.max_flows)?;
+    let dataplane = DataPlane::load(Some(&opts.pin_dir), opts.max_flows, opts.max_templates)?;
     let mut daemon = Daemon::new(dataplane, opts);
     let attached = daemon.install(opts, saved).and_then(|()| {
         daemon

@@ -48,6 +48,10 @@ struct Cli {
     /// Connection table size.
     #[arg(long, default_value_t = lb_common::DEFAULT_MAX_FLOWS)]
     max_flows: u32,
+    /// Persistence template table size (one template per client network of a persistent
+    /// service; it takes memory only for the templates there are).
+    #[arg(long, default_value_t = lb_common::DEFAULT_MAX_TEMPLATES)]
+    max_templates: u32,
     /// keepalived's notify_fifo: follow this director's VRRP state there.
     #[arg(long, value_name = "PATH")]
     notify_fifo: Option<PathBuf>,
@@ -82,6 +86,7 @@ fn main() -> ExitCode {
         opts.socket = cli.socket;
         opts.state_file = cli.state_file;
         opts.max_flows = cli.max_flows;
+        opts.max_templates = cli.max_templates;
         opts.allow_generic = matches!(cli.xdp_mode, Mode::Auto);
         opts.transient_pins = cli.transient_pins;
         opts.metrics = cli.metrics.or(opts.metrics);

@@ -11,8 +11,7 @@ use lb_common::sched::Scheduler;
 use super::*;
 use crate::{
     maps::fake::FakeMaps,
-    model::{ServiceAddr, tcp_service},
-    sweep::NS,
+    model::{Persistence, ServiceAddr, tcp_service},
 };
 
 fn spec(port: u16, scheduler: Scheduler, dests: &[u32]) -> ServiceSpec {
@@ -211,38 +210,77 @@ fn a_successor_adopts_matching_maps_and_drops_what_nobody_accounts_for() {
 }
 
 #[test]
-fn ticks_expire_idle_flows_on_the_given_clock() {
+fn ticks_run_the_sweeper_and_listings_skip_what_it_claimed() {
     let mut e = engine(&[spec(80, Scheduler::Rr, &[1])]);
     let s = &e.installed().services[0];
     let (id, dest) = (s.id, s.dest_ids[0]);
     let generation = e.maps().dests[&dest].generation;
-    let key = FlowKey {
-        src_addr: 7,
-        dst_addr: 1,
-        src_port: 1,
-        dst_port: 80,
-        proto: 6,
+    let flow = |src_addr, last_seen_ns| {
+        (
+            FlowKey {
+                src_addr,
+                dst_addr: 1,
+                src_port: 1,
+                dst_port: 80,
+                proto: 6,
+            },
+            Flow {
+                last_seen_ns,
+                dest,
+                dest_generation: generation,
+                service: id,
+                state: ConnState::Established as u32,
+            },
+        )
     };
-    let m = e.maps_mut();
-    m.flows.insert(
-        key,
-        Flow {
-            last_seen_ns: 10 * NS,
-            dest,
-            dest_generation: generation,
-            service: id,
-            state: ConnState::Established as u32,
-        },
-    );
-    m.counted_in.entry(dest).or_default().active += 1;
-    assert_eq!(e.listing(0).unwrap().services[0].dests[0].active, 1);
-    e.tick(910 * NS, HashMap::new()).unwrap();
-    assert_eq!(e.maps().flows.len(), 1, "900 s idle is not over 900 s");
+    e.maps_mut().flows.extend([flow(7, 10 * NS), flow(8, TOMBSTONE)]);
+    e.tick(HashMap::new()).unwrap();
+    e.tick(HashMap::new()).unwrap();
+    assert_eq!(e.maps().expiries, 2);
     let conns = e.connections(910 * NS).unwrap();
-    assert_eq!((conns.len(), conns[0].expires), (1, 0));
-    e.tick(910 * NS + 1, HashMap::new()).unwrap();
-    assert!(e.maps().flows.is_empty());
-    assert_eq!(e.listing(0).unwrap().services[0].dests[0].active, 0);
+    assert_eq!(conns.len(), 1, "the claimed flow is not listed");
+    assert_eq!(conns[0].expires, 0);
+}
+
+#[test]
+fn timeouts_and_persistence_reach_the_sweepers_maps() {
+    let mut e = engine(&[]);
+    e.set_timeouts(Timeouts::default()).unwrap();
+    assert_eq!(e.maps().timeouts, Some(Timeouts::default()));
+    e.handle(
+        Command::SetTimeouts {
+            tcp: 100,
+            tcpfin: 0,
+            udp: 30,
+        },
+        0,
+    )
+    .unwrap();
+    let mut expected = Timeouts::default();
+    expected.set(100, 0, 30);
+    assert_eq!(e.maps().timeouts, Some(expected));
+
+    let mut persistent = spec(80, Scheduler::Rr, &[1]);
+    persistent.persistence = Some(Persistence {
+        timeout: 300,
+        netmask: Ipv4Addr::new(255, 255, 255, 0),
+    });
+    let persistent_spec = persistent.clone();
+    e.apply(&[persistent]).unwrap();
+    let id = e.installed().services[0].id;
+    assert_eq!(
+        e.maps().template_rules[&id],
+        TemplateRule {
+            timeout: 300,
+            mask: u32::from_ne_bytes([255, 255, 255, 0]),
+        }
+    );
+    // Without persistence its templates expire at the next sweep.
+    let mut plain = persistent_spec;
+    plain.persistence = None;
+    e.apply(&[plain]).unwrap();
+    assert_eq!(e.installed().services[0].id, id);
+    assert_eq!(e.maps().template_rules[&id].timeout, 0);
 }
 
 #[test]

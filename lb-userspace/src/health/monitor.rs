@@ -11,6 +11,8 @@
 
 use std::{collections::hash_map::RandomState, hash::BuildHasher, net::Ipv4Addr, time::Duration};
 
+use lb_common::expiry::NS;
+
 use super::{
     check::Outcome,
     model::{Check, CheckKind, RealServerHealth, ServiceHealth},
@@ -18,7 +20,6 @@ use super::{
 use crate::{
     listing::{RealServerHealthStatus, ServiceHealthStatus},
     model::{DestSpec, ServiceAddr, ServiceSpec},
-    sweep::NS,
 };
 
 /// One checker of one real server of one service.

@@ -9,7 +9,7 @@ use aya::{
     programs::{TestRun, TestRunOptions},
 };
 use lb_common::{
-    map_names, program_names,
+    DEFAULT_MAX_TEMPLATES, map_names, program_names,
     sched::{
         Scheduler,
         flags::{SH_FALLBACK, SH_PORT},
@@ -22,13 +22,13 @@ use lb_common::{
     tools,
 };
 use lb_userspace::{
-    dataplane::{DataPlane, monotonic_ns},
+    dataplane::DataPlane,
     engine::Engine,
     maps::{Maps, live_conns},
     model::{DestSpec, Persistence, Protocol, ServiceAddr, ServiceSpec},
     neigh::Neighbour,
-    sweep::Sweeper,
 };
+use crate::expiry::expire_after;
 use xdpvs_testbed::{
     direct,
     packets::{Frame, IP_OFFSET, L4, set_ipv4_checksum},
@@ -70,8 +70,19 @@ pub(crate) fn dataplane_from(
     weights: &[u32],
     resolved: bool,
 ) -> DataPlane {
-    let dp = loaded();
-    let specs: Vec<ServiceSpec> = [(Protocol::Tcp, 80), (Protocol::Udp, 53)]
+    let specs = services(scheduler, flags, persistence, weights);
+    direct::install(loaded(), &specs, |i| resolved.then_some(RS_MACS[i])).unwrap()
+}
+
+/// A TCP service on VIP:80 and a UDP service on VIP:53, both with `scheduler` over real
+/// servers of the given weights.
+pub(crate) fn services(
+    scheduler: &str,
+    flags: u8,
+    persistence: Option<Persistence>,
+    weights: &[u32],
+) -> Vec<ServiceSpec> {
+    [(Protocol::Tcp, 80), (Protocol::Udp, 53)]
         .into_iter()
         .map(|(protocol, port)| ServiceSpec {
             addr: ServiceAddr {
@@ -93,23 +104,15 @@ pub(crate) fn dataplane_from(
                 })
                 .collect(),
         })
-        .collect();
-    direct::install(dp, &specs, |i| resolved.then_some(RS_MACS[i])).unwrap()
+        .collect()
 }
 
 /// A private data plane (no pins) with nothing installed.
 fn loaded() -> DataPlane {
-    let mut dp =
-        DataPlane::load(None, FLOW_TABLE).expect("the object loads and passes the verifier");
+    let mut dp = DataPlane::load(None, FLOW_TABLE, DEFAULT_MAX_TEMPLATES)
+        .expect("the object loads and passes the verifier");
     dp.set_director(DIRECTOR_MAC, false).unwrap();
     dp
-}
-
-/// Expires what is idle at `now`, as the daemon's tick does.
-fn sweep(dp: &mut DataPlane, now: u64) {
-    Sweeper::default()
-        .sweep(dp, &Timeouts::default(), &HashMap::new(), now)
-        .unwrap();
 }
 
 /// Round robin over two real servers of weight 1.
@@ -178,14 +181,15 @@ pub(crate) fn global(dp: &DataPlane, g: Global) -> u64 {
 }
 
 #[test]
-fn the_daemons_object_holds_only_the_load_balancer() {
+fn the_daemons_object_holds_only_the_load_balancer_and_its_sweeper() {
     let ebpf = EbpfLoader::new()
         .map_max_entries(map_names::FLOWS, 1)
         .map_max_entries(map_names::PERSIST, 1)
         .load(lb_userspace::EBPF_OBJECT)
         .expect("the object parses");
-    let programs: Vec<&str> = ebpf.programs().map(|(name, _)| name).collect();
-    assert_eq!(programs, [program_names::LOAD_BALANCER]);
+    let mut programs: Vec<&str> = ebpf.programs().map(|(name, _)| name).collect();
+    programs.sort_unstable();
+    assert_eq!(programs, [program_names::LOAD_BALANCER, program_names::EXPIRE]);
     for helper_map in [
         tools::map_names::GENERATOR,
         tools::map_names::GENERATOR_COUNTERS,
@@ -475,8 +479,7 @@ fn weight_zero_drains_and_upper_threshold_overloads() {
         "rs1 takes one more, then is overloaded: {picks:?}"
     );
     // Expire everything: the counts drop to zero and rs1 recovers.
-    let later = monotonic_ns() + 3_600_000_000_000;
-    sweep(&mut dp, later);
+    expire_after(&mut dp, 3600);
     for id in 0..2 {
         let c = live_conns(&dp, id).unwrap();
         assert_eq!((c.active, c.inactive), (0, 0), "dest {id}");
@@ -500,7 +503,7 @@ fn expiry_keeps_counts_equal_to_live_flows() {
             .fold((0, 0), |a, c| (a.0 + c.active, a.1 + c.inactive))
     };
     assert_eq!(total(&dp), (3, 2));
-    sweep(&mut dp, monotonic_ns() + 61_000_000_000);
+    expire_after(&mut dp, 61);
     assert_eq!(total(&dp), (3, 0));
     assert_eq!(dp.flows().unwrap().len(), 3);
 }

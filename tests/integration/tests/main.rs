@@ -6,6 +6,7 @@ mod adm;
 mod control_socket;
 mod datapath;
 mod e2e;
+mod expiry;
 mod failover;
 mod fragments;
 mod generator;

@@ -39,7 +39,7 @@ fn syn(flow: u16) -> Vec<u8> {
 }
 
 /// Moves the calling thread onto `cpu` alone: BPF_PROG_TEST_RUN runs the program there.
-fn pin_to(cpu: usize) {
+pub(crate) fn pin_to(cpu: usize) {
     // SAFETY: a zeroed cpu_set_t is an empty set, and CPU_SET stays inside it for cpu < 1024.
     let rc = unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
