@@ -40,7 +40,13 @@ pub fn xdpvs_expire(_ctx: XdpContext) -> u32 {
     }
     let mut now = now;
     // SAFETY: PERSIST's callback has the signature for its key and value types.
-    unsafe { for_each(&raw const PERSIST as *mut c_void, expire_template as _, &mut now) };
+    unsafe {
+        for_each(
+            &raw const PERSIST as *mut c_void,
+            expire_template as _,
+            &mut now,
+        )
+    };
     XDP_PASS
 }
 
@@ -125,13 +131,7 @@ unsafe extern "C" fn expire_template(
 ) -> i64 {
     // SAFETY: the element's key and the walk's context, valid for the whole walk; the value is
     // 8-aligned, its time only accessed through the stamp.
-    let (key, stamp, now) = unsafe {
-        (
-            &*key,
-            Stamp::at(&raw mut (*template).last_used_ns),
-            *now,
-        )
-    };
+    let (key, stamp, now) = unsafe { (&*key, Stamp::at(&raw mut (*template).last_used_ns), *now) };
     let timeout = TEMPLATE_RULES.get(key.service).map_or(0, |r| r.timeout);
     let used = stamp.load();
     if expiry::expired(used, now, timeout) && stamp.claim(used) {

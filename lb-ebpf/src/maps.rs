@@ -7,7 +7,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use lb_common::{
-    DEFAULT_MAX_FLOWS, DEFAULT_MAX_TEMPLATES, LIST_POOL_SIZE, MAX_DESTS, MAX_SERVICES, TABLE_POOL_SIZE,
+    DEFAULT_MAX_FLOWS, DEFAULT_MAX_TEMPLATES, LIST_POOL_SIZE, MAX_DESTS, MAX_SERVICES,
+    TABLE_POOL_SIZE,
     config::Director,
     dest::{Dest, DestConns},
     expiry::TemplateRule,

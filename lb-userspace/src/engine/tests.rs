@@ -233,7 +233,9 @@ fn ticks_run_the_sweeper_and_listings_skip_what_it_claimed() {
             },
         )
     };
-    e.maps_mut().flows.extend([flow(7, 10 * NS), flow(8, TOMBSTONE)]);
+    e.maps_mut()
+        .flows
+        .extend([flow(7, 10 * NS), flow(8, TOMBSTONE)]);
     e.tick(HashMap::new()).unwrap();
     e.tick(HashMap::new()).unwrap();
     assert_eq!(e.maps().expiries, 2);

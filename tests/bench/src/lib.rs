@@ -179,7 +179,7 @@ fn balancer(dp: &DataPlane) -> &Xdp {
 
 /// A private data plane with one TCP service on VIP:80 over `n` resolved real servers.
 fn dataplane(scheduler: Scheduler, n: u32, max_flows: u32) -> Result<DataPlane> {
-    let mut dp = DataPlane::load(None, max_flows)?;
+    let mut dp = DataPlane::load(None, max_flows, lb_common::DEFAULT_MAX_TEMPLATES)?;
     dp.set_director(DIRECTOR_MAC, false)?;
     let spec = ServiceSpec {
         addr: ServiceAddr {
@@ -350,7 +350,7 @@ pub fn control_plane(plan: &Plan, progress: &mut dyn FnMut(&Figure)) -> Result<V
         progress(&f);
         figures.push(f);
     };
-    let mut dp = DataPlane::load(None, 1024)?;
+    let mut dp = DataPlane::load(None, 1024, lb_common::DEFAULT_MAX_TEMPLATES)?;
     push(timed(
         format!("baseline: {} real server map writes", services * servers),
         runs,
@@ -368,7 +368,10 @@ pub fn control_plane(plan: &Plan, progress: &mut dyn FnMut(&Figure)) -> Result<V
         format!("apply {services} services x {servers} real servers"),
         runs,
         || {
-            let mut d = Daemon::new(DataPlane::load(None, 1024)?, &opts);
+            let mut d = Daemon::new(
+                DataPlane::load(None, 1024, lb_common::DEFAULT_MAX_TEMPLATES)?,
+                &opts,
+            );
             d.install(&opts, None)?;
             daemon = Some(d);
             Ok(())

@@ -2,8 +2,9 @@
 //! verdicts, exact output frames, flow stickiness and counters; and that object holds nothing
 //! but the load balancer.
 
-use std::{collections::HashMap, net::Ipv4Addr};
+use std::net::Ipv4Addr;
 
+use crate::expiry::expire_after;
 use aya::{
     EbpfLoader,
     programs::{TestRun, TestRunOptions},
@@ -28,7 +29,6 @@ use lb_userspace::{
     model::{DestSpec, Persistence, Protocol, ServiceAddr, ServiceSpec},
     neigh::Neighbour,
 };
-use crate::expiry::expire_after;
 use xdpvs_testbed::{
     direct,
     packets::{Frame, IP_OFFSET, L4, set_ipv4_checksum},
@@ -189,7 +189,10 @@ fn the_daemons_object_holds_only_the_load_balancer_and_its_sweeper() {
         .expect("the object parses");
     let mut programs: Vec<&str> = ebpf.programs().map(|(name, _)| name).collect();
     programs.sort_unstable();
-    assert_eq!(programs, [program_names::LOAD_BALANCER, program_names::EXPIRE]);
+    assert_eq!(
+        programs,
+        [program_names::LOAD_BALANCER, program_names::EXPIRE]
+    );
     for helper_map in [
         tools::map_names::GENERATOR,
         tools::map_names::GENERATOR_COUNTERS,
