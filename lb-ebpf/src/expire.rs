@@ -113,7 +113,7 @@ fn mark_template(service: u32, src_addr: u32, now: u64) {
     else {
         return;
     };
-    if let Some(t) = PERSIST.get_ptr_mut(&template) {
+    if let Some(t) = PERSIST.get_ptr_mut(template) {
         // SAFETY: PERSIST is not preallocated: the element stays valid memory for this run;
         // its time is 8-aligned and only accessed through the stamp. A claimed template is
         // left to its claimer.
