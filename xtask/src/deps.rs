@@ -86,9 +86,9 @@ pub fn bpf_linker() -> Result<PathBuf> {
     Ok(linker)
 }
 
-/// Debian packages the conformance run needs besides [`PACKAGES`]: the emulator, the
+/// Debian packages the reference VM needs besides [`PACKAGES`]: the emulator, the
 /// initramfs's busybox and the tools that build it, and the reference ipvsadm.
-const CONFORMANCE_PACKAGES: &[(&str, &str)] = &[
+const REFERENCE_VM_PACKAGES: &[(&str, &str)] = &[
     ("qemu-system-x86_64", "qemu-system-x86"),
     ("/bin/busybox", "busybox-static"),
     ("cpio", "cpio"),
@@ -102,10 +102,11 @@ pub fn runtime() -> Result<()> {
     install(PACKAGES)
 }
 
-/// Installs what `cargo xtask conformance` needs besides [`runtime`], where missing.
-pub fn conformance() -> Result<()> {
+/// Installs what the reference VM (`cargo xtask conformance`, `cargo xtask bench`) needs
+/// besides [`runtime`], where missing.
+pub fn reference_vm() -> Result<()> {
     runtime()?;
-    install(CONFORMANCE_PACKAGES)
+    install(REFERENCE_VM_PACKAGES)
 }
 
 /// Installs the packages of `packages` whose command or file is missing.

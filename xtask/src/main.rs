@@ -1,9 +1,11 @@
 //! Project tasks: `cargo xtask build`, `test`, `demo`. See the README.
 
+mod bench;
 mod conformance;
 mod deps;
 mod ebpf;
 mod link;
+mod vm;
 
 use std::{path::PathBuf, process::Command};
 
@@ -41,12 +43,15 @@ enum Task {
         #[arg(long)]
         last: bool,
     },
-    /// Measure xdpvs against its baselines and the L4 proxies (as root); writes
-    /// target/bench/bench.json and the plots.
+    /// Measure xdpvs against its baselines and the L4 proxies, and against the kernel's IPVS
+    /// in the reference VM (as root); writes target/bench/bench.json and the plots.
     Bench {
-        /// Fewer and shorter runs (CI smoke).
+        /// Fewer and shorter runs, without the reference VM (CI smoke).
         #[arg(long)]
         quick: bool,
+        /// Only the part in the reference VM: the kernel's IPVS against xdpvs.
+        #[arg(long, conflicts_with = "quick")]
+        vm_only: bool,
     },
 }
 
@@ -62,13 +67,13 @@ fn main() -> Result<()> {
             lint()?;
             let (passed, failed) = test(args)?;
             // The benchmark's quick mode as a smoke check: it must keep running.
-            bench(true)?;
+            bench::run(true, false)?;
             println!("xdpvs: {passed} passed, {failed} failed");
             Ok(())
         }
-        Task::Bench { quick } => {
+        Task::Bench { quick, vm_only } => {
             deps::runtime()?;
-            bench(quick)
+            bench::run(quick, vm_only)
         }
         Task::Conformance { last } => conformance::run(last),
         Task::Demo => {
@@ -131,16 +136,6 @@ fn run_bin(profile: &str, name: &str, args: &[&str]) -> Result<()> {
         bail!("{name} failed");
     }
     Ok(())
-}
-
-fn bench(quick: bool) -> Result<()> {
-    let out = root().join("target/bench");
-    let out = out.to_str().context("path")?;
-    let args: &[&str] = if quick { &["--quick", out] } else { &[out] };
-    // Measured as shipped: the daemon and the harness optimised.
-    let objects = ebpf::build()?;
-    cargo(&["build", "--release", "--bins"], &objects)?;
-    run_bin("release", "xdpvs-bench", args)
 }
 
 fn lint() -> Result<()> {

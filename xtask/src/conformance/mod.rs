@@ -4,7 +4,6 @@
 //! `conformance/allow.toml` naming the differences accepted for now.
 
 mod compare;
-mod vm;
 
 use std::{
     fs,
@@ -14,7 +13,7 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
-use crate::{deps, root};
+use crate::{deps, root, vm};
 
 /// The directors the runner drives, the reference first.
 const BACKENDS: [&str; 2] = ["ipvs", "xdpvs"];
@@ -25,7 +24,7 @@ const TIMEOUT: Duration = Duration::from_secs(45 * 60);
 /// Runs the corpus in the VM (unless `last`: the transcripts of the last run) and compares;
 /// fails on a difference the allow-list lacks.
 pub fn run(last: bool) -> Result<()> {
-    let work = vm::work_dir();
+    let work = root().join("target/conformance");
     let io = work.join("io");
     let console = work.join("console.log");
     let elapsed = if last {
@@ -82,7 +81,7 @@ pub fn run(last: bool) -> Result<()> {
 /// Builds everything, boots the VM and runs the corpus there, leaving the transcripts, the
 /// runners' logs and exit codes in `io`; the time the VM took.
 fn run_vm(io: &Path, console: &Path) -> Result<Duration> {
-    deps::conformance()?;
+    deps::reference_vm()?;
     crate::build_all()?;
     let kernel = vm::kernel()?;
     let _ = fs::remove_dir_all(io);
