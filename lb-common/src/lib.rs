@@ -37,6 +37,9 @@ pub mod map_names {
     pub const FLOWS: &str = "FLOWS";
     /// Persistence templates: [`crate::flow::PersistKey`] -> [`crate::flow::Persist`].
     pub const PERSIST: &str = "PERSIST";
+    /// lblc/lblcr cache: [`crate::sched::locality::LocalityKey`] ->
+    /// [`crate::sched::locality::Locality`].
+    pub const LOCALITY: &str = "LOCALITY";
     /// Per-CPU traffic counters per service id.
     pub const SERVICE_STATS: &str = "SERVICE_STATS";
     /// Per-CPU traffic counters per dest id.
@@ -48,7 +51,7 @@ pub mod map_names {
     /// Ring buffer of [`crate::event::Event`]s (not pinned: each daemon reads its own).
     pub const EVENTS: &str = "EVENTS";
     /// Every pinned map, for pinning and cleaning up.
-    pub const ALL: [&str; 13] = [
+    pub const ALL: [&str; 14] = [
         SERVICES,
         SERVICE_DESTS,
         SERVICE_SCHED,
@@ -58,6 +61,7 @@ pub mod map_names {
         DEST_RELEASED,
         FLOWS,
         PERSIST,
+        LOCALITY,
         SERVICE_STATS,
         DEST_STATS,
         GLOBAL_STATS,
@@ -95,7 +99,7 @@ pub mod ip_proto {
 #[cfg(feature = "user")]
 mod pod {
     //! `aya::Pod` for every map key and value, so that user space can read and write them.
-    use crate::{config, dest, event, flow, generator, service, stats};
+    use crate::{config, dest, event, flow, generator, sched::locality, service, stats};
     macro_rules! pod {
         ($($t:ty),*) => { $(unsafe impl aya::Pod for $t {})* };
     }
@@ -109,6 +113,8 @@ mod pod {
         flow::Flow,
         flow::PersistKey,
         flow::Persist,
+        locality::LocalityKey,
+        locality::Locality,
         service::ServiceKey,
         service::Service,
         service::SchedState,

@@ -11,6 +11,7 @@ use lb_common::{
     config::Director,
     dest::{Dest, DestConns},
     flow::{Flow, FlowKey, Persist, PersistKey},
+    sched::locality::{self, Locality, LocalityKey},
     service::{SchedState, Service, ServiceKey},
     stats::{Global, Traffic},
 };
@@ -44,6 +45,16 @@ pub static FLOWS: HashMap<FlowKey, Flow> = HashMap::with_max_entries(DEFAULT_MAX
 
 #[map(name = "PERSIST")]
 pub static PERSIST: HashMap<PersistKey, Persist> = HashMap::with_max_entries(DEFAULT_MAX_FLOWS, 0);
+
+/// Not preallocated, like SERVICES: an entry replaced by another CPU is freed only after an
+/// RCU grace period, so a copy read through a pointer is the old or the new entry.
+#[map(name = "LOCALITY")]
+pub static LOCALITY: HashMap<LocalityKey, Locality> =
+    HashMap::with_max_entries(locality::CAPACITY, BPF_F_NO_PREALLOC);
+
+/// One scratch entry per CPU: the copy of a LOCALITY entry a pick works on, off the stack.
+#[map(name = "LOCALITY_SCRATCH")]
+pub static LOCALITY_SCRATCH: PerCpuArray<Locality> = PerCpuArray::with_max_entries(1, 0);
 
 #[map(name = "SERVICE_STATS")]
 pub static SERVICE_STATS: PerCpuArray<Traffic> = PerCpuArray::with_max_entries(MAX_SERVICES, 0);

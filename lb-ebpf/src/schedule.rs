@@ -5,19 +5,24 @@ use core::ffi::c_void;
 
 use aya_ebpf::{
     bindings::{BPF_ANY, BPF_NOEXIST},
-    helpers::generated::bpf_loop,
+    helpers::generated::{bpf_get_prandom_u32, bpf_loop},
 };
 use lb_common::{
     MAX_DESTS_PER_SERVICE,
     flow::{Persist, PersistKey},
-    sched::{self, Addresses, Candidate, Params, Servers},
+    sched::{
+        self, Addresses, Candidate, Params, Scheduler, Servers,
+        locality::{self, Locality, LocalityKey},
+    },
     service::{SchedState, Service},
 };
 
 use crate::{
     conns,
     conntrack::EEXIST,
-    maps::{DESTS, PERSIST, SERVICE_DESTS, SERVICE_SCHED, SERVICE_TABLES},
+    maps::{
+        DESTS, LOCALITY, LOCALITY_SCRATCH, PERSIST, SERVICE_DESTS, SERVICE_SCHED, SERVICE_TABLES,
+    },
     shared::{self, SharedU32},
 };
 
@@ -79,6 +84,19 @@ impl Servers for MapServers {
     }
 
     #[inline(always)]
+    fn generation(&self, id: u32) -> Option<u32> {
+        Some(DESTS.get(id)?.generation)
+    }
+
+    #[inline(always)]
+    fn member(&self, id: u32, generation: u32) -> Option<Candidate> {
+        if !DESTS.get(id)?.holds(generation) {
+            return None;
+        }
+        candidate(id)
+    }
+
+    #[inline(always)]
     fn each<F: FnMut(u32) -> bool>(&self, n: u32, mut f: F) {
         // SAFETY: the callback has bpf_loop's signature and `f` outlives the call.
         unsafe {
@@ -107,7 +125,7 @@ pub fn assign(svc: &Service, pkt: &Addresses, src_be: u32, now: u64) -> Option<u
         Some(Template::Unusable) => true,
         Some(Template::Missing) | None => false,
     };
-    let dest = pick(svc, pkt)?;
+    let dest = pick(svc, pkt, now)?;
     if !persistent {
         return Some(dest);
     }
@@ -164,7 +182,7 @@ fn template_dest(key: &PersistKey, now: u64) -> Template {
 
 /// Picks a real server for a new flow of `svc`: its dest id, or `None` if none is usable.
 #[inline(always)]
-fn pick(svc: &Service, pkt: &Addresses) -> Option<u32> {
+fn pick(svc: &Service, pkt: &Addresses, now: u64) -> Option<u32> {
     let scheduler = svc.scheduler()?;
     if svc.dest_count > MAX_DESTS_PER_SERVICE {
         return None;
@@ -175,6 +193,9 @@ fn pick(svc: &Service, pkt: &Addresses) -> Option<u32> {
         table_size: svc.table_size,
         count: svc.dest_count,
     };
+    if matches!(scheduler, Scheduler::Lblc | Scheduler::Lblcr) {
+        return pick_local(scheduler, svc.id, pkt, now, &servers);
+    }
     let params = Params {
         scheduler,
         flags: svc.flags,
@@ -199,7 +220,7 @@ fn pick(svc: &Service, pkt: &Addresses) -> Option<u32> {
         cw: cw.load(),
     };
     let mut state = before;
-    let id = sched::pick(&params, &mut state, pkt, &servers)?;
+    let id = sched::pick(&params, &mut state, pkt, &servers, random_below)?;
     if state.last != before.last {
         last.store(state.last);
     }
@@ -207,4 +228,54 @@ fn pick(svc: &Service, pkt: &Addresses) -> Option<u32> {
         cw.store(state.cw);
     }
     Some(id)
+}
+
+/// A uniformly random number below `bound` (twos), by multiply and shift as the kernel's
+/// `get_random_u32_below`, without its rejection of the slight bias.
+#[inline(always)]
+fn random_below(bound: u32) -> u32 {
+    // SAFETY: a helper without arguments.
+    let r = unsafe { bpf_get_prandom_u32() };
+    ((u64::from(r) * u64::from(bound)) >> 32) as u32
+}
+
+/// lblc or lblcr through the destination's entry in LOCALITY: a changed entry is written
+/// whole, an unchanged one only marked used.
+#[inline(always)]
+fn pick_local(
+    scheduler: Scheduler,
+    service: u32,
+    pkt: &Addresses,
+    now: u64,
+    servers: &MapServers,
+) -> Option<u32> {
+    let key = LocalityKey {
+        service,
+        addr: pkt.dst_addr.to_be(),
+    };
+    let found = LOCALITY.get_ptr_mut(&key);
+    let scratch = LOCALITY_SCRATCH.get_ptr_mut(0)?;
+    // SAFETY: this CPU's own scratch slot, which nothing else uses while the program runs.
+    let entry = unsafe { &mut *scratch };
+    *entry = match found {
+        // SAFETY: LOCALITY is not preallocated: an entry another CPU replaces is freed only
+        // after an RCU grace period, which this run is inside, so the copy is one whole entry
+        // (but for `last_used_ns`, which CPUs store in place).
+        Some(e) => unsafe { e.read_volatile() },
+        None => Locality::unused(now),
+    };
+    let outcome = match scheduler {
+        Scheduler::Lblcr => locality::lblcr(entry, now, servers),
+        _ => locality::lblc(entry, now, servers),
+    };
+    match found {
+        // A full cache only costs locality: the flow is still scheduled.
+        _ if outcome.changed => {
+            let _ = LOCALITY.insert(&key, entry, BPF_ANY.into());
+        }
+        // SAFETY: as above; the field is 8-aligned.
+        Some(e) => unsafe { shared::store_u64(&raw mut (*e).last_used_ns, now) },
+        None => {}
+    }
+    outcome.dest
 }

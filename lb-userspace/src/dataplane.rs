@@ -22,6 +22,7 @@ use lb_common::{
     event::Event,
     flow::{Flow, FlowKey, Persist, PersistKey},
     map_names as names, program_names,
+    sched::locality::{Locality, LocalityKey},
     service::{SchedState, Service, ServiceKey},
     stats::{Global, Traffic},
 };
@@ -53,6 +54,7 @@ struct MapSet {
     released: Array<MapData, DestConns>,
     flows: HashMap<MapData, FlowKey, Flow>,
     templates: HashMap<MapData, PersistKey, Persist>,
+    localities: HashMap<MapData, LocalityKey, Locality>,
     service_stats: PerCpuArray<MapData, Traffic>,
     dest_stats: PerCpuArray<MapData, Traffic>,
     globals: PerCpuArray<MapData, u64>,
@@ -81,6 +83,7 @@ impl MapSet {
             released: take(ebpf, names::DEST_RELEASED)?,
             flows: take(ebpf, names::FLOWS)?,
             templates: take(ebpf, names::PERSIST)?,
+            localities: take(ebpf, names::LOCALITY)?,
             service_stats: take(ebpf, names::SERVICE_STATS)?,
             dest_stats: take(ebpf, names::DEST_STATS)?,
             globals: take(ebpf, names::GLOBAL_STATS)?,
@@ -386,6 +389,18 @@ impl Maps for DataPlane {
 
     fn remove_template(&mut self, key: &PersistKey) -> Result<()> {
         missing(self.maps.templates.remove(key), names::PERSIST).map(drop)
+    }
+
+    fn localities(&self) -> Result<Vec<(LocalityKey, Locality)>> {
+        self.maps
+            .localities
+            .iter()
+            .collect::<Result<_, _>>()
+            .map_err(map_err(names::LOCALITY))
+    }
+
+    fn remove_locality(&mut self, key: &LocalityKey) -> Result<()> {
+        missing(self.maps.localities.remove(key), names::LOCALITY).map(drop)
     }
 
     fn service_traffic(&self, id: u32) -> Result<Traffic> {

@@ -1,7 +1,8 @@
 //! Expiry of idle flows and persistence templates, at a time given by the caller: a flow idle
 //! longer than its state's timeout is removed and counted out of its real server; a template
 //! that controls no live flow and has not for its service's persistence timeout is removed, as
-//! IPVS expires a template after its last connection.
+//! IPVS expires a template after its last connection; an lblc/lblcr cache entry goes when
+//! unused for a day, or for 6 minutes while the cache is crowded, as IPVS's periodic check.
 
 use std::collections::HashMap;
 
@@ -9,6 +10,7 @@ use anyhow::Result;
 use lb_common::{
     dest::DestConns,
     flow::{Flow, FlowKey, Persist, PersistKey},
+    sched::locality,
     state::Timeouts,
 };
 
@@ -31,6 +33,8 @@ pub struct Swept {
     pub flows: usize,
     /// Templates removed.
     pub templates: usize,
+    /// lblc/lblcr cache entries removed.
+    pub localities: usize,
 }
 
 impl Sweeper {
@@ -74,6 +78,7 @@ impl Sweeper {
             maps.write_released(*id, r)?;
         }
         swept.templates = self.expire_templates(maps, &live, persistence, now)?;
+        swept.localities = expire_localities(maps, now)?;
         Ok(swept)
     }
 
@@ -109,6 +114,26 @@ impl Sweeper {
         }
         Ok(removed)
     }
+}
+
+/// Removes the lblc/lblcr cache entries unused for [`locality::EXPIRATION_NS`], or, while the
+/// cache holds more than [`locality::CROWDED`], for [`locality::CROWDED_IDLE_NS`].
+fn expire_localities(maps: &mut impl Maps, now: u64) -> Result<usize> {
+    let entries = maps.localities()?;
+    let idle = if entries.len() > locality::CROWDED {
+        locality::CROWDED_IDLE_NS
+    } else {
+        locality::EXPIRATION_NS
+    };
+    let mut removed = 0;
+    for (key, _) in entries
+        .iter()
+        .filter(|(_, e)| now.saturating_sub(e.last_used_ns) >= idle)
+    {
+        maps.remove_locality(key)?;
+        removed += 1;
+    }
+    Ok(removed)
 }
 
 #[cfg(test)]
@@ -240,5 +265,35 @@ mod tests {
                 .templates,
             1
         );
+    }
+
+    #[test]
+    fn locality_entries_expire_after_a_day_or_6_min_when_crowded() {
+        use lb_common::sched::locality::{self, Locality, LocalityKey};
+        let entry = |addr, last_used_ns| {
+            (
+                LocalityKey { service: 0, addr },
+                Locality {
+                    last_used_ns,
+                    ..Locality::default()
+                },
+            )
+        };
+        let mut m = maps(&[]);
+        m.localities.extend([entry(1, 0), entry(2, 20 * NS)]);
+        let (mut s, t, none) = (Sweeper::default(), Timeouts::default(), HashMap::new());
+        let day = locality::EXPIRATION_NS;
+        assert_eq!(s.sweep(&mut m, &t, &none, day - 1).unwrap().localities, 0);
+        assert_eq!(s.sweep(&mut m, &t, &none, day).unwrap().localities, 1);
+        assert_eq!(m.localities.len(), 1);
+        // Crowded: every entry unused for 6 minutes goes.
+        let six_min = locality::CROWDED_IDLE_NS;
+        let now = 20 * NS + six_min;
+        m.localities
+            .extend((0..locality::CROWDED as u32).map(|a| entry(100 + a, 20 * NS)));
+        assert_eq!(s.sweep(&mut m, &t, &none, now - 1).unwrap().localities, 0);
+        let swept = s.sweep(&mut m, &t, &none, now).unwrap().localities;
+        assert_eq!(swept, locality::CROWDED + 1);
+        assert!(m.localities.is_empty());
     }
 }
