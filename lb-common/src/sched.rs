@@ -254,9 +254,9 @@ fn least_weighted(servers: &impl Servers) -> Option<Candidate> {
 }
 
 /// The fold state of a connection-count or rr decision over the list in walk order. Every
-/// field is defined from the start (an `Option` whose `None` leaves its payload undefined
-/// lets the data path read back stack bytes of another value, which the verifier refuses),
-/// and not with zeros only (a zeroed run becomes a call to memset, which it cannot link).
+/// field is defined from the start: with an `Option`, whose `None` leaves the payload
+/// undefined, the data path read back stack bytes another value had left there after the
+/// walk, which the verifier refuses.
 #[derive(Clone, Copy, Debug)]
 struct Selection {
     scheduler: Scheduler,
@@ -270,9 +270,9 @@ impl Selection {
         Self {
             scheduler,
             found: false,
-            position: u32::MAX,
+            position: 0,
             best: Candidate {
-                id: u32::MAX,
+                id: 0,
                 weight: 0,
                 active: 0,
                 inactive: 0,
@@ -347,8 +347,8 @@ fn twos(servers: &impl Servers, mut random: impl FnMut(u32) -> u32) -> Option<u3
     // `rweight <= 0`).
     let bound = total.saturating_add(1);
     let draws = [random(bound), random(bound)];
-    // Each choice as plain numbers (dest id, weight, overhead), weight 0 while open: the
-    // verifier follows scalars through bpf_loop's frame better than a whole Candidate.
+    // Each choice as (dest id, weight, overhead), weight 0 while open: plain numbers, defined
+    // from the start (see `Selection`).
     let (mut sum, mut first, mut w1, mut oh1) = (0u32, 0u32, 0u32, 0u64);
     let (mut second, mut w2, mut oh2) = (0u32, 0u32, 0u64);
     servers.each(n, |pos| {

@@ -253,7 +253,7 @@ fn pick_local(
         service,
         addr: pkt.dst_addr.to_be(),
     };
-    let found = LOCALITY.get_ptr_mut(&key);
+    let found = LOCALITY.get_ptr_mut(key);
     let scratch = LOCALITY_SCRATCH.get_ptr_mut(0)?;
     // SAFETY: this CPU's own scratch slot, which nothing else uses while the program runs.
     let entry = unsafe { &mut *scratch };
@@ -262,7 +262,7 @@ fn pick_local(
         // after an RCU grace period, which this run is inside, so the copy is one whole entry
         // (but for `last_used_ns`, which CPUs store in place).
         Some(e) => unsafe { e.read_volatile() },
-        None => Locality::unused(now),
+        None => Locality::default(),
     };
     let outcome = match scheduler {
         Scheduler::Lblcr => locality::lblcr(entry, now, servers),
@@ -271,7 +271,7 @@ fn pick_local(
     match found {
         // A full cache only costs locality: the flow is still scheduled.
         _ if outcome.changed => {
-            let _ = LOCALITY.insert(&key, entry, BPF_ANY.into());
+            let _ = LOCALITY.insert(key, entry, BPF_ANY.into());
         }
         // SAFETY: as above; the field is 8-aligned.
         Some(e) => unsafe { shared::store_u64(&raw mut (*e).last_used_ns, now) },

@@ -2,7 +2,9 @@
 //! the server (lblc) or the set of servers (lblcr) that took its flows. Both keep to their
 //! servers until the lblc overload rule ([`locality_overloaded`]) sends a flow to the weighted
 //! least-connection pick. The data path keeps one [`Locality`] per (service, destination) in a
-//! map; the daemon removes entries unused for [`EXPIRATION_NS`].
+//! map; the daemon removes entries unused for [`EXPIRATION_NS`]. The functions below that the
+//! data path would otherwise keep out of line are `#[inline(always)]`: the verifier refuses
+//! such a function of the object ("missing btf func_info").
 
 use super::{Candidate, Servers, least_weighted, weighted_less};
 
@@ -51,12 +53,6 @@ pub struct Member {
 }
 
 impl Member {
-    /// An unused place (`u32::MAX`, no dest id, as an empty bucket of a table).
-    const NONE: Self = Self {
-        id: u32::MAX,
-        generation: 0,
-    };
-
     /// The server `c` as it is now: `None` if its slot is gone.
     fn of(c: &Candidate, servers: &impl Servers) -> Option<Self> {
         Some(Self {
@@ -83,20 +79,6 @@ pub struct Locality {
     pub members: [Member; SET_CAPACITY],
 }
 
-impl Locality {
-    /// The entry of a destination seen for the first time, at `now`: no servers yet. (Built
-    /// without zeroed runs, which the BPF target would turn into a call to memset.)
-    pub const fn unused(now: u64) -> Self {
-        Self {
-            last_used_ns: now,
-            modified_ns: now,
-            len: 0,
-            _pad: 0,
-            members: [Member::NONE; SET_CAPACITY],
-        }
-    }
-}
-
 /// What a locality pick chose, and whether the entry must be written back whole.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Outcome {
@@ -106,8 +88,8 @@ pub struct Outcome {
     pub changed: bool,
 }
 
-/// The lblc overload rule: `c` has more active connections than its
-/// weight while some server of the service has fewer than half its weight.
+/// The lblc overload rule: `c` has more active connections than its weight while some server
+/// of the service has fewer than half its weight.
 pub fn locality_overloaded(c: &Candidate, servers: &impl Servers) -> bool {
     if c.active <= c.weight {
         return false;
@@ -234,8 +216,7 @@ impl Locality {
         self.set(next, len, now);
     }
 
-    /// Replaces the members with a whole array (the walks above build it rather than shift
-    /// members in place: the BPF target lowers no variable-length copy).
+    /// Replaces the members, changed at `now`.
     fn set(&mut self, members: [Member; SET_CAPACITY], len: usize, now: u64) {
         self.members = members;
         self.len = len as u32;
@@ -244,9 +225,8 @@ impl Locality {
 }
 
 /// lblc (`ip_vs_lblc.c`): the destination's cached server while it is reachable, of weight
-/// above 0 and not overloaded by the lblc rule; otherwise the
-/// wlc pick, which replaces it. `entry` is the destination's entry, a default one if it has
-/// none.
+/// above 0 and not overloaded by the lblc rule; otherwise the wlc pick, which replaces it.
+/// `entry` is the destination's entry, a default one if it has none.
 #[inline(always)]
 pub fn lblc(entry: &mut Locality, now: u64, servers: &impl Servers) -> Outcome {
     entry.last_used_ns = now;
@@ -295,11 +275,12 @@ pub fn lblcr(entry: &mut Locality, now: u64, servers: &impl Servers) -> Outcome 
         // As the kernel: the least loaded member is chosen before the shrink, and is still
         // used if the shrink removed it.
         let least = entry.least(servers);
-        if entry.len > 1 && now > entry.modified_ns.saturating_add(EXPIRATION_NS) {
-            if let Some(i) = entry.most(servers) {
-                entry.erase(i, now);
-                changed = true;
-            }
+        if entry.len > 1
+            && now > entry.modified_ns.saturating_add(EXPIRATION_NS)
+            && let Some(i) = entry.most(servers)
+        {
+            entry.erase(i, now);
+            changed = true;
         }
         if let Some(least) = least
             && !locality_overloaded(&least, servers)
