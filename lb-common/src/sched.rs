@@ -97,6 +97,11 @@ impl Scheduler {
         }
     }
 
+    /// Whether it keeps a cache per destination address ([`locality`]).
+    pub const fn caches_destinations(self) -> bool {
+        matches!(self, Self::Lblc | Self::Lblcr)
+    }
+
     /// Looks a scheduler up by its ipvsadm name.
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|s| s.name() == name)

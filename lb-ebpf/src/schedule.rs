@@ -193,7 +193,7 @@ fn pick(svc: &Service, pkt: &Addresses, now: u64) -> Option<u32> {
         table_size: svc.table_size,
         count: svc.dest_count,
     };
-    if matches!(scheduler, Scheduler::Lblc | Scheduler::Lblcr) {
+    if scheduler.caches_destinations() {
         return pick_local(scheduler, svc.id, pkt, now, &servers);
     }
     let params = Params {

@@ -2,7 +2,10 @@
 //! verdicts, exact output frames, flow stickiness and counters; and that object holds nothing
 //! but the load balancer.
 
-use std::{collections::HashMap, net::Ipv4Addr};
+use std::{
+    collections::{HashMap, HashSet},
+    net::Ipv4Addr,
+};
 
 use aya::{
     EbpfLoader,
@@ -108,8 +111,16 @@ fn loaded() -> DataPlane {
 
 /// Expires what is idle at `now`, as the daemon's tick does.
 fn sweep(dp: &mut DataPlane, now: u64) {
+    let caching: HashSet<u32> = dp
+        .service_keys()
+        .unwrap()
+        .iter()
+        .filter_map(|k| dp.service(k).unwrap())
+        .filter(|s| s.scheduler().is_some_and(Scheduler::caches_destinations))
+        .map(|s| s.id)
+        .collect();
     Sweeper::default()
-        .sweep(dp, &Timeouts::default(), &HashMap::new(), now)
+        .sweep(dp, &Timeouts::default(), &HashMap::new(), &caching, now)
         .unwrap();
 }
 
