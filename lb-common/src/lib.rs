@@ -7,7 +7,9 @@ pub mod config;
 pub mod dest;
 pub mod event;
 pub mod flow;
+pub mod frag;
 pub mod generator;
+pub mod ipv4;
 pub mod maglev;
 pub mod sched;
 pub mod service;
@@ -40,6 +42,8 @@ pub mod map_names {
     /// lblc/lblcr cache: [`crate::sched::locality::LocalityKey`] ->
     /// [`crate::sched::locality::Locality`].
     pub const LOCALITY: &str = "LOCALITY";
+    /// Fragment table: [`crate::frag::FragKey`] -> [`crate::frag::FragOwner`].
+    pub const FRAGS: &str = "FRAGS";
     /// Per-CPU traffic counters per service id.
     pub const SERVICE_STATS: &str = "SERVICE_STATS";
     /// Per-CPU traffic counters per dest id.
@@ -51,7 +55,7 @@ pub mod map_names {
     /// Ring buffer of [`crate::event::Event`]s (not pinned: each daemon reads its own).
     pub const EVENTS: &str = "EVENTS";
     /// Every pinned map, for pinning and cleaning up.
-    pub const ALL: [&str; 14] = [
+    pub const ALL: [&str; 15] = [
         SERVICES,
         SERVICE_DESTS,
         SERVICE_SCHED,
@@ -62,6 +66,7 @@ pub mod map_names {
         FLOWS,
         PERSIST,
         LOCALITY,
+        FRAGS,
         SERVICE_STATS,
         DEST_STATS,
         GLOBAL_STATS,
@@ -99,7 +104,7 @@ pub mod ip_proto {
 #[cfg(feature = "user")]
 mod pod {
     //! `aya::Pod` for every map key and value, so that user space can read and write them.
-    use crate::{config, dest, event, flow, generator, sched::locality, service, stats};
+    use crate::{config, dest, event, flow, frag, generator, sched::locality, service, stats};
     macro_rules! pod {
         ($($t:ty),*) => { $(unsafe impl aya::Pod for $t {})* };
     }
@@ -115,6 +120,8 @@ mod pod {
         flow::Persist,
         locality::LocalityKey,
         locality::Locality,
+        frag::FragKey,
+        frag::FragOwner,
         service::ServiceKey,
         service::Service,
         service::SchedState,

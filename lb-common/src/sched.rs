@@ -102,6 +102,13 @@ impl Scheduler {
         matches!(self, Self::Lblc | Self::Lblcr)
     }
 
+    /// Whether a pick depends only on the packet's addresses and the service's table (sh, dh,
+    /// mh), not on earlier picks or connection counts: asked again for the same client, the
+    /// scheduler gives the same server while it stays usable.
+    pub const fn is_hashing(self) -> bool {
+        matches!(self, Self::Sh | Self::Dh | Self::Mh)
+    }
+
     /// Looks a scheduler up by its ipvsadm name.
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|s| s.name() == name)

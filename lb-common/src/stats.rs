@@ -38,19 +38,29 @@ pub enum Global {
     /// First packets dropped because the flow another CPU had just created for them was gone
     /// or no longer valid when they looked it up again.
     FlowVanished = 5,
+    /// ICMP errors about a flow forwarded to the flow's real server.
+    IcmpForwarded = 6,
+    /// Later fragments forwarded to the real server their first fragment went to.
+    FragmentForwarded = 7,
+    /// Later fragments handed to the kernel: no first fragment was forwarded for their
+    /// datagram (not one for a service, or not seen yet).
+    FragmentUntracked = 8,
 }
 
 impl Global {
     /// Number of global counters.
     pub const COUNT: u32 = Self::ALL.len() as u32;
     /// All counters in index order.
-    pub const ALL: [Global; 6] = [
+    pub const ALL: [Global; 9] = [
         Self::Passed,
         Self::Forwarded,
         Self::NoDest,
         Self::FlowTableFull,
         Self::DestUnresolved,
         Self::FlowVanished,
+        Self::IcmpForwarded,
+        Self::FragmentForwarded,
+        Self::FragmentUntracked,
     ];
 
     /// Stable name, used in listings and metrics.
@@ -62,6 +72,9 @@ impl Global {
             Self::FlowTableFull => "flow_table_full",
             Self::DestUnresolved => "dest_unresolved",
             Self::FlowVanished => "flow_vanished",
+            Self::IcmpForwarded => "icmp_forwarded",
+            Self::FragmentForwarded => "fragment_forwarded",
+            Self::FragmentUntracked => "fragment_untracked",
         }
     }
 }

@@ -76,6 +76,12 @@ pub fn lookup(key: &FlowKey, service: u32) -> Lookup {
 }
 
 impl Entry {
+    /// The flow's real server: its dest id and value.
+    #[inline(always)]
+    pub fn dest(&self) -> (u32, &'static Dest) {
+        (self.dest_id, self.dest)
+    }
+
     /// Applies a packet with `tcp_flags` seen at `now` to the flow.
     #[inline(always)]
     pub fn track(self, tcp_flags: u8, now: u64) -> Conn {

@@ -1,10 +1,13 @@
 //! The xdpvs XDP program: IPVS-style direct routing. Packets for a configured virtual service
 //! keep their IP packet untouched and leave towards the chosen real server with only the
-//! Ethernet addresses rewritten; everything else goes to the kernel unchanged.
+//! Ethernet addresses rewritten, and so do the later fragments of their datagrams and the ICMP
+//! errors about their flows; everything else goes to the kernel unchanged.
 #![no_std]
 
 mod conns;
 mod conntrack;
+mod frag;
+mod icmp;
 mod maps;
 mod packet;
 mod schedule;
@@ -15,14 +18,15 @@ use aya_ebpf::{helpers::generated::bpf_ktime_get_ns, macros::xdp, programs::XdpC
 use conntrack::{Conn, Lookup};
 use lb_common::{
     config::Director,
+    dest::Dest,
     event::{Event, EventKind},
     flow::FlowKey,
-    sched::Addresses,
+    ipv4::{self, Fragment},
     service::{Service, ServiceKey},
 };
 use maps::{DEST_STATS, DIRECTOR, EVENTS, SERVICE_STATS, SERVICES, account, count};
-use packet::Packet;
-use verdict::{DropReason, Verdict};
+use packet::{Ipv4, Packet};
+use verdict::{DropReason, Forwarded, Verdict};
 
 #[xdp]
 pub fn xdpvs(ctx: XdpContext) -> u32 {
@@ -48,19 +52,33 @@ fn report(director: &Director, kind: EventKind, service: u32, dest: u32, key: &F
     }
 }
 
-/// Parse, service lookup, connection, rewrite.
+/// Parse, then the packet's kind: a later fragment, an ICMP message, a flow's packet.
 #[inline(always)]
 fn balance(ctx: &XdpContext) -> Verdict {
-    let Some(pkt) = Packet::parse(ctx) else {
-        return Verdict::Pass;
-    };
-    let Some(svc) = service(&pkt.key) else {
-        return Verdict::Pass;
+    let Some(ip) = Ipv4::parse(ctx) else {
+        return Verdict::PASS;
     };
     let Some(director) = DIRECTOR.get(0) else {
-        return Verdict::Pass;
+        return Verdict::PASS;
     };
-    let conn = match connect(&pkt, &svc) {
+    match (ip.fragment, ip.proto) {
+        (Fragment::Later, _) => frag::follow(&ip, director),
+        (_, ipv4::ICMP) => icmp::forward(ctx, &ip, director),
+        _ => balance_flow(ctx, &ip, director),
+    }
+}
+
+/// Service lookup, connection, rewrite; a first fragment's datagram is recorded for the
+/// fragments that follow.
+#[inline(always)]
+fn balance_flow(ctx: &XdpContext, ip: &Ipv4, director: &Director) -> Verdict {
+    let Some(pkt) = Packet::parse(ctx, ip) else {
+        return Verdict::PASS;
+    };
+    let Some(svc) = service(&pkt.key) else {
+        return Verdict::PASS;
+    };
+    let conn = match connect(&pkt, svc) {
         Ok(conn) => conn,
         Err(reason) => {
             if let Some(kind) = reason.event() {
@@ -78,18 +96,38 @@ fn balance(ctx: &XdpContext) -> Verdict {
             &pkt.key,
         );
     }
-    if !conn.dest.is_resolved() {
-        return Verdict::Drop(DropReason::DestUnresolved);
+    if let Err(reason) = send(ip, director, svc.id, conn.dest_id, conn.dest, conn.new) {
+        return Verdict::Drop(reason);
     }
-    pkt.set_macs(&conn.dest.mac, &director.mac);
-    account(&SERVICE_STATS, svc.id, pkt.ip_len, conn.new);
-    account(&DEST_STATS, conn.dest_id, pkt.ip_len, conn.new);
-    Verdict::Forward
+    if ip.fragment == Fragment::First {
+        frag::record(ip, svc.id, &conn);
+    }
+    Verdict::Forward(Forwarded::Flow)
+}
+
+/// Readdresses the frame of `ip` from the director to real server `dest_id` and counts it
+/// for the service and the real server (with a new connection when `new`).
+#[inline(always)]
+pub(crate) fn send(
+    ip: &Ipv4,
+    director: &Director,
+    service: u32,
+    dest_id: u32,
+    dest: &Dest,
+    new: bool,
+) -> Result<(), DropReason> {
+    if !dest.is_resolved() {
+        return Err(DropReason::DestUnresolved);
+    }
+    ip.set_macs(&dest.mac, &director.mac);
+    account(&SERVICE_STATS, service, ip.ip_len, new);
+    account(&DEST_STATS, dest_id, ip.ip_len, new);
+    Ok(())
 }
 
 /// The virtual service a packet of flow `key` is for.
 #[inline(always)]
-fn service(key: &FlowKey) -> Option<Service> {
+pub(crate) fn service(key: &FlowKey) -> Option<&'static Service> {
     let key = ServiceKey {
         addr: key.dst_addr,
         port: key.dst_port,
@@ -98,9 +136,9 @@ fn service(key: &FlowKey) -> Option<Service> {
     };
     // SAFETY: SERVICES is not preallocated: the daemon replaces a service by inserting a new
     // element, and the old one is freed only after an RCU grace period, which this run is
-    // inside. The element is never written in place, so the copy is the whole old or new
-    // service.
-    unsafe { SERVICES.get(key) }.copied()
+    // inside. The element is never written in place, so for the whole run the reference reads
+    // the old or the new service, whole.
+    unsafe { SERVICES.get(key) }
 }
 
 /// The packet's connection: its flow's live entry, else a new one on the real server the
@@ -114,12 +152,7 @@ fn connect(pkt: &Packet, svc: &Service) -> Result<Conn, DropReason> {
         Lookup::Stale => true,
         Lookup::Missing => false,
     };
-    let client = Addresses {
-        src_addr: u32::from_be(pkt.key.src_addr),
-        src_port: u16::from_be(pkt.key.src_port),
-        dst_addr: u32::from_be(pkt.key.dst_addr),
-    };
-    let dest = schedule::assign(svc, &client, pkt.key.src_addr, now).ok_or(DropReason::NoDest)?;
+    let dest = schedule::assign(svc, &pkt.key, now).ok_or(DropReason::NoDest)?;
     conntrack::create(&pkt.key, svc.id, dest, pkt.tcp_flags, now, stale)
 }
 

@@ -4,13 +4,14 @@
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     macros::map,
-    maps::{Array, HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use lb_common::{
     DEFAULT_MAX_FLOWS, LIST_POOL_SIZE, MAX_DESTS, MAX_SERVICES, TABLE_POOL_SIZE,
     config::Director,
     dest::{Dest, DestConns},
     flow::{Flow, FlowKey, Persist, PersistKey},
+    frag::{FragKey, FragOwner, MAX_FRAGMENTED_DATAGRAMS},
     sched::locality::{self, Locality, LocalityKey},
     service::{SchedState, Service, ServiceKey},
     stats::{Global, Traffic},
@@ -55,6 +56,11 @@ pub static LOCALITY: HashMap<LocalityKey, Locality> =
 /// One scratch entry per CPU: the copy of a LOCALITY entry a pick works on, off the stack.
 #[map(name = "LOCALITY_SCRATCH")]
 pub static LOCALITY_SCRATCH: PerCpuArray<Locality> = PerCpuArray::with_max_entries(1, 0);
+
+/// An LRU map: datagrams are never deleted, the oldest make room for new ones.
+#[map(name = "FRAGS")]
+pub static FRAGS: LruHashMap<FragKey, FragOwner> =
+    LruHashMap::with_max_entries(MAX_FRAGMENTED_DATAGRAMS, 0);
 
 #[map(name = "SERVICE_STATS")]
 pub static SERVICE_STATS: PerCpuArray<Traffic> = PerCpuArray::with_max_entries(MAX_SERVICES, 0);

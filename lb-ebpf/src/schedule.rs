@@ -9,7 +9,7 @@ use aya_ebpf::{
 };
 use lb_common::{
     MAX_DESTS_PER_SERVICE,
-    flow::{Persist, PersistKey},
+    flow::{FlowKey, Persist, PersistKey},
     sched::{
         self, Addresses, Candidate, Params, Scheduler, Servers,
         locality::{self, Locality, LocalityKey},
@@ -110,22 +110,32 @@ impl Servers for MapServers {
     }
 }
 
-/// The real server for a new flow of `svc` from client `src_be` (network order): the one of
-/// the client's persistence template while it is usable, else the scheduler's pick (which a
-/// persistent service then records as the client's template).
+/// The addresses a scheduler sees for flow `key`, in host byte order.
 #[inline(always)]
-pub fn assign(svc: &Service, pkt: &Addresses, src_be: u32, now: u64) -> Option<u32> {
+pub fn addresses(key: &FlowKey) -> Addresses {
+    Addresses {
+        src_addr: u32::from_be(key.src_addr),
+        src_port: u16::from_be(key.src_port),
+        dst_addr: u32::from_be(key.dst_addr),
+    }
+}
+
+/// The real server for a new flow `key` of `svc`: the one of the client's persistence
+/// template while it is usable, else the scheduler's pick (which a persistent service then
+/// records as the client's template).
+#[inline(always)]
+pub fn assign(svc: &Service, flow: &FlowKey, now: u64) -> Option<u32> {
     let persistent = svc.persist_timeout != 0;
     let key = PersistKey {
         service: svc.id,
-        client: src_be & svc.persist_mask,
+        client: flow.src_addr & svc.persist_mask,
     };
     let found = match persistent.then(|| template_dest(&key, now)) {
         Some(Template::Usable(dest)) => return Some(dest),
         Some(Template::Unusable) => true,
         Some(Template::Missing) | None => false,
     };
-    let dest = pick(svc, pkt, now)?;
+    let dest = pick(svc, &addresses(flow), now)?;
     if !persistent {
         return Some(dest);
     }
@@ -181,21 +191,66 @@ fn template_dest(key: &PersistKey, now: u64) -> Template {
 }
 
 /// Picks a real server for a new flow of `svc`: its dest id, or `None` if none is usable.
+///
+/// lblc, lblcr and the other schedulers each run in a BPF function of their own. The verifier
+/// adds the frames of a call chain (the program, a pick, a `bpf_loop` callback) up against
+/// 512 bytes; one function for all would carry the largest locals of every scheduler at once.
 #[inline(always)]
 fn pick(svc: &Service, pkt: &Addresses, now: u64) -> Option<u32> {
-    let scheduler = svc.scheduler()?;
-    if svc.dest_count > MAX_DESTS_PER_SERVICE {
-        return None;
-    }
-    let servers = MapServers {
+    let id = match svc.scheduler()? {
+        Scheduler::Lblc => lblc_id(svc, pkt, now),
+        Scheduler::Lblcr => lblcr_id(svc, pkt, now),
+        _ => uncached_id(svc, pkt),
+    };
+    (id != NO_DEST).then_some(id)
+}
+
+/// Picks a real server for `pkt` with `svc`'s scheduler, which must keep no cache (every
+/// scheduler but lblc and lblcr): its dest id, or `None` if none is usable.
+#[inline(always)]
+pub fn pick_uncached(svc: &Service, pkt: &Addresses) -> Option<u32> {
+    let id = uncached_id(svc, pkt);
+    (id != NO_DEST).then_some(id)
+}
+
+/// What the BPF functions below return when no server is usable (never a dest id).
+const NO_DEST: u32 = u32::MAX;
+
+/// `svc`'s list of servers, `None` if it claims more than [`MAX_DESTS_PER_SERVICE`].
+#[inline(always)]
+fn servers(svc: &Service) -> Option<MapServers> {
+    (svc.dest_count <= MAX_DESTS_PER_SERVICE).then_some(MapServers {
         base: svc.dests_offset,
         table_offset: svc.table_offset,
         table_size: svc.table_size,
         count: svc.dest_count,
-    };
-    if scheduler.caches_destinations() {
-        return pick_local(scheduler, svc.id, pkt, now, &servers);
-    }
+    })
+}
+
+/// lblc's pick as a BPF function (see [`pick`]). A BPF function returns one register, so the
+/// answer is a plain u32.
+#[inline(never)]
+fn lblc_id(svc: &Service, pkt: &Addresses, now: u64) -> u32 {
+    pick_local(Scheduler::Lblc, svc, pkt, now).unwrap_or(NO_DEST)
+}
+
+/// lblcr, as [`lblc_id`].
+#[inline(never)]
+fn lblcr_id(svc: &Service, pkt: &Addresses, now: u64) -> u32 {
+    pick_local(Scheduler::Lblcr, svc, pkt, now).unwrap_or(NO_DEST)
+}
+
+/// The pick of every scheduler without a cache, as one BPF function for its two callers (new
+/// flows and ICMP errors) instead of a copy of every scheduler in each.
+#[inline(never)]
+fn uncached_id(svc: &Service, pkt: &Addresses) -> u32 {
+    uncached(svc, pkt).unwrap_or(NO_DEST)
+}
+
+#[inline(always)]
+fn uncached(svc: &Service, pkt: &Addresses) -> Option<u32> {
+    let scheduler = svc.scheduler()?;
+    let servers = servers(svc)?;
     let params = Params {
         scheduler,
         flags: svc.flags,
@@ -242,15 +297,10 @@ fn random_below(bound: u32) -> u32 {
 /// lblc or lblcr through the destination's entry in LOCALITY: a changed entry is written
 /// whole, an unchanged one only marked used.
 #[inline(always)]
-fn pick_local(
-    scheduler: Scheduler,
-    service: u32,
-    pkt: &Addresses,
-    now: u64,
-    servers: &MapServers,
-) -> Option<u32> {
+fn pick_local(scheduler: Scheduler, svc: &Service, pkt: &Addresses, now: u64) -> Option<u32> {
+    let servers = servers(svc)?;
     let key = LocalityKey {
-        service,
+        service: svc.id,
         addr: pkt.dst_addr.to_be(),
     };
     let found = LOCALITY.get_ptr_mut(key);
@@ -265,8 +315,8 @@ fn pick_local(
         None => Locality::default(),
     };
     let outcome = match scheduler {
-        Scheduler::Lblcr => locality::lblcr(entry, now, servers),
-        _ => locality::lblc(entry, now, servers),
+        Scheduler::Lblcr => locality::lblcr(entry, now, &servers),
+        _ => locality::lblc(entry, now, &servers),
     };
     match found {
         // A full cache only costs locality: the flow is still scheduled.

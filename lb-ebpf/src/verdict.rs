@@ -8,7 +8,8 @@ use lb_common::{event::EventKind, stats::Global};
 pub enum DropReason {
     /// No real server of the service can take the flow.
     NoDest,
-    /// The flow's real server has no known MAC.
+    /// The flow's real server has no known MAC; or the real server a later fragment's
+    /// datagram went to has none, or left.
     DestUnresolved,
     /// The connection table has no room for the flow.
     FlowTableFull,
@@ -28,23 +29,46 @@ impl DropReason {
     }
 }
 
+/// Why a packet went to the kernel.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Passed {
+    /// Not for a virtual service, or not a packet the balancer handles.
+    Unhandled,
+    /// A later fragment of a datagram whose first fragment was not forwarded.
+    UntrackedFragment,
+}
+
+/// What was forwarded to a real server.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Forwarded {
+    /// A packet of a flow (or a datagram's first fragment).
+    Flow,
+    /// An ICMP error about a flow.
+    IcmpError,
+    /// A later fragment, after its datagram's first fragment.
+    Fragment,
+}
+
 /// The program's decision on one packet.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
-    /// Not for a virtual service (or not a packet the balancer handles): to the kernel.
-    Pass,
-    /// Readdressed to its real server and sent back out.
-    Forward,
+    /// To the kernel, unchanged.
+    Pass(Passed),
+    /// Readdressed to a real server and sent back out.
+    Forward(Forwarded),
     /// For a virtual service, but dropped.
     Drop(DropReason),
 }
 
 impl Verdict {
+    /// Not a packet the balancer handles.
+    pub const PASS: Self = Self::Pass(Passed::Unhandled);
+
     /// The XDP action.
     pub const fn action(self) -> u32 {
         match self {
-            Self::Pass => xdp_action::XDP_PASS,
-            Self::Forward => xdp_action::XDP_TX,
+            Self::Pass(_) => xdp_action::XDP_PASS,
+            Self::Forward(_) => xdp_action::XDP_TX,
             Self::Drop(_) => xdp_action::XDP_DROP,
         }
     }
@@ -52,8 +76,11 @@ impl Verdict {
     /// The global counter the verdict is counted in.
     pub const fn counter(self) -> Global {
         match self {
-            Self::Pass => Global::Passed,
-            Self::Forward => Global::Forwarded,
+            Self::Pass(Passed::Unhandled) => Global::Passed,
+            Self::Pass(Passed::UntrackedFragment) => Global::FragmentUntracked,
+            Self::Forward(Forwarded::Flow) => Global::Forwarded,
+            Self::Forward(Forwarded::IcmpError) => Global::IcmpForwarded,
+            Self::Forward(Forwarded::Fragment) => Global::FragmentForwarded,
             Self::Drop(DropReason::NoDest) => Global::NoDest,
             Self::Drop(DropReason::DestUnresolved) => Global::DestUnresolved,
             Self::Drop(DropReason::FlowTableFull) => Global::FlowTableFull,

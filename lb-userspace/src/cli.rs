@@ -93,8 +93,9 @@ fn unsupported(message: impl Into<String>) -> CliError {
     }
 }
 
-/// Seconds a persistent service's template lives unless `-p` says otherwise.
-pub const DEFAULT_PERSISTENCE: u32 = 300;
+/// Seconds a persistent service's template lives when `-p` gives none (ipvsadm 1.31's 360,
+/// seen on the reference kernel).
+pub const DEFAULT_PERSISTENCE: u32 = 360;
 const MAX_TIMEOUT: u32 = 86400 * 31;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -660,9 +661,8 @@ pub fn parse(args: &[String]) -> Result<Invocation, CliError> {
         let scheduler = match scheduler {
             None => DEFAULT_SCHEDULER,
             // The kernel's refusal, which ipvsadm passes on.
-            Some(name) => {
-                Scheduler::from_name(name).ok_or_else(|| unsupported("Scheduler not found"))?
-            }
+            Some(name) => Scheduler::from_name(name)
+                .ok_or_else(|| unsupported("Scheduler or persistence engine not found"))?,
         };
         Ok(ServiceSpec {
             addr,
@@ -799,7 +799,7 @@ mod tests {
         };
         assert_eq!(
             (s.scheduler, s.persistence.unwrap().timeout),
-            (Scheduler::Wlc, 300)
+            (Scheduler::Wlc, DEFAULT_PERSISTENCE)
         );
         assert_eq!(
             p("-a -t 10.0.0.1:80 -r 10.0.0.7:8080 -g -w 3 -x 10 -y 5")
@@ -943,7 +943,7 @@ mod tests {
     fn an_unknown_scheduler_is_refused_with_255() {
         assert_eq!(
             err("-A -t 10.0.0.1:80 -s fancy"),
-            (255, "Scheduler not found".to_owned())
+            (255, "Scheduler or persistence engine not found".to_owned())
         );
         assert_eq!(
             restore_line("-E -t 10.0.0.1:80 -s RR").unwrap_err().code,

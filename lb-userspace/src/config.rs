@@ -432,13 +432,7 @@ address = "10.0.0.4"
         let tcp = &rs2.checks[0];
         assert_eq!(tcp.kind, CheckKind::Tcp);
         assert_eq!(
-            (
-                tcp.delay_loop,
-                tcp.connect_timeout,
-                tcp.retry,
-                tcp.delay_before_retry,
-                tcp.warmup
-            ),
+            tcp.timing(),
             (
                 Duration::from_secs(60),
                 Duration::from_secs(5),
@@ -485,6 +479,14 @@ address = "10.0.0.4"
                 "belong to MISC_CHECK",
             ),
             ("type = \"TCP_CHECK\"\ndelay_loop = -1\n", "delay_loop = -1"),
+            (
+                "type = \"TCP_CHECK\"\ndelay_loop = 0\n",
+                "delay_loop must be above 0",
+            ),
+            (
+                "type = \"TCP_CHECK\"\nconnect_timeout = 1e19\n",
+                "connect_timeout must be at most 86400 s",
+            ),
             (
                 "type = \"SSL_GET\"\nurl = [{ path = \"/\", status_code = [\"299-200\"] }]\n",
                 "not a code or a range",

@@ -11,7 +11,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::{
     config::Source,
-    control::{Command, PROTOCOL_VERSION, Request, Response},
+    control::{Command, PROTOCOL_VERSION, Response},
     dataplane::{DataPlane, monotonic_ns},
     engine::{Engine, XDP_LOG_TARGET},
     health::{
@@ -45,6 +45,9 @@ pub struct Options {
     pub max_flows: u32,
     /// Fall back to generic XDP when native fails.
     pub allow_generic: bool,
+    /// Start even when the pins end with this process's mount namespace (and so the program
+    /// and the flows with the daemon).
+    pub transient_pins: bool,
     /// Connection timeouts.
     pub timeouts: Timeouts,
     /// The configuration file, re-read on SIGHUP and `xdpvsadm --reload`.
@@ -79,6 +82,7 @@ impl Options {
             socket: crate::DEFAULT_SOCKET.into(),
             max_flows: lb_common::DEFAULT_MAX_FLOWS,
             allow_generic: true,
+            transient_pins: false,
             state_file: crate::DEFAULT_STATE_FILE.into(),
             metrics: config.as_ref().and_then(|c| c.metrics),
             ha: Default::default(),
@@ -211,41 +215,36 @@ impl Daemon {
         Ok(())
     }
 
-    /// The listing, for the metrics endpoint.
+    /// The listing.
     pub fn listing(&self) -> Result<crate::listing::Listing> {
         self.engine.listing(monotonic_ns())
     }
 
-    /// Answers one request line; changes are saved for a successor.
-    pub fn handle(&mut self, request: &str) -> Response {
-        let result = match serde_json::from_str::<Request>(request) {
-            Err(e) => Err(format!("malformed request: {e}")),
-            Ok(r) if r.version != PROTOCOL_VERSION => Err(format!(
-                "protocol version {} not supported (daemon speaks {PROTOCOL_VERSION})",
-                r.version
-            )),
-            Ok(r) => {
-                let changes = !matches!(
-                    r.command,
-                    Command::List | Command::Timeouts | Command::Connections
-                );
-                let result = match r.command {
-                    Command::Reload => self
-                        .reload()
-                        .map(|()| crate::control::Reply::Done)
-                        .map_err(|e| format!("{e:#}")),
-                    command => self.engine.handle(command, monotonic_ns()),
-                };
-                if changes && result.is_ok() {
-                    self.save();
-                }
-                result
-            }
+    /// Carries out one command; changes are saved for a successor.
+    pub fn handle(&mut self, command: Command) -> Response {
+        let changes = !matches!(
+            command,
+            Command::List | Command::Timeouts | Command::Connections
+        );
+        let result = match command {
+            Command::Reload => self
+                .reload()
+                .map(|()| crate::control::Reply::Done)
+                .map_err(|e| format!("{e:#}")),
+            command => self.engine.handle(command, monotonic_ns()),
         };
+        if changes && result.is_ok() {
+            self.save();
+        }
         Response {
             version: PROTOCOL_VERSION,
             result,
         }
+    }
+
+    /// The services as installed (health overlaid).
+    pub fn installed_specs(&self) -> impl Iterator<Item = &ServiceSpec> {
+        self.engine.installed().services.iter().map(|s| &s.spec)
     }
 
     /// The data plane, for attaching and unloading.

@@ -1,6 +1,6 @@
 //! Facts about network interfaces and the BPF filesystem, read in the caller's network namespace.
 
-use std::{ffi::CString, fs, io, path::Path};
+use std::{ffi::CString, fs, io, os::unix::fs::MetadataExt, path::Path};
 
 use anyhow::{Context, Result, bail};
 
@@ -72,6 +72,31 @@ pub fn ensure_bpffs(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Whether the filesystem holding `dir` outlives this process's mount namespace: whether PID 1's
+/// namespace (which outlives every other) mounts it too. It does not under `ip netns exec`,
+/// which mounts a new /sys in a new mount namespace: a BPF filesystem mounted there, and the
+/// pins in it, end with the last process of that namespace.
+pub fn outlives_mount_namespace(dir: &Path) -> Result<bool> {
+    let dev = fs::metadata(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .dev();
+    let mountinfo = fs::read_to_string("/proc/1/mountinfo").context("reading PID 1's mounts")?;
+    Ok(mounts_device(
+        &mountinfo,
+        libc::major(dev),
+        libc::minor(dev),
+    ))
+}
+
+/// Whether a `/proc/PID/mountinfo` text has a mount of the filesystem `major:minor` (the third
+/// field of each line).
+fn mounts_device(mountinfo: &str, major: u32, minor: u32) -> bool {
+    let device = format!("{major}:{minor}");
+    mountinfo
+        .lines()
+        .any(|line| line.split(' ').nth(2) == Some(device.as_str()))
+}
+
 fn is_bpffs(path: &Path) -> Result<bool> {
     let c = CString::new(path.as_os_str().as_encoded_bytes())?;
     // SAFETY: a zeroed statfs filled by the kernel.
@@ -86,4 +111,24 @@ fn is_bpffs(path: &Path) -> Result<bool> {
 pub fn is_root() -> bool {
     // SAFETY: no arguments.
     unsafe { libc::geteuid() == 0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MOUNTINFO: &str = "\
+25 30 0:23 / /sys rw,nosuid,nodev,noexec,relatime shared:7 - sysfs sysfs rw
+33 25 0:29 / /sys/fs/bpf rw,nosuid,nodev,noexec,relatime shared:12 - bpf bpf rw,mode=700
+30 1 254:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw
+";
+
+    #[test]
+    fn a_filesystem_is_found_by_its_device_only() {
+        assert!(mounts_device(MOUNTINFO, 0, 29));
+        assert!(mounts_device(MOUNTINFO, 254, 1));
+        assert!(!mounts_device(MOUNTINFO, 0, 2));
+        assert!(!mounts_device(MOUNTINFO, 29, 0));
+        assert!(!mounts_device("", 0, 29));
+    }
 }

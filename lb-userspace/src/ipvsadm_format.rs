@@ -35,14 +35,15 @@ pub fn rules(l: &Listing) -> String {
     for s in sorted(l, None, &Format::default()) {
         let name = format!("{} {}:{}", switch(s), s.addr.addr, s.addr.port);
         let _ = write!(out, "-A {name} -s {}", s.scheduler.name());
-        if let Some(flags) = flag_names(s) {
-            let _ = write!(out, " -b {flags}");
-        }
         if let Some(p) = s.persistence {
             let _ = write!(out, " -p {}", p.timeout);
             if p.netmask != Ipv4Addr::BROADCAST {
                 let _ = write!(out, " -M {}", p.netmask);
             }
+        }
+        // ipvsadm 1.31 writes the flags last.
+        if let Some(flags) = flag_names(s) {
+            let _ = write!(out, " -b {flags}");
         }
         out.push('\n');
         for d in sorted_dests(s, &Format::default()) {
@@ -348,7 +349,7 @@ TCP  192.168.88.20:80 rr\n\
         );
         assert_eq!(
             rules(&l),
-            "-A -u 192.168.88.3:53 -s sh -b sh-fallback,sh-port -p 20 -M 255.255.255.0\n"
+            "-A -u 192.168.88.3:53 -s sh -p 20 -M 255.255.255.0 -b sh-fallback,sh-port\n"
         );
     }
 

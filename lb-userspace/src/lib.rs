@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod control_server;
 pub mod counters;
 pub mod daemon;
 pub mod dataplane;
@@ -12,6 +13,8 @@ pub mod engine;
 pub mod ha;
 pub mod health;
 pub mod iface;
+#[cfg(test)]
+mod input_properties;
 pub mod ipvsadm_format;
 pub mod keepalived;
 pub mod listing;

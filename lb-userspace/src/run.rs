@@ -8,13 +8,14 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use tokio::{
-    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
-    net::{TcpListener, TcpStream, UnixListener, UnixStream},
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream, UnixListener},
     signal::unix::{SignalKind, signal},
 };
 
 use crate::{
-    control::Reply,
+    control::{Command, Reply, Response},
+    control_server::{self, Requests},
     daemon::{Daemon, Options, TICK},
     dataplane::{self, DataPlane},
     ha::{self, Ha},
@@ -55,30 +56,18 @@ async fn bind_metrics(addr: SocketAddr) -> Result<TcpListener> {
         .with_context(|| format!("binding the metrics endpoint {addr}"))
 }
 
-async fn serve_one(daemon: &mut Daemon, ha: &Ha, stream: UnixStream) -> Result<()> {
-    let (read, mut write) = stream.into_split();
-    let mut line = String::new();
-    tokio::time::timeout(
-        Duration::from_secs(5),
-        BufReader::new(read).read_line(&mut line),
-    )
-    .await??;
-    let mut response = daemon.handle(&line);
-    if let Ok(Reply::Listing(l)) = &mut response.result {
-        l.ha = ha.status();
-    }
-    let mut answer = serde_json::to_string(&response)?;
-    answer.push('\n');
-    write.write_all(answer.as_bytes()).await?;
-    Ok(())
-}
-
-/// Answers one HTTP request with the exposition, whatever the path.
-async fn serve_metrics(daemon: &mut Daemon, ha: &Ha, mut stream: TcpStream) -> Result<()> {
+/// Answers one HTTP request with the exposition, whatever the path, from a task of its own:
+/// a client that says nothing holds up no other.
+async fn serve_metrics(requests: Requests, mut stream: TcpStream) -> Result<()> {
     let mut request = [0u8; 1024];
     let _ = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut request)).await;
-    let mut listing = daemon.listing()?;
-    listing.ha = ha.status();
+    let Some(Response {
+        result: Ok(Reply::Listing(listing)),
+        ..
+    }) = requests.ask(Command::List).await
+    else {
+        bail!("the daemon gave no listing");
+    };
     let body = metrics::exposition(&listing);
     let head = format!(
         "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -107,6 +96,7 @@ async fn start(opts: &Options, listener: UnixListener) -> Result<()> {
         Some(addr) => Some(bind_metrics(addr).await?),
         None => None,
     };
+    let lasting = pins_last(opts)?;
     // Only state that goes with maps still pinned is adopted.
     let pinned = opts.pin_dir.join(lb_common::map_names::SERVICES).exists();
     let saved = pinned.then(|| SavedState::load(&opts.state_file)).flatten();
@@ -140,11 +130,47 @@ async fn start(opts: &Options, listener: UnixListener) -> Result<()> {
     ha.stop();
     served?;
     daemon.save();
-    log::info!(
-        "stopping; the XDP program stays attached to {} (`xdpvsd --unload` removes it)",
-        opts.interface
-    );
+    if lasting {
+        log::info!(
+            "stopping; the XDP program stays attached to {} (`xdpvsd --unload` removes it)",
+            opts.interface
+        );
+    } else {
+        log::warn!(
+            "stopping; the pins in {} end with this mount namespace: the XDP program is \
+             detached from {} and its flows are lost",
+            opts.pin_dir.display(),
+            opts.interface
+        );
+    }
     Ok(())
+}
+
+/// Whether the pins will outlive this daemon; refuses to go on with pins that will not unless
+/// `--transient-pins` allows it.
+fn pins_last(opts: &Options) -> Result<bool> {
+    iface::ensure_bpffs(&opts.pin_dir)?;
+    match iface::outlives_mount_namespace(&opts.pin_dir) {
+        Ok(true) => return Ok(true),
+        Ok(false) => {}
+        Err(e) => {
+            log::warn!("cannot tell whether the pins outlive this mount namespace: {e:#}");
+            return Ok(true);
+        }
+    }
+    let why = format!(
+        "the BPF filesystem holding {} is private to this mount namespace (as under \
+         `ip netns exec`): the pins end with it, and with them the XDP program and its flows",
+        opts.pin_dir.display()
+    );
+    if !opts.transient_pins {
+        bail!(
+            "{why}. Run xdpvsd with `nsenter --net=/run/netns/NAME` or on a bind-mounted host \
+             /sys/fs/bpf (see the README), or pass --transient-pins to accept it"
+        );
+    }
+    log::warn!("{why}; a restarted daemon starts afresh, and `--unload` will find nothing");
+    Ok(false)
 }
 
 async fn serve(
@@ -160,12 +186,13 @@ async fn serve(
     let mut reports = daemon
         .take_health_reports()
         .context("the health reports are read once")?;
+    let (requests, mut commands) = control_server::spawn(listener);
     let scrape = async |m: &Option<TcpListener>| match m {
         Some(l) => l.accept().await,
         None => std::future::pending().await,
     };
     loop {
-        ha.check_health(|| daemon.listing().is_ok_and(|l| ha::serving(&l)));
+        ha.check_health(|| ha::serving(daemon.installed_specs()));
         tokio::select! {
             _ = term.recv() => return Ok(()),
             _ = int.recv() => return Ok(()),
@@ -186,19 +213,21 @@ async fn serve(
                     log::error!("periodic work failed: {e:#}");
                 }
             }
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    if let Err(e) = serve_one(daemon, ha, stream).await {
-                        log::warn!("control request failed: {e:#}");
-                    }
+            Some(request) = commands.recv() => request.answer_with(|c| {
+                let mut response = daemon.handle(c);
+                if let Ok(Reply::Listing(l)) = &mut response.result {
+                    l.ha = ha.status();
                 }
-                Err(e) => log::warn!("accepting a control connection: {e}"),
-            },
+                response
+            }),
             accepted = scrape(&metrics) => match accepted {
                 Ok((stream, _)) => {
-                    if let Err(e) = serve_metrics(daemon, ha, stream).await {
-                        log::warn!("metrics request failed: {e:#}");
-                    }
+                    let requests = requests.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = serve_metrics(requests, stream).await {
+                            log::warn!("metrics request failed: {e:#}");
+                        }
+                    });
                 }
                 Err(e) => log::warn!("accepting a metrics connection: {e}"),
             },

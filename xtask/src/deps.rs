@@ -86,9 +86,31 @@ pub fn bpf_linker() -> Result<PathBuf> {
     Ok(linker)
 }
 
+/// Debian packages the conformance run needs besides [`PACKAGES`]: the emulator, the
+/// initramfs's busybox and the tools that build it, and the reference ipvsadm.
+const CONFORMANCE_PACKAGES: &[(&str, &str)] = &[
+    ("qemu-system-x86_64", "qemu-system-x86"),
+    ("/bin/busybox", "busybox-static"),
+    ("cpio", "cpio"),
+    ("depmod", "kmod"),
+    ("xz", "xz-utils"),
+    ("ipvsadm", "ipvsadm"),
+];
+
 /// Installs the Debian packages the tests and the demo run, where missing.
 pub fn runtime() -> Result<()> {
-    let missing: Vec<&str> = PACKAGES
+    install(PACKAGES)
+}
+
+/// Installs what `cargo xtask conformance` needs besides [`runtime`], where missing.
+pub fn conformance() -> Result<()> {
+    runtime()?;
+    install(CONFORMANCE_PACKAGES)
+}
+
+/// Installs the packages of `packages` whose command or file is missing.
+fn install(packages: &[(&str, &str)]) -> Result<()> {
+    let missing: Vec<&str> = packages
         .iter()
         .filter(|(cmd, _)| {
             !Command::new("sh")

@@ -61,10 +61,23 @@ pub fn clippy() -> Result<()> {
     Ok(())
 }
 
+/// The linker rustc calls for the eBPF crates: a copy of this very binary, made from
+/// /proc/self/exe, because cargo may replace the binary itself while it runs (`cargo test`
+/// relinks xtask), after which its own path names a deleted file.
+fn link_shim() -> Result<PathBuf> {
+    let shim = root().join("target/tools/xtask-link-shim");
+    let dir = shim.parent().context("the shim has a directory")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let tmp = shim.with_extension("tmp");
+    std::fs::copy("/proc/self/exe", &tmp).context("copying this binary as the link shim")?;
+    std::fs::rename(&tmp, &shim).with_context(|| format!("replacing {}", shim.display()))?;
+    Ok(shim)
+}
+
 /// Builds the XDP objects and returns their paths.
 pub fn build() -> Result<Objects> {
     let linker = deps::bpf_linker()?;
-    let shim = std::env::current_exe()?;
+    let shim = link_shim()?;
     let rustflags = [
         "-Clinker-plugin-lto",
         &format!("-Clinker={}", shim.display()),

@@ -1,5 +1,6 @@
 //! Project tasks: `cargo xtask build`, `test`, `demo`. See the README.
 
+mod conformance;
 mod deps;
 mod ebpf;
 mod link;
@@ -33,6 +34,13 @@ enum Task {
     },
     /// Run a DR cluster in network namespaces and curl its VIP (as root).
     Demo,
+    /// Run the conformance corpus against the kernel's IPVS and against xdpvs in the
+    /// reference VM and compare (as root); see conformance/allow.toml.
+    Conformance {
+        /// Compare the transcripts of the last run again (after editing the allow-list).
+        #[arg(long)]
+        last: bool,
+    },
     /// Measure xdpvs against its baselines and the L4 proxies (as root); writes
     /// target/bench/bench.json and the plots.
     Bench {
@@ -62,6 +70,7 @@ fn main() -> Result<()> {
             deps::runtime()?;
             bench(quick)
         }
+        Task::Conformance { last } => conformance::run(last),
         Task::Demo => {
             deps::runtime()?;
             build_all()?;

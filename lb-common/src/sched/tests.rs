@@ -626,3 +626,45 @@ fn lblcr_sets_are_bounded_and_forget_removed_servers_first() {
         .collect();
     assert_eq!(members(&entry), expected);
 }
+
+/// Picks for `clients` in turn on one list, with draws (twos) that differ from pick to pick.
+fn picks_for(s: Scheduler, servers: &[Candidate], clients: &[Addresses]) -> Vec<Option<u32>> {
+    let list = List::new(servers, s);
+    let p = list.params(s, 0);
+    let mut state = SchedState::default();
+    let mut draws = 0u32..;
+    let mut random = |bound: u32| draws.next().unwrap_or(0) % bound;
+    clients
+        .iter()
+        .map(|pkt| pick(&p, &mut state, pkt, &list, &mut random).map(|id| list.position(id)))
+        .collect()
+}
+
+#[test]
+fn hashing_schedulers_answer_a_client_alike_whatever_the_picks_and_counts() {
+    let idle = [c(1, 0, 0), c(1, 0, 0), c(1, 0, 0)];
+    let busy = [c(1, 50, 9), c(1, 0, 0), c(1, 7, 0)];
+    let client = Addresses::default();
+    let clients: Vec<_> = (1..=8)
+        .map(|i| Addresses {
+            src_addr: 0x0a00_0100 + i,
+            src_port: 1024 + i as u16,
+            dst_addr: 0x0a00_0200 + i,
+        })
+        .collect();
+    for s in Scheduler::ALL {
+        let picks = picks_for(s, &idle, &[client; 6]);
+        let alike =
+            picks.iter().all(|p| *p == picks[0]) && picks_for(s, &busy, &[client]) == [picks[0]];
+        // fo answers a client alike too, but every client alike: it hashes nothing.
+        let spread = picks_for(s, &idle, &clients);
+        let hashed = spread.iter().any(|p| *p != spread[0]);
+        assert_eq!(
+            s.is_hashing(),
+            alike && hashed,
+            "{s:?}: {} {}",
+            letters(&picks),
+            letters(&spread)
+        );
+    }
+}

@@ -55,6 +55,11 @@ struct Cli {
     /// server, 1 when one has none or the daemon stops.
     #[arg(long, value_name = "PATH")]
     track_file: Option<PathBuf>,
+    /// Start even when the pin directory's BPF filesystem is private to this mount namespace
+    /// (as under `ip netns exec`): the program is then detached, and the flows lost, when the
+    /// daemon ends.
+    #[arg(long)]
+    transient_pins: bool,
     /// XDP attach mode.
     #[arg(long, value_enum, default_value = "auto")]
     xdp_mode: Mode,
@@ -78,6 +83,7 @@ fn main() -> ExitCode {
         opts.state_file = cli.state_file;
         opts.max_flows = cli.max_flows;
         opts.allow_generic = matches!(cli.xdp_mode, Mode::Auto);
+        opts.transient_pins = cli.transient_pins;
         opts.metrics = cli.metrics.or(opts.metrics);
         opts.ha = lb_userspace::ha::Settings {
             notify_fifo: cli.notify_fifo,

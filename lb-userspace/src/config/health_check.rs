@@ -210,7 +210,7 @@ impl CheckEntry {
                 dynamic: self.misc_dynamic,
             }),
         };
-        Ok(Check {
+        let check = Check {
             connect_ip: self.connect_ip,
             connect_port: self.connect_port,
             bindto: self.bindto,
@@ -222,7 +222,9 @@ impl CheckEntry {
                 .unwrap_or(kind.default_delay_before_retry()),
             warmup: optional("warmup", self.warmup)?,
             kind,
-        })
+        };
+        check.check_timing().map_err(anyhow::Error::msg)?;
+        Ok(check)
     }
 }
 

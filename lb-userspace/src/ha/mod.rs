@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 pub use notify::Role;
 use notify::Update;
 
-use crate::listing::Listing;
+use crate::model::ServiceSpec;
 
 /// xdpvsd's side of the pair; both off by default.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -35,17 +35,18 @@ pub struct HaStatus {
     pub role: Role,
     /// The instance the last state change was about.
     pub instance: Option<String>,
-    /// Whether every service has a usable real server (what the track file says).
+    /// Whether some service has a usable real server (what the track file says).
     pub healthy: bool,
 }
 
-/// Whether the director can serve: every service has a real server of positive weight. A
-/// failed real server is removed or set to weight 0, as keepalived's checker would do.
-pub fn serving(listing: &Listing) -> bool {
-    listing
-        .services
-        .iter()
-        .all(|s| s.dests.iter().any(|d| d.weight > 0))
+/// Whether the director can serve at all: some service has a real server of positive weight
+/// (a failed real server is removed or set to weight 0, as keepalived's checker would do), or
+/// there is no service. Not "every service": both directors check the same real servers, so a
+/// service whose servers are all down is down on both, and a fault on both would drop the VIP
+/// of every other service too.
+pub fn serving<'a>(services: impl IntoIterator<Item = &'a ServiceSpec>) -> bool {
+    let mut services = services.into_iter().peekable();
+    services.peek().is_none() || services.any(|s| s.dests.iter().any(|d| d.weight > 0))
 }
 
 /// The daemon's link to keepalived.
@@ -121,9 +122,9 @@ impl Ha {
         let healthy = healthy();
         if self.status.healthy != healthy {
             if healthy {
-                log::info!("every service has a usable real server: this director is healthy");
+                log::info!("a service has a usable real server: this director is healthy");
             } else {
-                log::warn!("a service has no usable real server: this director is not healthy");
+                log::warn!("no service has a usable real server: this director is not healthy");
             }
             self.status.healthy = healthy;
         }
@@ -174,9 +175,9 @@ mod tests {
 
     use crate::model::{DestSpec, tcp_service};
 
-    /// A listing of services with real servers of the given weights.
-    fn listing(services: &[&[u32]]) -> Listing {
-        let specs: Vec<_> = services
+    /// Services with real servers of the given weights.
+    fn services(weights: &[&[u32]]) -> Vec<ServiceSpec> {
+        weights
             .iter()
             .enumerate()
             .map(|(i, weights)| {
@@ -190,16 +191,19 @@ mod tests {
                     .collect();
                 s
             })
-            .collect();
-        Listing::configured(&specs)
+            .collect()
     }
 
     #[test]
-    fn a_service_without_a_usable_real_server_is_a_fault() {
-        assert!(serving(&listing(&[])));
-        assert!(serving(&listing(&[&[1, 0], &[2]])));
-        assert!(!serving(&listing(&[&[1], &[0, 0]])));
-        assert!(!serving(&listing(&[&[1], &[]])));
+    fn a_director_without_any_usable_real_server_is_a_fault() {
+        assert!(serving(&services(&[])));
+        assert!(serving(&services(&[&[1, 0], &[2]])));
+        assert!(
+            serving(&services(&[&[1], &[0, 0]])),
+            "one service down on both"
+        );
+        assert!(!serving(&services(&[&[0], &[0, 0]])));
+        assert!(!serving(&services(&[&[], &[0]])));
     }
 
     #[test]

@@ -134,16 +134,20 @@ fn read_forever(path: &PathBuf, tx: &mpsc::UnboundedSender<Update>) {
                 continue;
             }
         };
-        for line in BufReader::new(file).lines() {
+        // Lines are read as bytes: one that is not UTF-8 is ignored, not the end of the FIFO.
+        for line in BufReader::new(file).split(b'\n') {
             match line {
-                Ok(line) => match parse(&line) {
-                    Some(t) => {
-                        if tx.send(Update::Changed(t)).is_err() {
-                            return;
+                Ok(bytes) => {
+                    let line = String::from_utf8_lossy(&bytes);
+                    match parse(&line) {
+                        Some(t) => {
+                            if tx.send(Update::Changed(t)).is_err() {
+                                return;
+                            }
                         }
+                        None => log::debug!("notify_fifo: ignoring {line:?}"),
                     }
-                    None => log::debug!("notify_fifo: ignoring {line:?}"),
-                },
+                }
                 Err(e) => {
                     log::warn!("notify_fifo: reading {}: {e}", path.display());
                     break;

@@ -93,6 +93,52 @@ pub const DEFAULT_DELAY_LOOP: Duration = Duration::from_secs(60);
 /// keepalived's default `connect_timeout`.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The longest timing xdpvs accepts for any checker option (a day).
+pub const MAX_TIMING: Duration = Duration::from_secs(86_400);
+
+impl Check {
+    /// Refuses timings that cannot work: a zero `delay_loop` or `connect_timeout` (a busy
+    /// loop), or any option above [`MAX_TIMING`].
+    pub fn check_timing(&self) -> Result<(), String> {
+        let misc_timeout = match &self.kind {
+            CheckKind::Misc(m) => m.timeout,
+            CheckKind::Tcp | CheckKind::Http(_) => None,
+        };
+        for (name, value, zero_ok) in [
+            ("delay_loop", Some(self.delay_loop), false),
+            ("connect_timeout", Some(self.connect_timeout), false),
+            ("delay_before_retry", Some(self.delay_before_retry), true),
+            ("warmup", self.warmup, true),
+            ("misc_timeout", misc_timeout, false),
+        ] {
+            match value {
+                Some(v) if v.is_zero() && !zero_ok => {
+                    return Err(format!("{name} must be above 0"));
+                }
+                Some(v) if v > MAX_TIMING => {
+                    return Err(format!("{name} must be at most {} s", MAX_TIMING.as_secs()));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+impl Check {
+    /// delay_loop, connect_timeout, retry, delay_before_retry and warmup, for comparisons.
+    pub fn timing(&self) -> (Duration, Duration, u32, Duration, Option<Duration>) {
+        (
+            self.delay_loop,
+            self.connect_timeout,
+            self.retry,
+            self.delay_before_retry,
+            self.warmup,
+        )
+    }
+}
+
 impl CheckKind {
     /// keepalived's default `retry`: 0 for MISC_CHECK, 1 for the others.
     pub const fn default_retry(&self) -> u32 {

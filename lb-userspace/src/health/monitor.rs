@@ -251,10 +251,11 @@ impl Monitor {
                 .map(u64::from)
                 .sum();
             let (quorum, hysteresis) = (u64::from(s.config.quorum), u64::from(s.config.hysteresis));
+            // As keepalived: up from quorum + hysteresis, down below quorum - hysteresis or
+            // with no live weight at all.
             let holds = match s.quorum {
-                None => live >= quorum,
-                Some(true) => live >= quorum.saturating_sub(hysteresis),
-                Some(false) => live >= quorum + hysteresis,
+                None | Some(false) => live >= quorum + hysteresis,
+                Some(true) => live > 0 && live >= quorum.saturating_sub(hysteresis),
             };
             if s.quorum == Some(!holds) {
                 let (state, command) = if holds {

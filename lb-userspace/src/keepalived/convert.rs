@@ -48,7 +48,6 @@ const UNSUPPORTED_CHECKERS: &[&str] = &[
 ];
 
 /// keepalived's `persistence_timeout` without a value: 6 minutes.
-const DEFAULT_PERSISTENCE: u32 = 360;
 /// keepalived's largest `persistence_timeout` (31 days).
 const MAX_PERSISTENCE: u32 = 2_678_400;
 
@@ -407,7 +406,7 @@ impl Converter {
     /// `persistence_timeout [S]`: None for 0 (no persistence, with a warning).
     fn persistence(&mut self, st: &Statement) -> Result<Option<u32>, Diagnostic> {
         let timeout = match &st.args[..] {
-            [] => DEFAULT_PERSISTENCE,
+            [] => crate::cli::DEFAULT_PERSISTENCE,
             [s] => parse(st, s, "number of seconds")?,
             _ => return Err(invalid(st, "takes at most one value")),
         };
@@ -553,7 +552,7 @@ impl Converter {
             _ => CheckKind::Http(http),
         };
         let t = timing.within(outer);
-        Ok(Check {
+        let check = Check {
             connect_ip,
             connect_port,
             bindto,
@@ -565,7 +564,9 @@ impl Converter {
                 .unwrap_or(kind.default_delay_before_retry()),
             warmup: t.warmup,
             kind,
-        })
+        };
+        check.check_timing().map_err(|e| invalid(st, &e))?;
+        Ok(check)
     }
 }
 

@@ -66,17 +66,13 @@ fn the_seed_loads_merged_with_its_warnings() {
     assert_eq!(h.real_servers.len(), 2);
     let check = &h.real_servers[1].checks[0];
     assert_eq!(
-        (
-            check.delay_loop,
-            check.connect_timeout,
-            check.retry,
-            check.delay_before_retry
-        ),
+        check.timing(),
         (
             Duration::from_secs(6),
             Duration::from_secs(3),
             3,
-            Duration::from_secs(3)
+            Duration::from_secs(3),
+            None
         )
     );
     let CheckKind::Http(http) = &check.kind else {
@@ -155,13 +151,7 @@ fn defaults_and_inheritance() {
     };
     // The checker's own delay_loop, the real server's connect_timeout, the service's retry.
     assert_eq!(
-        (
-            http.delay_loop,
-            http.connect_timeout,
-            http.retry,
-            http.delay_before_retry,
-            http.warmup
-        ),
+        http.timing(),
         (
             Duration::from_secs(7),
             Duration::from_millis(2500),
@@ -213,17 +203,13 @@ fn defaults_and_inheritance() {
     assert_eq!(l.config.services[0].scheduler.name(), "wlc");
     let misc = &l.config.health[0].real_servers[0].checks[0];
     assert_eq!(
-        (
-            misc.delay_loop,
-            misc.connect_timeout,
-            misc.retry,
-            misc.delay_before_retry
-        ),
+        misc.timing(),
         (
             Duration::from_secs(60),
             Duration::from_secs(5),
             0,
-            Duration::from_secs(1)
+            Duration::from_secs(1),
+            None
         )
     );
 }
@@ -430,6 +416,10 @@ fn unsupported_is_an_error_naming_line_and_keyword() {
             ":3: `persistence_engine`: it is not supported",
         ),
         (vs("bogus 1"), ":3: `bogus`: unknown keyword here"),
+        (
+            rs("TCP_CHECK {\ndelay_loop 0\n}"),
+            ":4: `TCP_CHECK`: delay_loop must be above 0",
+        ),
         (
             "virtual_server fwmark 1 { }".into(),
             ":1: `virtual_server`: firewall-mark services are not supported",

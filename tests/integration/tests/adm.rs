@@ -85,7 +85,7 @@ fn an_ipvsadm_script_configures_the_daemon_and_save_restores_it() {
             "-A -t {VIP}:80 -s rr\n\
 -a -t {VIP}:80 -r 10.77.0.21:80 -g -w 1\n\
 -a -t {VIP}:80 -r 10.77.0.22:80 -g -w 1\n\
--A -u {VIP}:53 -s sh -b sh-port -p 60 -M 255.255.255.0\n\
+-A -u {VIP}:53 -s sh -p 60 -M 255.255.255.0 -b sh-port\n\
 -a -u {VIP}:53 -r 10.77.0.22:53 -g -w 2 -x 100 -y 50\n"
         )
     );
@@ -171,7 +171,7 @@ fn refused_and_malformed_commands_exit_as_ipvsadm_and_change_nothing() {
         (
             format!("-A -t {VIP}:81 -s fancy"),
             255,
-            "Scheduler not found",
+            "Scheduler or persistence engine not found",
         ),
         (
             format!("-a -t {VIP}:81 -r {rs}"),

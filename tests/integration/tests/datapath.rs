@@ -35,11 +35,11 @@ use lb_userspace::{
 };
 use xdpvs_testbed::{
     direct,
-    packets::{Frame, IP_OFFSET, L4},
+    packets::{Frame, IP_OFFSET, L4, set_ipv4_checksum},
 };
 
-const XDP_DROP: u32 = 1;
-const XDP_PASS: u32 = 2;
+pub(crate) const XDP_DROP: u32 = 1;
+pub(crate) const XDP_PASS: u32 = 2;
 pub(crate) const XDP_TX: u32 = 3;
 
 pub(crate) const DIRECTOR_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
@@ -125,11 +125,11 @@ fn sweep(dp: &mut DataPlane, now: u64) {
 }
 
 /// Round robin over two real servers of weight 1.
-fn dataplane(resolved: bool) -> DataPlane {
+pub(crate) fn dataplane(resolved: bool) -> DataPlane {
     dataplane_with("rr", 0, &[1, 1], resolved)
 }
 
-fn rs_ip(i: usize) -> Ipv4Addr {
+pub(crate) fn rs_ip(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(10, 77, 0, 21 + i as u8)
 }
 
@@ -157,7 +157,7 @@ pub(crate) fn tcp(sport: u16, dport: u16, flags: u8) -> Frame {
 }
 
 /// Runs the balancer on `frame`: (verdict, output frame).
-fn run(dp: &DataPlane, frame: &[u8]) -> (u32, Vec<u8>) {
+pub(crate) fn run(dp: &DataPlane, frame: &[u8]) -> (u32, Vec<u8>) {
     let mut out = vec![0u8; frame.len() + 256];
     let opts = TestRunOptions {
         data_in: Some(frame),
@@ -173,14 +173,14 @@ fn run(dp: &DataPlane, frame: &[u8]) -> (u32, Vec<u8>) {
 }
 
 /// `frame` with its Ethernet addresses replaced.
-fn readdressed(frame: &[u8], dst: [u8; 6], src: [u8; 6]) -> Vec<u8> {
+pub(crate) fn readdressed(frame: &[u8], dst: [u8; 6], src: [u8; 6]) -> Vec<u8> {
     let mut f = frame.to_vec();
     f[..6].copy_from_slice(&dst);
     f[6..12].copy_from_slice(&src);
     f
 }
 
-fn global(dp: &DataPlane, g: Global) -> u64 {
+pub(crate) fn global(dp: &DataPlane, g: Global) -> u64 {
     dp.globals()
         .unwrap()
         .into_iter()
@@ -256,24 +256,19 @@ fn malformed_or_unhandled_packets_pass_unchanged() {
     // IP total length longer than the frame.
     let mut long_len = syn.clone();
     long_len[IP_OFFSET + 2..IP_OFFSET + 4].copy_from_slice(&200u16.to_be_bytes());
-    // A non-first fragment, and a first fragment (more-fragments set).
-    let mut later_fragment = syn.clone();
-    later_fragment[IP_OFFSET + 6..IP_OFFSET + 8].copy_from_slice(&0x0010u16.to_be_bytes());
-    let mut first_fragment = syn.clone();
-    first_fragment[IP_OFFSET + 6..IP_OFFSET + 8].copy_from_slice(&0x2000u16.to_be_bytes());
-    // IP options (IHL 6).
+    set_ipv4_checksum(&mut long_len[IP_OFFSET..]);
+    // A wrong header checksum.
+    let mut bad_checksum = syn.clone();
+    bad_checksum[IP_OFFSET + 10] ^= 1;
+    // IP options (IHL 6, a no-op option word, checksum right).
     let mut options = syn.clone();
     options[IP_OFFSET] = 0x46;
+    options[IP_OFFSET + 3] += 4;
+    options.splice(IP_OFFSET + 20..IP_OFFSET + 20, [1, 1, 1, 0]);
+    set_ipv4_checksum(&mut options[IP_OFFSET..]);
     // Just an Ethernet header claiming IPv4.
     let bare = syn[..IP_OFFSET].to_vec();
-    for frame in [
-        truncated,
-        long_len,
-        later_fragment,
-        first_fragment,
-        options,
-        bare,
-    ] {
+    for frame in [truncated, long_len, bad_checksum, options, bare] {
         assert_eq!(run(&dp, &frame), (XDP_PASS, frame.clone()));
     }
     assert_eq!(global(&dp, Global::Forwarded), 0);

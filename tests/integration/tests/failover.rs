@@ -172,6 +172,12 @@ impl Pair {
         );
     }
 
+    /// What director `i`'s xdpvsd last wrote to its track file.
+    fn track_file_of(&self, i: usize) -> String {
+        let track = self.keepalived[i].track_file();
+        std::fs::read_to_string(track).unwrap().trim().to_owned()
+    }
+
     fn start_keepalived(&mut self, i: usize) {
         let setup = self.keepalived[i].setup(IFACE, VIP, ROUTER_ID, PRIORITY[i]);
         self.keepalived[i]
@@ -310,14 +316,21 @@ fn mh_connections_survive_director_failover_with_keepalived() {
     pair.failover(1, "director 1's interface up", |p| p.set_link(0, "up"));
     mh.assert_kept("after the interface came back");
 
-    // No usable real server left in one service: xdpvsd writes 1, keepalived goes to FAULT.
-    pair.failover(0, "every real server of VIP:8081 out on director 1", |p| {
-        p.weight_all(0, 8081, "0")
+    // No usable real server left in any service: xdpvsd writes 1, keepalived goes to FAULT.
+    // (One service without real servers is not enough: its servers would be down for the peer
+    // too.)
+    pair.failover(0, "every real server out on director 1", |p| {
+        p.weight_all(0, 8081, "0");
+        p.weight_all(0, 8080, "0");
+        assert_eq!(p.track_file_of(0), "0", "director 1 still serves VIP:80");
+        p.weight_all(0, 80, "0")
     });
     pair.await_role(0, Role::Fault, Instant::now(), "track file 1");
     mh.assert_kept("after director 1 lost its real servers");
-    pair.failover(1, "real servers of VIP:8081 back on director 1", |p| {
-        p.weight_all(0, 8081, "1")
+    pair.failover(1, "real servers back on director 1", |p| {
+        for port in [80, 8080, 8081] {
+            p.weight_all(0, port, "1")
+        }
     });
     mh.assert_kept("after director 1's real servers came back");
 

@@ -3,12 +3,17 @@
 //! Every test builds its own namespaces and daemon.
 
 mod adm;
+mod control_socket;
 mod datapath;
 mod e2e;
 mod failover;
+mod fragments;
 mod generator;
 mod health;
+mod hostile;
+mod icmp;
 mod keepalived;
+mod pmtu;
 mod race;
 mod reload;
 mod restart;

@@ -4,6 +4,7 @@
 
 pub mod capture;
 pub mod cluster;
+pub mod conformance;
 pub mod daemon;
 pub mod demo;
 pub mod direct;

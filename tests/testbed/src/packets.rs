@@ -1,4 +1,5 @@
-//! Ethernet/IPv4/TCP/UDP frames with correct checksums, built byte by byte for tests.
+//! Ethernet/IPv4/TCP/UDP/ICMP frames and fragments with correct checksums, built byte by byte
+//! for tests.
 
 use std::net::Ipv4Addr;
 
@@ -44,6 +45,44 @@ fn checksum(chunks: &[&[u8]]) -> u16 {
 impl Frame {
     /// The frame's bytes with `payload` after the transport header.
     pub fn build(&self, payload: &[u8]) -> Vec<u8> {
+        let (proto, l4) = self.segment(payload);
+        let ip = Ipv4 {
+            src: self.src,
+            dst: self.dst,
+            proto,
+            id: 0,
+            flags_offset: 0x4000, // don't fragment
+        }
+        .packet(&l4);
+        ethernet(self.dst_mac, self.src_mac, self.vlan, &ip)
+    }
+
+    /// The frames of the datagram with `payload` split into fragments of at most `size`
+    /// bytes of IP payload (rounded down to 8-byte units), in order, under IP id `id`.
+    pub fn fragments(&self, payload: &[u8], id: u16, size: usize) -> Vec<Vec<u8>> {
+        let (proto, l4) = self.segment(payload);
+        let unit = size / 8 * 8;
+        let chunks: Vec<&[u8]> = l4.chunks(unit).collect();
+        chunks
+            .iter()
+            .enumerate()
+            .map(|(i, chunk)| {
+                let more = if i + 1 < chunks.len() { 0x2000 } else { 0 };
+                let ip = Ipv4 {
+                    src: self.src,
+                    dst: self.dst,
+                    proto,
+                    id,
+                    flags_offset: more | (i * unit / 8) as u16,
+                }
+                .packet(chunk);
+                ethernet(self.dst_mac, self.src_mac, self.vlan, &ip)
+            })
+            .collect()
+    }
+
+    /// The IP protocol and the transport segment (header with checksum, then `payload`).
+    fn segment(&self, payload: &[u8]) -> (u8, Vec<u8>) {
         let (proto, mut l4) = match self.l4 {
             L4::Tcp {
                 sport,
@@ -79,30 +118,75 @@ impl Frame {
         let csum_at = if proto == 6 { 16 } else { 6 };
         let c = checksum(&[&pseudo, &l4]);
         l4[csum_at..csum_at + 2].copy_from_slice(&c.to_be_bytes());
+        (proto, l4)
+    }
+}
 
+/// An IPv4 header to build (no options).
+#[derive(Clone, Copy, Debug)]
+pub struct Ipv4 {
+    /// Source address.
+    pub src: Ipv4Addr,
+    /// Destination address.
+    pub dst: Ipv4Addr,
+    /// IP protocol number.
+    pub proto: u8,
+    /// Identification.
+    pub id: u16,
+    /// Flags (don't fragment 0x4000, more fragments 0x2000) and offset in 8-byte units.
+    pub flags_offset: u16,
+}
+
+impl Ipv4 {
+    /// The IP packet with `payload`, header checksum filled in.
+    pub fn packet(&self, payload: &[u8]) -> Vec<u8> {
         let mut ip = vec![0u8; 20];
         ip[0] = 0x45;
-        ip[2..4].copy_from_slice(&(20 + l4_len).to_be_bytes());
-        ip[6] = 0x40; // don't fragment
+        ip[2..4].copy_from_slice(&((20 + payload.len()) as u16).to_be_bytes());
+        ip[4..6].copy_from_slice(&self.id.to_be_bytes());
+        ip[6..8].copy_from_slice(&self.flags_offset.to_be_bytes());
         ip[8] = 64;
-        ip[9] = proto;
+        ip[9] = self.proto;
         ip[12..16].copy_from_slice(&self.src.octets());
         ip[16..20].copy_from_slice(&self.dst.octets());
-        let c = checksum(&[&ip]);
-        ip[10..12].copy_from_slice(&c.to_be_bytes());
-
-        let mut f = Vec::with_capacity(18 + ip.len() + l4.len());
-        f.extend_from_slice(&self.dst_mac);
-        f.extend_from_slice(&self.src_mac);
-        if let Some(vid) = self.vlan {
-            f.extend_from_slice(&0x8100u16.to_be_bytes());
-            f.extend_from_slice(&vid.to_be_bytes());
-        }
-        f.extend_from_slice(&0x0800u16.to_be_bytes());
-        f.extend_from_slice(&ip);
-        f.extend_from_slice(&l4);
-        f
+        set_ipv4_checksum(&mut ip);
+        ip.extend_from_slice(payload);
+        ip
     }
+}
+
+/// Fills in the checksum of the IPv4 header at the start of `ip` (its IHL says how long).
+pub fn set_ipv4_checksum(ip: &mut [u8]) {
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    ip[10..12].fill(0);
+    let c = checksum(&[&ip[..ihl]]);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+}
+
+/// An Ethernet frame (with an 802.1Q tag when `vlan`) carrying the IPv4 packet `ip`.
+pub fn ethernet(dst_mac: [u8; 6], src_mac: [u8; 6], vlan: Option<u16>, ip: &[u8]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(18 + ip.len());
+    f.extend_from_slice(&dst_mac);
+    f.extend_from_slice(&src_mac);
+    if let Some(vid) = vlan {
+        f.extend_from_slice(&0x8100u16.to_be_bytes());
+        f.extend_from_slice(&vid.to_be_bytes());
+    }
+    f.extend_from_slice(&0x0800u16.to_be_bytes());
+    f.extend_from_slice(ip);
+    f
+}
+
+/// An ICMP message of `icmp_type`/`code` whose 4 type-specific bytes are `rest` (for
+/// "fragmentation needed": the next-hop MTU in the low two) and whose body is `quoted`, with
+/// its checksum.
+pub fn icmp(icmp_type: u8, code: u8, rest: [u8; 4], quoted: &[u8]) -> Vec<u8> {
+    let mut m = vec![icmp_type, code, 0, 0];
+    m.extend_from_slice(&rest);
+    m.extend_from_slice(quoted);
+    let c = checksum(&[&m]);
+    m[2..4].copy_from_slice(&c.to_be_bytes());
+    m
 }
 
 /// Offset of the IPv4 header in an untagged frame.

@@ -243,6 +243,31 @@ fn quorum_has_hysteresis_and_the_sorry_server_replaces_everyone() {
 }
 
 #[test]
+fn a_hysteresis_as_large_as_the_quorum_still_loses_it_with_no_server_left() {
+    let c = configured(&[1, 1]);
+    let mut m = Monitor::default();
+    let mut h = health(vec![real_server(1, 1), real_server(2, 1)]);
+    (h.quorum, h.hysteresis) = (1, 1);
+    h.sorry_server = Some(ip(9));
+    m.configure(&[h], 0);
+    m.update_quorum(&c);
+    report(&mut m, 1, 0, Verdict::Fail);
+    m.update_quorum(&c);
+    assert_eq!(
+        dests(&mut m, &c),
+        [(2, 1)],
+        "one live server holds the quorum"
+    );
+    report(&mut m, 2, 0, Verdict::Fail);
+    m.update_quorum(&c);
+    assert_eq!(
+        dests(&mut m, &c),
+        [(9, 1)],
+        "no live weight: the sorry server"
+    );
+}
+
+#[test]
 fn omega_runs_the_down_notifiers_at_stop() {
     let c = configured(&[1, 1]);
     let mut m = Monitor::default();

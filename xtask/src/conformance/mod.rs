@@ -1,0 +1,125 @@
+//! `cargo xtask conformance`: the corpus in `conformance/corpus` run inside the reference VM,
+//! once against the kernel's IPVS with Debian's ipvsadm and once against xdpvsd with
+//! xdpvsadm, on the same namespace topology; the transcripts compared by rule, with
+//! `conformance/allow.toml` naming the differences accepted for now.
+
+mod compare;
+mod vm;
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+
+use crate::{deps, root};
+
+/// The directors the runner drives, the reference first.
+const BACKENDS: [&str; 2] = ["ipvs", "xdpvs"];
+
+/// How long a whole run may take under emulation (about 17 minutes measured on 2 shared cores).
+const TIMEOUT: Duration = Duration::from_secs(45 * 60);
+
+/// Runs the corpus in the VM (unless `last`: the transcripts of the last run) and compares;
+/// fails on a difference the allow-list lacks.
+pub fn run(last: bool) -> Result<()> {
+    let work = vm::work_dir();
+    let io = work.join("io");
+    let console = work.join("console.log");
+    let elapsed = if last {
+        None
+    } else {
+        Some(run_vm(&io, &console)?)
+    };
+    let mut transcripts = Vec::new();
+    for b in BACKENDS {
+        let read = |ext: &str| fs::read_to_string(io.join(format!("{b}.{ext}")));
+        let rc = read("rc").with_context(|| {
+            format!(
+                "the {b} run left no exit code (console: {})",
+                console.display()
+            )
+        })?;
+        if rc.trim() != "0" {
+            eprintln!("xtask: the {b} runner exited {}", rc.trim());
+        }
+        eprint!("{}", read("log")?);
+        transcripts.push(compare::parse(&read("txt")?));
+    }
+    let allow_path = root().join("conformance/allow.toml");
+    let allow = compare::AllowList::parse(&fs::read_to_string(&allow_path)?)?;
+    let outcome = compare::compare(&transcripts[0], &transcripts[1], &allow);
+    fs::write(work.join("differences.txt"), &outcome.report)?;
+    print!("{}", outcome.report);
+    for entry in &outcome.unused {
+        println!("allow-list entry that matched nothing: {entry}");
+    }
+    println!(
+        "conformance: {} scenarios, {} steps; {} differing lines allowed, {} not allowed{} \
+         (transcripts in {})",
+        outcome.scenarios,
+        outcome.steps,
+        outcome.allowed,
+        outcome.failures,
+        elapsed.map_or(String::new(), |e| format!(
+            "; {:.0} s in the VM",
+            e.as_secs_f64()
+        )),
+        io.display()
+    );
+    if outcome.failures > 0 {
+        bail!(
+            "{} differences from the kernel's IPVS that {} does not list",
+            outcome.failures,
+            allow_path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Builds everything, boots the VM and runs the corpus there, leaving the transcripts, the
+/// runners' logs and exit codes in `io`; the time the VM took.
+fn run_vm(io: &Path, console: &Path) -> Result<Duration> {
+    deps::conformance()?;
+    crate::build_all()?;
+    let kernel = vm::kernel()?;
+    let _ = fs::remove_dir_all(io);
+    fs::create_dir_all(io)?;
+    let corpus = corpus_files()?;
+    let runner = root().join("target/debug/xdpvs-conformance");
+    let files = corpus
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let script: String = BACKENDS
+        .iter()
+        .map(|b| {
+            let out = format!("{}/{b}", vm::IO_MOUNT);
+            format!(
+                "{} {b} {files} > {out}.txt 2> {out}.log; echo $? > {out}.rc\n",
+                runner.display()
+            )
+        })
+        .collect();
+    eprintln!(
+        "xtask: booting the reference kernel under emulation ({} scenario files)",
+        corpus.len()
+    );
+    let started = Instant::now();
+    vm::boot(&kernel, io, &script, console, TIMEOUT)
+        .with_context(|| format!("the VM's console is in {}", console.display()))?;
+    Ok(started.elapsed())
+}
+
+/// The corpus files, in name order.
+fn corpus_files() -> Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = fs::read_dir(root().join("conformance/corpus"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "txt"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
