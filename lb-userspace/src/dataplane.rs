@@ -1,7 +1,7 @@
 //! The loaded XDP program and typed access to its maps. The daemon is their only writer.
 
 use std::{
-    fs,
+    fs, io,
     path::{Path, PathBuf},
 };
 
@@ -101,6 +101,9 @@ pub struct DataPlane {
     pin_dir: Option<PathBuf>,
 }
 
+/// How often a program load the verifier gave up on because of a signal is tried again.
+const LOAD_RETRIES: u32 = 4;
+
 /// Names a failed map operation.
 fn map_err(name: &str) -> impl FnOnce(aya::maps::MapError) -> anyhow::Error + '_ {
     move |e| anyhow::anyhow!("map {name}: {e}")
@@ -130,8 +133,20 @@ impl DataPlane {
             .program_mut(name)
             .context("program missing")?
             .try_into()?;
-        prog.load()
-            .with_context(|| format!("loading program {name} (verifier)"))?;
+        // The verifier gives up with EAGAIN when a signal (a child's SIGCHLD, say) reaches the
+        // thread during its pass, which takes seconds on a busy machine; libbpf tries again too.
+        let mut retries = LOAD_RETRIES;
+        loop {
+            match prog.load() {
+                Err(ProgramError::LoadError { io_error, .. })
+                    if io_error.kind() == io::ErrorKind::WouldBlock && retries > 0 =>
+                {
+                    retries -= 1;
+                }
+                loaded => break loaded,
+            }
+        }
+        .with_context(|| format!("loading program {name} (verifier)"))?;
         Ok(Self {
             maps: MapSet::take(&mut ebpf)?,
             ebpf,
