@@ -26,7 +26,8 @@ enum Task {
     Build,
     /// Check formatting and run clippy (warnings are errors) on every crate.
     Lint,
-    /// Lint, install what the tests need, build, and run every test (as root).
+    /// Lint, install what the tests need, build, run every test, the benchmark's smoke run and
+    /// the conformance corpus against the kernel's IPVS (as root).
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
         #[arg(trailing_var_arg = true)]
@@ -63,7 +64,10 @@ fn main() -> Result<()> {
             let (passed, failed) = test(args)?;
             // The benchmark's quick mode as a smoke check: it must keep running.
             bench(true)?;
-            println!("xdpvs: {passed} passed, {failed} failed");
+            // Then the behaviour against the kernel's own IPVS, with the release build the
+            // benchmark left.
+            conformance::run(false)?;
+            println!("xdpvs: {passed} passed, {failed} failed; conformance with IPVS: passed");
             Ok(())
         }
         Task::Bench { quick } => {
@@ -138,9 +142,15 @@ fn bench(quick: bool) -> Result<()> {
     let out = out.to_str().context("path")?;
     let args: &[&str] = if quick { &["--quick", out] } else { &[out] };
     // Measured as shipped: the daemon and the harness optimised.
+    build_release()?;
+    run_bin("release", "xdpvs-bench", args)
+}
+
+/// Builds the objects, then every binary optimised with them embedded.
+fn build_release() -> Result<Objects> {
     let objects = ebpf::build()?;
     cargo(&["build", "--release", "--bins"], &objects)?;
-    run_bin("release", "xdpvs-bench", args)
+    Ok(objects)
 }
 
 fn lint() -> Result<()> {
