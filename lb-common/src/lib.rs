@@ -39,6 +39,9 @@ pub mod map_names {
     pub const FLOWS: &str = "FLOWS";
     /// Persistence templates: [`crate::flow::PersistKey`] -> [`crate::flow::Persist`].
     pub const PERSIST: &str = "PERSIST";
+    /// lblc/lblcr cache: [`crate::sched::locality::LocalityKey`] ->
+    /// [`crate::sched::locality::Locality`].
+    pub const LOCALITY: &str = "LOCALITY";
     /// Fragment table: [`crate::frag::FragKey`] -> [`crate::frag::FragOwner`].
     pub const FRAGS: &str = "FRAGS";
     /// Per-CPU traffic counters per service id.
@@ -52,7 +55,7 @@ pub mod map_names {
     /// Ring buffer of [`crate::event::Event`]s (not pinned: each daemon reads its own).
     pub const EVENTS: &str = "EVENTS";
     /// Every pinned map, for pinning and cleaning up.
-    pub const ALL: [&str; 14] = [
+    pub const ALL: [&str; 15] = [
         SERVICES,
         SERVICE_DESTS,
         SERVICE_SCHED,
@@ -62,6 +65,7 @@ pub mod map_names {
         DEST_RELEASED,
         FLOWS,
         PERSIST,
+        LOCALITY,
         FRAGS,
         SERVICE_STATS,
         DEST_STATS,
@@ -100,7 +104,7 @@ pub mod ip_proto {
 #[cfg(feature = "user")]
 mod pod {
     //! `aya::Pod` for every map key and value, so that user space can read and write them.
-    use crate::{config, dest, event, flow, frag, generator, service, stats};
+    use crate::{config, dest, event, flow, frag, generator, sched::locality, service, stats};
     macro_rules! pod {
         ($($t:ty),*) => { $(unsafe impl aya::Pod for $t {})* };
     }
@@ -114,6 +118,8 @@ mod pod {
         flow::Flow,
         flow::PersistKey,
         flow::Persist,
+        locality::LocalityKey,
+        locality::Locality,
         frag::FragKey,
         frag::FragOwner,
         service::ServiceKey,

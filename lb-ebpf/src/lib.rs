@@ -78,7 +78,7 @@ fn balance_flow(ctx: &XdpContext, ip: &Ipv4, director: &Director) -> Verdict {
     let Some(svc) = service(&pkt.key) else {
         return Verdict::PASS;
     };
-    let conn = match connect(&pkt, &svc) {
+    let conn = match connect(&pkt, svc) {
         Ok(conn) => conn,
         Err(reason) => {
             if let Some(kind) = reason.event() {
@@ -127,7 +127,7 @@ pub(crate) fn send(
 
 /// The virtual service a packet of flow `key` is for.
 #[inline(always)]
-pub(crate) fn service(key: &FlowKey) -> Option<Service> {
+pub(crate) fn service(key: &FlowKey) -> Option<&'static Service> {
     let key = ServiceKey {
         addr: key.dst_addr,
         port: key.dst_port,
@@ -136,9 +136,9 @@ pub(crate) fn service(key: &FlowKey) -> Option<Service> {
     };
     // SAFETY: SERVICES is not preallocated: the daemon replaces a service by inserting a new
     // element, and the old one is freed only after an RCU grace period, which this run is
-    // inside. The element is never written in place, so the copy is the whole old or new
-    // service.
-    unsafe { SERVICES.get(key) }.copied()
+    // inside. The element is never written in place, so for the whole run the reference reads
+    // the old or the new service, whole.
+    unsafe { SERVICES.get(key) }
 }
 
 /// The packet's connection: its flow's live entry, else a new one on the real server the

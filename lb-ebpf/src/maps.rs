@@ -12,6 +12,7 @@ use lb_common::{
     dest::{Dest, DestConns},
     flow::{Flow, FlowKey, Persist, PersistKey},
     frag::{FragKey, FragOwner, MAX_FRAGMENTED_DATAGRAMS},
+    sched::locality::{self, Locality, LocalityKey},
     service::{SchedState, Service, ServiceKey},
     stats::{Global, Traffic},
 };
@@ -45,6 +46,16 @@ pub static FLOWS: HashMap<FlowKey, Flow> = HashMap::with_max_entries(DEFAULT_MAX
 
 #[map(name = "PERSIST")]
 pub static PERSIST: HashMap<PersistKey, Persist> = HashMap::with_max_entries(DEFAULT_MAX_FLOWS, 0);
+
+/// Not preallocated, like SERVICES: an entry replaced by another CPU is freed only after an
+/// RCU grace period, so a copy read through a pointer is the old or the new entry.
+#[map(name = "LOCALITY")]
+pub static LOCALITY: HashMap<LocalityKey, Locality> =
+    HashMap::with_max_entries(locality::CAPACITY, BPF_F_NO_PREALLOC);
+
+/// One scratch entry per CPU: the copy of a LOCALITY entry a pick works on, off the stack.
+#[map(name = "LOCALITY_SCRATCH")]
+pub static LOCALITY_SCRATCH: PerCpuArray<Locality> = PerCpuArray::with_max_entries(1, 0);
 
 /// An LRU map: datagrams are never deleted, the oldest make room for new ones.
 #[map(name = "FRAGS")]

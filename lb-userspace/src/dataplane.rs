@@ -1,7 +1,7 @@
 //! The loaded XDP program and typed access to its maps. The daemon is their only writer.
 
 use std::{
-    fs,
+    fs, io,
     path::{Path, PathBuf},
 };
 
@@ -22,6 +22,7 @@ use lb_common::{
     event::Event,
     flow::{Flow, FlowKey, Persist, PersistKey},
     map_names as names, program_names,
+    sched::locality::{Locality, LocalityKey},
     service::{SchedState, Service, ServiceKey},
     stats::{Global, Traffic},
 };
@@ -53,6 +54,7 @@ struct MapSet {
     released: Array<MapData, DestConns>,
     flows: HashMap<MapData, FlowKey, Flow>,
     templates: HashMap<MapData, PersistKey, Persist>,
+    localities: HashMap<MapData, LocalityKey, Locality>,
     service_stats: PerCpuArray<MapData, Traffic>,
     dest_stats: PerCpuArray<MapData, Traffic>,
     globals: PerCpuArray<MapData, u64>,
@@ -81,6 +83,7 @@ impl MapSet {
             released: take(ebpf, names::DEST_RELEASED)?,
             flows: take(ebpf, names::FLOWS)?,
             templates: take(ebpf, names::PERSIST)?,
+            localities: take(ebpf, names::LOCALITY)?,
             service_stats: take(ebpf, names::SERVICE_STATS)?,
             dest_stats: take(ebpf, names::DEST_STATS)?,
             globals: take(ebpf, names::GLOBAL_STATS)?,
@@ -97,6 +100,9 @@ pub struct DataPlane {
     maps: MapSet,
     pin_dir: Option<PathBuf>,
 }
+
+/// How often a program load the verifier gave up on because of a signal is tried again.
+const LOAD_RETRIES: u32 = 4;
 
 /// Names a failed map operation.
 fn map_err(name: &str) -> impl FnOnce(aya::maps::MapError) -> anyhow::Error + '_ {
@@ -127,8 +133,20 @@ impl DataPlane {
             .program_mut(name)
             .context("program missing")?
             .try_into()?;
-        prog.load()
-            .with_context(|| format!("loading program {name} (verifier)"))?;
+        // The verifier gives up with EAGAIN when a signal (a child's SIGCHLD, say) reaches the
+        // thread during its pass, which takes seconds on a busy machine; libbpf tries again too.
+        let mut retries = LOAD_RETRIES;
+        loop {
+            match prog.load() {
+                Err(ProgramError::LoadError { io_error, .. })
+                    if io_error.kind() == io::ErrorKind::WouldBlock && retries > 0 =>
+                {
+                    retries -= 1;
+                }
+                loaded => break loaded,
+            }
+        }
+        .with_context(|| format!("loading program {name} (verifier)"))?;
         Ok(Self {
             maps: MapSet::take(&mut ebpf)?,
             ebpf,
@@ -386,6 +404,18 @@ impl Maps for DataPlane {
 
     fn remove_template(&mut self, key: &PersistKey) -> Result<()> {
         missing(self.maps.templates.remove(key), names::PERSIST).map(drop)
+    }
+
+    fn localities(&self) -> Result<Vec<(LocalityKey, Locality)>> {
+        self.maps
+            .localities
+            .iter()
+            .collect::<Result<_, _>>()
+            .map_err(map_err(names::LOCALITY))
+    }
+
+    fn remove_locality(&mut self, key: &LocalityKey) -> Result<()> {
+        missing(self.maps.localities.remove(key), names::LOCALITY).map(drop)
     }
 
     fn service_traffic(&self, id: u32) -> Result<Traffic> {

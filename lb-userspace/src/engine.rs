@@ -7,7 +7,7 @@
 //! and a health transition each re-plan the same overlay.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     net::{Ipv4Addr, SocketAddrV4},
 };
 
@@ -366,8 +366,15 @@ impl<M: Maps> Engine<M> {
         }
         self.log_events()?;
         let persistence = self.persistence();
+        let caching: HashSet<u32> = self
+            .installed
+            .services
+            .iter()
+            .filter(|s| s.spec.scheduler.caches_destinations())
+            .map(|s| s.id)
+            .collect();
         self.sweeper
-            .sweep(&mut self.maps, &self.timeouts, &persistence, now)?;
+            .sweep(&mut self.maps, &self.timeouts, &persistence, &caching, now)?;
         Ok(probes)
     }
 

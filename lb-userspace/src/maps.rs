@@ -7,6 +7,7 @@ use lb_common::{
     dest::{Dest, DestConns},
     event::Event,
     flow::{Flow, FlowKey, Persist, PersistKey},
+    sched::locality::{Locality, LocalityKey},
     service::{Service, ServiceKey},
     stats::{Global, Traffic},
 };
@@ -53,6 +54,10 @@ pub trait Maps {
     fn templates(&self) -> Result<Vec<(PersistKey, Persist)>>;
     /// Removes a persistence template.
     fn remove_template(&mut self, key: &PersistKey) -> Result<()>;
+    /// Every lblc/lblcr cache entry.
+    fn localities(&self) -> Result<Vec<(LocalityKey, Locality)>>;
+    /// Removes an lblc/lblcr cache entry.
+    fn remove_locality(&mut self, key: &LocalityKey) -> Result<()>;
 
     /// Traffic of service `id`, summed over CPUs.
     fn service_traffic(&self, id: u32) -> Result<Traffic>;
@@ -87,6 +92,7 @@ pub mod fake {
         dest::{Dest, DestConns},
         event::Event,
         flow::{Flow, FlowKey, Persist, PersistKey},
+        sched::locality::{Locality, LocalityKey},
         service::{Service, ServiceKey},
         stats::{Global, Traffic},
     };
@@ -112,6 +118,8 @@ pub mod fake {
         pub flows: BTreeMap<FlowKey, Flow>,
         /// PERSIST.
         pub templates: BTreeMap<PersistKey, Persist>,
+        /// LOCALITY.
+        pub localities: BTreeMap<LocalityKey, Locality>,
         /// SERVICE_STATS and DEST_STATS.
         pub traffic: BTreeMap<(bool, u32), Traffic>,
         /// Writes left before one fails (`None`: never).
@@ -220,6 +228,14 @@ pub mod fake {
         fn remove_template(&mut self, key: &PersistKey) -> Result<()> {
             self.write()?;
             self.templates.remove(key);
+            Ok(())
+        }
+        fn localities(&self) -> Result<Vec<(LocalityKey, Locality)>> {
+            Ok(self.localities.iter().map(|(k, v)| (*k, *v)).collect())
+        }
+        fn remove_locality(&mut self, key: &LocalityKey) -> Result<()> {
+            self.write()?;
+            self.localities.remove(key);
             Ok(())
         }
         fn service_traffic(&self, id: u32) -> Result<Traffic> {

@@ -1,14 +1,17 @@
 //! Expiry of idle flows and persistence templates, at a time given by the caller: a flow idle
 //! longer than its state's timeout is removed and counted out of its real server; a template
 //! that controls no live flow and has not for its service's persistence timeout is removed, as
-//! IPVS expires a template after its last connection.
+//! IPVS expires a template after its last connection; an lblc/lblcr cache entry goes when
+//! unused for a day, or for 6 minutes while the cache is crowded, as IPVS's periodic check,
+//! and with its service's use of lblc/lblcr, as IPVS drops the table with the scheduler.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use anyhow::Result;
 use lb_common::{
     dest::DestConns,
     flow::{Flow, FlowKey, Persist, PersistKey},
+    sched::locality,
     state::Timeouts,
 };
 
@@ -31,6 +34,8 @@ pub struct Swept {
     pub flows: usize,
     /// Templates removed.
     pub templates: usize,
+    /// lblc/lblcr cache entries removed.
+    pub localities: usize,
 }
 
 impl Sweeper {
@@ -41,12 +46,13 @@ impl Sweeper {
     }
 
     /// Removes what is idle at monotonic time `now`; `persistence` gives the persistent
-    /// services by id.
+    /// services by id, `caching` the ids of those that schedule with lblc or lblcr.
     pub fn sweep(
         &mut self,
         maps: &mut impl Maps,
         timeouts: &Timeouts,
         persistence: &HashMap<u32, Persistence>,
+        caching: &HashSet<u32>,
         now: u64,
     ) -> Result<Swept> {
         let (expired, live): (Vec<_>, Vec<_>) = maps.flows()?.into_iter().partition(|(_, f)| {
@@ -74,6 +80,7 @@ impl Sweeper {
             maps.write_released(*id, r)?;
         }
         swept.templates = self.expire_templates(maps, &live, persistence, now)?;
+        swept.localities = expire_localities(maps, caching, now)?;
         Ok(swept)
     }
 
@@ -109,6 +116,26 @@ impl Sweeper {
         }
         Ok(removed)
     }
+}
+
+/// Removes the lblc/lblcr cache entries unused for [`locality::EXPIRATION_NS`] (or, while the
+/// cache holds more than [`locality::CROWDED`], for [`locality::CROWDED_IDLE_NS`]), and those
+/// of services not in `caching`.
+fn expire_localities(maps: &mut impl Maps, caching: &HashSet<u32>, now: u64) -> Result<usize> {
+    let entries = maps.localities()?;
+    let idle = if entries.len() > locality::CROWDED {
+        locality::CROWDED_IDLE_NS
+    } else {
+        locality::EXPIRATION_NS
+    };
+    let mut removed = 0;
+    for (key, _) in entries.iter().filter(|(k, e)| {
+        !caching.contains(&k.service) || now.saturating_sub(e.last_used_ns) >= idle
+    }) {
+        maps.remove_locality(key)?;
+        removed += 1;
+    }
+    Ok(removed)
 }
 
 #[cfg(test)]
@@ -170,15 +197,38 @@ mod tests {
         ];
         let mut m = maps(&flows);
         let mut s = Sweeper::default();
-        let none = HashMap::new();
+        let (none, caching) = (HashMap::new(), HashSet::new());
         // SYN_RECV's 60 s are over only after 60 s.
-        assert_eq!(s.sweep(&mut m, &t, &none, 60 * NS).unwrap().flows, 0);
-        assert_eq!(s.sweep(&mut m, &t, &none, 60 * NS + 1).unwrap().flows, 1);
+        assert_eq!(
+            s.sweep(&mut m, &t, &none, &caching, 60 * NS).unwrap().flows,
+            0
+        );
+        assert_eq!(
+            s.sweep(&mut m, &t, &none, &caching, 60 * NS + 1)
+                .unwrap()
+                .flows,
+            1
+        );
         let c = live_conns(&m, 3).unwrap();
         assert_eq!((c.active, c.inactive), (1, 1));
-        assert_eq!(s.sweep(&mut m, &t, &none, 121 * NS).unwrap().flows, 1);
-        assert_eq!(s.sweep(&mut m, &t, &none, 121 * NS).unwrap().flows, 0);
-        assert_eq!(s.sweep(&mut m, &t, &none, 901 * NS).unwrap().flows, 1);
+        assert_eq!(
+            s.sweep(&mut m, &t, &none, &caching, 121 * NS)
+                .unwrap()
+                .flows,
+            1
+        );
+        assert_eq!(
+            s.sweep(&mut m, &t, &none, &caching, 121 * NS)
+                .unwrap()
+                .flows,
+            0
+        );
+        assert_eq!(
+            s.sweep(&mut m, &t, &none, &caching, 901 * NS)
+                .unwrap()
+                .flows,
+            1
+        );
         assert_eq!(live_conns(&m, 3).unwrap(), DestConns::default());
         assert!(m.flows.is_empty());
     }
@@ -190,7 +240,13 @@ mod tests {
         let mut m = maps(&[stale]);
         m.counted_in.clear();
         let swept = Sweeper::default()
-            .sweep(&mut m, &Timeouts::default(), &HashMap::new(), 1000 * NS)
+            .sweep(
+                &mut m,
+                &Timeouts::default(),
+                &HashMap::new(),
+                &HashSet::new(),
+                1000 * NS,
+            )
             .unwrap();
         assert_eq!(swept.flows, 1);
         assert_eq!(m.released.get(&3), None);
@@ -223,22 +279,90 @@ mod tests {
         let t = Timeouts::default();
         // The flow lives 900 s and holds the template; it then lasts 300 s more.
         for at in [100, 500, 900] {
-            s.sweep(&mut m, &t, &persistent, at * NS).unwrap();
+            s.sweep(&mut m, &t, &persistent, &HashSet::new(), at * NS)
+                .unwrap();
             assert!(m.templates.contains_key(&key), "at {at} s");
         }
-        assert_eq!(s.sweep(&mut m, &t, &persistent, 901 * NS).unwrap().flows, 1);
+        assert_eq!(
+            s.sweep(&mut m, &t, &persistent, &HashSet::new(), 901 * NS)
+                .unwrap()
+                .flows,
+            1
+        );
         assert_eq!(s.last_used(&key, &m.templates[&key]), 900 * NS);
         assert_eq!(
-            s.sweep(&mut m, &t, &persistent, 1200 * NS)
+            s.sweep(&mut m, &t, &persistent, &HashSet::new(), 1200 * NS)
                 .unwrap()
                 .templates,
             0
         );
         assert_eq!(
-            s.sweep(&mut m, &t, &persistent, 1200 * NS + 1)
+            s.sweep(&mut m, &t, &persistent, &HashSet::new(), 1200 * NS + 1)
                 .unwrap()
                 .templates,
             1
+        );
+    }
+
+    #[test]
+    fn locality_entries_go_after_a_day_6_min_when_crowded_or_with_their_scheduler() {
+        use lb_common::sched::locality::{self, Locality, LocalityKey};
+        let entry = |addr, last_used_ns| {
+            (
+                LocalityKey { service: 0, addr },
+                Locality {
+                    last_used_ns,
+                    ..Locality::default()
+                },
+            )
+        };
+        let mut m = maps(&[]);
+        m.localities.extend([entry(1, 0), entry(2, 20 * NS)]);
+        let (mut s, t, none) = (Sweeper::default(), Timeouts::default(), HashMap::new());
+        let caching = HashSet::from([0]);
+        let day = locality::EXPIRATION_NS;
+        assert_eq!(
+            s.sweep(&mut m, &t, &none, &caching, day - 1)
+                .unwrap()
+                .localities,
+            0
+        );
+        assert_eq!(
+            s.sweep(&mut m, &t, &none, &caching, day)
+                .unwrap()
+                .localities,
+            1
+        );
+        assert_eq!(m.localities.len(), 1);
+        // Crowded: every entry unused for 6 minutes goes.
+        let six_min = locality::CROWDED_IDLE_NS;
+        let now = 20 * NS + six_min;
+        m.localities
+            .extend((0..locality::CROWDED as u32).map(|a| entry(100 + a, 20 * NS)));
+        assert_eq!(
+            s.sweep(&mut m, &t, &none, &caching, now - 1)
+                .unwrap()
+                .localities,
+            0
+        );
+        let swept = s
+            .sweep(&mut m, &t, &none, &caching, now)
+            .unwrap()
+            .localities;
+        assert_eq!(swept, locality::CROWDED + 1);
+        assert!(m.localities.is_empty());
+        // A service that no longer uses lblc/lblcr loses its entries at once.
+        m.localities.insert(entry(1, now).0, entry(1, now).1);
+        let (other, none_caching) = (HashSet::from([1]), HashSet::new());
+        assert_eq!(
+            s.sweep(&mut m, &t, &none, &other, now).unwrap().localities,
+            1
+        );
+        assert_eq!(
+            s.sweep(&mut m, &t, &none, &none_caching, now)
+                .unwrap()
+                .localities,
+            0
         );
     }
 }

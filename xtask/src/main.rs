@@ -28,7 +28,8 @@ enum Task {
     Build,
     /// Check formatting and run clippy (warnings are errors) on every crate.
     Lint,
-    /// Lint, install what the tests need, build, and run every test (as root).
+    /// Lint, install what the tests need, build, run every test, the benchmark's smoke run and
+    /// the conformance corpus against the kernel's IPVS (as root).
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
         #[arg(trailing_var_arg = true)]
@@ -68,7 +69,10 @@ fn main() -> Result<()> {
             let (passed, failed) = test(args)?;
             // The benchmark's quick mode as a smoke check: it must keep running.
             bench::run(true, false)?;
-            println!("xdpvs: {passed} passed, {failed} failed");
+            // Then the behaviour against the kernel's own IPVS, with the release build the
+            // benchmark left.
+            conformance::run(false)?;
+            println!("xdpvs: {passed} passed, {failed} failed; conformance with IPVS: passed");
             Ok(())
         }
         Task::Bench { quick, vm_only } => {
@@ -136,6 +140,13 @@ fn run_bin(profile: &str, name: &str, args: &[&str]) -> Result<()> {
         bail!("{name} failed");
     }
     Ok(())
+}
+
+/// Builds the objects, then every binary optimised with them embedded.
+fn build_release() -> Result<Objects> {
+    let objects = ebpf::build()?;
+    cargo(&["build", "--release", "--bins"], &objects)?;
+    Ok(objects)
 }
 
 fn lint() -> Result<()> {

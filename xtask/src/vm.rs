@@ -62,7 +62,7 @@ mount -t devtmpfs dev /dev
 while read -r m; do insmod "/modules/$m" || echo "init: insmod $m failed"; done < /modules/order
 opts=trans=virtio,version=9p2000.L,msize=512000
 mkdir -p /lower /rw /newroot
-mount -t 9p -o "$opts,ro" @ROOT@ /lower
+mount -t 9p -o "$opts,ro,cache=loose" @ROOT@ /lower
 mount -t tmpfs tmpfs /rw
 mkdir -p /rw/upper /rw/work
 mount -t overlay overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work /newroot

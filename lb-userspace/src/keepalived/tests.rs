@@ -382,6 +382,19 @@ fn includes_are_relative_and_globbed() {
 }
 
 #[test]
+fn every_kernel_scheduler_is_taken() {
+    let names = [
+        "rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh",
+        "twos",
+    ];
+    for name in names {
+        let text = format!("virtual_server 10.0.0.1 80 {{\nlb_kind DR\nlb_algo {name}\n}}\n");
+        let l = load_text(&format!("sched-{name}"), &text).unwrap();
+        assert_eq!(l.config.services[0].scheduler.name(), name);
+    }
+}
+
+#[test]
 fn unsupported_is_an_error_naming_line_and_keyword() {
     let vs = |body: &str| format!("virtual_server 10.0.0.1 80 {{\nlb_kind DR\n{body}\n}}\n");
     let rs = |check: &str| vs(&format!("real_server 10.0.0.2 80 {{\n{check}\n}}"));
@@ -391,8 +404,8 @@ fn unsupported_is_an_error_naming_line_and_keyword() {
             ":3: `lb_kind`: TUN forwarding is not supported",
         ),
         (
-            vs("lvs_sched lblc"),
-            ":3: `lvs_sched`: scheduler \"lblc\" not supported",
+            vs("lvs_sched wfo"),
+            ":3: `lvs_sched`: scheduler \"wfo\" not supported",
         ),
         (
             vs("protocol SCTP"),

@@ -249,12 +249,10 @@ impl Running {
     fn log(&self, topo: &Topology) -> String {
         match self {
             Running::Proxy(p) => fs::read_to_string(&p.log).unwrap_or_default(),
-            Running::Ipvs => topo
-                .director
-                .exec("ipvsadm", &["-Ln"])
-                .map_or_else(|e| format!("{e:#}"), |o| {
-                    String::from_utf8_lossy(&o.stdout).into_owned()
-                }),
+            Running::Ipvs => topo.director.exec("ipvsadm", &["-Ln"]).map_or_else(
+                |e| format!("{e:#}"),
+                |o| String::from_utf8_lossy(&o.stdout).into_owned(),
+            ),
             Running::Xdpvs(d) => d.log(),
         }
     }

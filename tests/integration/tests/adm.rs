@@ -113,6 +113,46 @@ fn an_ipvsadm_script_configures_the_daemon_and_save_restores_it() {
 }
 
 #[test]
+fn the_locality_and_weight_order_schedulers_are_taken_listed_and_saved() {
+    let c = Cluster::unconfigured("adm-sched", 2).unwrap();
+    for line in script(&[0, 1]).lines() {
+        adm(&c, line, 0);
+    }
+    let others = ["lblcr", "fo", "ovf", "twos"];
+    for (port, name) in (81..).zip(others) {
+        adm(&c, &format!("-A -t {VIP}:{port} -s {name}"), 0);
+    }
+    // lblc keeps every flow for one destination (here the VIP) on the server it cached.
+    adm(&c, &format!("-E -t {VIP}:80 -s lblc"), 0);
+    c.daemon.wait_resolved().unwrap();
+    let names: Vec<String> = c.client(|| {
+        (0..4)
+            .map(|_| split(&http_get(vip(80)).unwrap()).0)
+            .collect()
+    });
+    assert_eq!(names, ["rs1"; 4]);
+    let listing = text(&adm(&c, "-Ln", 0));
+    let services: Vec<&str> = listing.lines().filter(|l| l.starts_with("TCP")).collect();
+    assert_eq!(
+        services,
+        [
+            "TCP  10.77.0.100:80 lblc",
+            "TCP  10.77.0.100:81 lblcr",
+            "TCP  10.77.0.100:82 fo",
+            "TCP  10.77.0.100:83 ovf",
+            "TCP  10.77.0.100:84 twos",
+        ]
+    );
+    let saved = text(&adm(&c, "-S -n", 0));
+    for (port, name) in (80..).zip(["lblc"].into_iter().chain(others)) {
+        assert!(
+            saved.contains(&format!("-A -t {VIP}:{port} -s {name}\n")),
+            "{saved}"
+        );
+    }
+}
+
+#[test]
 fn refused_and_malformed_commands_exit_as_ipvsadm_and_change_nothing() {
     let c = Cluster::unconfigured("admerr", 1).unwrap();
     let input = script(&[0]);

@@ -2,7 +2,10 @@
 //! verdicts, exact output frames, flow stickiness and counters; and that object holds nothing
 //! but the load balancer.
 
-use std::{collections::HashMap, net::Ipv4Addr};
+use std::{
+    collections::{HashMap, HashSet},
+    net::Ipv4Addr,
+};
 
 use aya::{
     EbpfLoader,
@@ -13,6 +16,7 @@ use lb_common::{
     sched::{
         Scheduler,
         flags::{SH_FALLBACK, SH_PORT},
+        locality,
     },
     state::{
         Timeouts,
@@ -107,8 +111,16 @@ fn loaded() -> DataPlane {
 
 /// Expires what is idle at `now`, as the daemon's tick does.
 fn sweep(dp: &mut DataPlane, now: u64) {
+    let caching: HashSet<u32> = dp
+        .service_keys()
+        .unwrap()
+        .iter()
+        .filter_map(|k| dp.service(k).unwrap())
+        .filter(|s| s.scheduler().is_some_and(Scheduler::caches_destinations))
+        .map(|s| s.id)
+        .collect();
     Sweeper::default()
-        .sweep(dp, &Timeouts::default(), &HashMap::new(), now)
+        .sweep(dp, &Timeouts::default(), &HashMap::new(), &caching, now)
         .unwrap();
 }
 
@@ -452,6 +464,80 @@ fn dh_sends_every_client_of_one_destination_to_one_server() {
     }
     let expected = (u32::from(VIP).wrapping_mul(2_654_435_761) & 255) as usize % 3;
     assert!(picks.iter().all(|p| *p == expected), "{picks:?}");
+}
+
+/// Establishes the flows from `CLIENT` with source ports `ports` (their ACK).
+fn establish(dp: &DataPlane, ports: std::ops::Range<u16>) {
+    for p in ports {
+        assert_eq!(run(dp, &tcp(p, 80, ACK).build(b"")).0, XDP_TX);
+    }
+}
+
+#[test]
+fn lblc_caches_the_destinations_server_until_the_lblc_rule_moves_it() {
+    let mut dp = dataplane_with("lblc", 0, &[1, 1, 1], true);
+    // Every flow here is for one destination, the VIP: wlc chooses rs1 and the cache keeps
+    // it, whatever the other clients (half-open flows add no active connection).
+    assert_eq!(new_flows(&dp, CLIENT, 1..4), [0, 0, 0]);
+    assert_eq!(new_flows(&dp, Ipv4Addr::new(10, 77, 1, 9), 1..3), [0, 0]);
+    let cached = dp.localities().unwrap();
+    assert_eq!(cached.len(), 1);
+    assert_eq!(cached[0].0.addr, u32::from(VIP).to_be());
+    assert_eq!(cached[0].1.members[0].id, 0);
+    // Two established on rs1 (above its weight 1) while rs2 is idle: the next flow goes to
+    // the wlc choice, rs2, and the destination stays there.
+    establish(&dp, 1..3);
+    assert_eq!(new_flows(&dp, CLIENT, 10..13), [1, 1, 1]);
+    assert_eq!(dp.localities().unwrap()[0].1.members[0].id, 1);
+    // Unused for a day, the entry expires.
+    sweep(&mut dp, monotonic_ns() + locality::EXPIRATION_NS);
+    assert!(dp.localities().unwrap().is_empty());
+}
+
+#[test]
+fn lblcr_adds_the_wlc_choice_to_an_overloaded_set() {
+    let dp = dataplane_with("lblcr", 0, &[1, 1, 1], true);
+    assert_eq!(new_flows(&dp, CLIENT, 1..3), [0, 0]);
+    establish(&dp, 1..3);
+    // rs1 is overloaded: rs2 joins the set, and as its least loaded member takes the next.
+    assert_eq!(new_flows(&dp, CLIENT, 10..12), [1, 1]);
+    let set = dp.localities().unwrap()[0].1;
+    let ids: Vec<u32> = set.members[..set.len as usize]
+        .iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(ids, [1, 0], "newest first");
+}
+
+#[test]
+fn fo_sends_every_flow_to_the_heaviest_server_and_fails_over() {
+    let mut dp = dataplane_with("fo", 0, &[1, 3, 3], true);
+    assert_eq!(new_flows(&dp, CLIENT, 1..5), [1, 1, 1, 1]);
+    let mut rs2 = dp.dest(1).unwrap();
+    rs2.weight = 0;
+    dp.write_dest(1, &rs2).unwrap();
+    assert_eq!(new_flows(&dp, CLIENT, 10..12), [2, 2]);
+}
+
+#[test]
+fn ovf_fills_the_heaviest_server_up_to_its_weight_then_overflows() {
+    let dp = dataplane_with("ovf", 0, &[1, 2], true);
+    // rs2 (weight 2) takes flows while it has at most 2 active, rs1 (weight 1) while it has at
+    // most 1; then nothing is usable.
+    let mut picks = vec![];
+    for p in 1..6 {
+        picks.extend(new_flows(&dp, CLIENT, p..p + 1));
+        establish(&dp, p..p + 1);
+    }
+    assert_eq!(picks, [1, 1, 1, 0, 0]);
+    assert_eq!(run(&dp, &tcp(6, 80, SYN).build(b"")).0, XDP_DROP);
+}
+
+#[test]
+fn twos_spreads_flows_over_every_server() {
+    let dp = dataplane_with("twos", 0, &[1, 1, 1], true);
+    let picks: std::collections::BTreeSet<_> = new_flows(&dp, CLIENT, 1..31).into_iter().collect();
+    assert_eq!(picks.len(), 3, "{picks:?}");
 }
 
 #[test]
