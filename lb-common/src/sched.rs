@@ -136,14 +136,18 @@ impl Candidate {
         self.weight > 0 && self.reachable
     }
 
-    /// IPVS's connection overhead: `(active << 8) + inactive`.
-    pub const fn overhead(&self) -> u64 {
-        ((self.active as u64) << 8) + self.inactive as u64
+    /// IPVS's connection overhead: `(active << 8) + inactive`, 32 bits wide as the kernel's
+    /// `int` (saturating where the kernel's would wrap), so that its product with a weight
+    /// (up to `i32::MAX`) fits in 64 bits.
+    pub const fn overhead(&self) -> u32 {
+        self.active
+            .saturating_mul(256)
+            .saturating_add(self.inactive)
     }
 
-    /// The shortest-expected-delay overhead: `active + 1`.
-    pub const fn sed_overhead(&self) -> u64 {
-        self.active as u64 + 1
+    /// The shortest-expected-delay overhead: `active + 1` (saturating, as [`Self::overhead`]).
+    pub const fn sed_overhead(&self) -> u32 {
+        self.active.saturating_add(1)
     }
 }
 
@@ -336,8 +340,8 @@ impl Selection {
 }
 
 /// `doh / dw < loh / lw` without division, as IPVS compares: `loh * dw > doh * lw`.
-const fn weighted_less(doh: u64, dw: u32, loh: u64, lw: u32) -> bool {
-    loh * dw as u64 > doh * lw as u64
+const fn weighted_less(doh: u32, dw: u32, loh: u32, lw: u32) -> bool {
+    loh as u64 * dw as u64 > doh as u64 * lw as u64
 }
 
 /// Power of two choices (`ip_vs_twos.c`, kernel 6.7): two servers drawn at random in

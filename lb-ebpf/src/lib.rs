@@ -125,10 +125,12 @@ pub(crate) fn send(
     Ok(())
 }
 
-/// The virtual service a packet of flow `key` is for.
+/// The virtual service a packet of flow `key` is for: as IPVS's `ip_vs_service_find`, the
+/// service of its exact address and port, else the VIP's port-0 service (all ports; the daemon
+/// installs one only when persistent).
 #[inline(always)]
 pub(crate) fn service(key: &FlowKey) -> Option<&'static Service> {
-    let key = ServiceKey {
+    let mut key = ServiceKey {
         addr: key.dst_addr,
         port: key.dst_port,
         proto: key.proto as u8,
@@ -138,7 +140,12 @@ pub(crate) fn service(key: &FlowKey) -> Option<&'static Service> {
     // element, and the old one is freed only after an RCU grace period, which this run is
     // inside. The element is never written in place, so for the whole run the reference reads
     // the old or the new service, whole.
-    unsafe { SERVICES.get(key) }
+    if let Some(svc) = unsafe { SERVICES.get(&key) } {
+        return Some(svc);
+    }
+    key.port = 0;
+    // SAFETY: as above.
+    unsafe { SERVICES.get(&key) }
 }
 
 /// The packet's connection: its flow's live entry, else a new one on the real server the

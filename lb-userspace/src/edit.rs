@@ -41,6 +41,8 @@ pub enum EditError {
     DestExists,
     /// `-e`/`-d` of a real server the service lacks.
     NoSuchDest,
+    /// `-a`/`-e` with a lower threshold above the upper one (the kernel's `-ERANGE`).
+    ThresholdRange,
     /// The resulting table breaks a limit of xdpvs.
     Invalid(SpecError),
 }
@@ -53,6 +55,7 @@ impl fmt::Display for EditError {
             Self::ServiceNotDefined => "Service not defined",
             Self::DestExists => "Destination already exists",
             Self::NoSuchDest => "No such destination",
+            Self::ThresholdRange => "Numerical result out of range",
             Self::Invalid(e) => return write!(f, "{e}"),
         })
     }
@@ -97,6 +100,10 @@ fn apply_one(table: &mut Vec<ServiceSpec>, edit: &Edit) -> Result<(), EditError>
         }
         Edit::AddDest(addr, dest) | Edit::EditDest(addr, dest) => {
             let i = find(table, addr).ok_or(EditError::ServiceNotDefined)?;
+            // The kernel checks the values before it looks for the real server.
+            if !dest.thresholds_ordered() {
+                return Err(EditError::ThresholdRange);
+            }
             let dests = &mut table[i].dests;
             match (dests.iter().position(|d| d.addr == dest.addr), edit) {
                 (Some(_), Edit::AddDest(..)) => return Err(EditError::DestExists),
@@ -216,8 +223,26 @@ mod tests {
             err(Edit::DeleteDest(addr(80), dest(9, 1).addr)),
             "No such destination"
         );
+        let inverted = DestSpec {
+            u_threshold: 10,
+            l_threshold: 20,
+            ..dest(2, 1)
+        };
+        for edit in [
+            Edit::AddDest(addr(80), inverted),
+            Edit::EditDest(addr(80), inverted),
+            Edit::AddDest(
+                addr(80),
+                DestSpec {
+                    addr: dest(9, 1).addr,
+                    ..inverted
+                },
+            ),
+        ] {
+            assert_eq!(err(edit), "Numerical result out of range");
+        }
         assert!(
-            err(Edit::EditDest(addr(80), dest(2, 70000))).contains("illegal weight"),
+            err(Edit::EditDest(addr(80), dest(2, u32::MAX))).contains("illegal weight"),
             "the whole table is validated"
         );
         assert_eq!(with_dest[0].dests, vec![dest(2, 1)]);

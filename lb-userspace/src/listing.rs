@@ -11,7 +11,8 @@ use crate::model::{Protocol, ServiceAddr, ServiceSpec, scheduler_name};
 /// Everything `-L` shows.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Listing {
-    /// Capacity of the connection table (ipvsadm's `size=`).
+    /// Capacity of the flow table (JSON only: ipvsadm's `size=` is IPVS's
+    /// [`CONN_TAB_SIZE`](crate::ipvsadm_format::CONN_TAB_SIZE)).
     pub flow_table_size: u32,
     /// Services in configuration order.
     pub services: Vec<ServiceStatus>,

@@ -210,6 +210,20 @@ fn wlc_cross_multiplies_and_keeps_earlier_on_tie() {
 }
 
 #[test]
+fn the_largest_weights_do_not_overflow() {
+    // IPVS's largest weight with the most connections a counter holds.
+    let heavy = i32::MAX as u32;
+    let busiest = c(heavy, u32::MAX, u32::MAX);
+    for s in [Scheduler::Wlc, Scheduler::Sed, Scheduler::Nq] {
+        assert_eq!(once(s, &[busiest, c(heavy, 1, 0)]), Some(1), "{s:?}");
+    }
+    assert_eq!(
+        letters(&seq(Scheduler::Wrr, &[c(70000, 0, 0), c(1, 0, 0)], 3)),
+        "aaa"
+    );
+}
+
+#[test]
 fn sed_ignores_inactive() {
     // (0+1)/1 vs (1+1)/3: the second is better although it has more connections.
     assert_eq!(once(Scheduler::Sed, &[c(1, 0, 0), c(3, 1, 0)]), Some(1));

@@ -113,7 +113,7 @@ fn defaults_and_inheritance() {
                 }
             }
             real_server 10.0.0.3 {
-                weight 2
+                weight 70000
                 SSL_GET {
                     url {
                         path /
@@ -136,7 +136,7 @@ fn defaults_and_inheritance() {
     let c = &l.config;
     assert_eq!(c.services[1].addr.protocol, Protocol::Udp);
     assert_eq!(c.services[1].scheduler.name(), "wlc");
-    assert_eq!(c.services[0].dests[1].weight, 2);
+    assert_eq!(c.services[0].dests[1].weight, 70000, "as the kernel takes");
     assert_eq!(
         c.health.len(),
         1,
@@ -468,7 +468,10 @@ fn unsupported_is_an_error_naming_line_and_keyword() {
             rs("lvs_method NAT"),
             ":4: `lvs_method`: NAT forwarding is not supported",
         ),
-        (rs("weight 70000"), ":4: `weight`: outside 0..=65535"),
+        (
+            rs("weight 2147483648"),
+            ":4: `weight`: outside 0..=2147483647",
+        ),
         (
             rs("HTTP_GET {\nurl {\npath /\nregex x\n}\n}"),
             ":7: `regex`: matching the body is not supported",

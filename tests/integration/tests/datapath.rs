@@ -622,6 +622,63 @@ fn persistence_keeps_a_client_and_its_netmask_on_one_server() {
 }
 
 #[test]
+fn a_port_zero_persistent_service_takes_the_vips_other_ports() {
+    let service = |port, persistence| ServiceSpec {
+        addr: ServiceAddr {
+            protocol: Protocol::Tcp,
+            addr: VIP,
+            port,
+        },
+        scheduler: Scheduler::Rr,
+        flags: 0,
+        persistence,
+        dests: (0..3)
+            .map(|i| DestSpec {
+                addr: rs_ip(i),
+                weight: 1,
+                u_threshold: 0,
+                l_threshold: 0,
+            })
+            .collect(),
+    };
+    let all_ports = Persistence {
+        timeout: 360,
+        netmask: Ipv4Addr::BROADCAST,
+    };
+    let specs = [service(80, None), service(0, Some(all_ports))];
+    let dp = direct::install(loaded(), &specs, |i| Some(RS_MACS[i])).unwrap();
+    let to = |sport, dport| {
+        let (verdict, out) = run(&dp, &tcp(sport, dport, SYN).build(b""));
+        assert_eq!(verdict, XDP_TX, "port {dport}");
+        rs_of(&out)
+    };
+    // Every port of the VIP but 80 goes to the port-0 service, whose one persistence
+    // template keeps the client on one server across ports; port 80 to its own service
+    // first, which round-robins.
+    let other_ports: Vec<usize> = [(40001, 443), (40002, 22), (40003, 8080), (40004, 443)]
+        .into_iter()
+        .map(|(sport, dport)| to(sport, dport))
+        .collect();
+    assert!(
+        other_ports.iter().all(|rs| *rs == other_ports[0]),
+        "{other_ports:?}"
+    );
+    let port_80: Vec<usize> = (50000..50003).map(|sport| to(sport, 80)).collect();
+    assert_eq!(port_80, [0, 1, 2]);
+    assert_eq!(dp.templates().unwrap().len(), 1);
+    // Only TCP: the VIP's UDP ports have no service.
+    let udp = Frame {
+        l4: L4::Udp {
+            sport: 5000,
+            dport: 443,
+        },
+        ..tcp(0, 0, 0)
+    }
+    .build(b"x");
+    assert_eq!(run(&dp, &udp), (XDP_PASS, udp.clone()));
+}
+
+#[test]
 fn adding_or_removing_servers_moves_only_the_removed_servers_flows() {
     let spec = |servers: &[usize]| ServiceSpec {
         addr: ServiceAddr {
