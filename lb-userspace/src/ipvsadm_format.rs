@@ -271,6 +271,7 @@ mod tests {
             flow_table_size: 4096,
             services,
             counters: vec![],
+            total: TrafficStatus::default(),
             ha: None,
         }
     }
