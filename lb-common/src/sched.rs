@@ -365,8 +365,8 @@ fn twos(servers: &impl Servers, mut random: impl FnMut(u32) -> u32) -> Option<u3
     let draws = [random(bound), random(bound)];
     // Each choice as (dest id, weight, overhead), weight 0 while open: plain numbers, defined
     // from the start (see `Selection`).
-    let (mut sum, mut first, mut w1, mut oh1) = (0u32, 0u32, 0u32, 0u64);
-    let (mut second, mut w2, mut oh2) = (0u32, 0u32, 0u64);
+    let (mut sum, mut first, mut w1, mut oh1) = (0u32, 0u32, 0u32, 0u32);
+    let (mut second, mut w2, mut oh2) = (0u32, 0u32, 0u32);
     servers.each(n, |pos| {
         let Some(c) = servers.candidate(pos).filter(Candidate::usable) else {
             return false;

@@ -127,8 +127,9 @@ pub(crate) fn send(
 
 /// The virtual service a packet of flow `key` is for: as IPVS's `ip_vs_service_find`, the
 /// service of its exact address and port, else the VIP's port-0 service (all ports; the daemon
-/// installs one only when persistent).
-#[inline(always)]
+/// installs one only when persistent). Out of line: its frame, where the two lookups' keys
+/// differ, ends at the return, so the verifier goes on from one state, not one per lookup.
+#[inline(never)]
 pub(crate) fn service(key: &FlowKey) -> Option<&'static Service> {
     let mut key = ServiceKey {
         addr: key.dst_addr,

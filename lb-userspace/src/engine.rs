@@ -275,8 +275,10 @@ impl<M: Maps> Engine<M> {
             }
             Step::Remove { addr } => {
                 self.maps.remove_service(&addr.map_key())?;
-                if let Some(s) = self.installed.get(addr) {
-                    self.counters.forget(Owner::Service(s.id));
+                if let Some(id) = self.installed.get(addr).map(|s| s.id) {
+                    let shown = self.traffic(Owner::Service(id))?;
+                    self.counters.retire(shown);
+                    self.counters.forget(Owner::Service(id));
                 }
                 log::info!("service {addr} removed");
                 Ok(())
@@ -306,12 +308,17 @@ impl<M: Maps> Engine<M> {
         }
         let failed = |e: anyhow::Error| format!("{e:#}");
         for owner in chosen {
+            if only.is_some() && matches!(owner, Owner::Service(_)) {
+                let shown = self.traffic(owner).map_err(failed)?;
+                self.counters.retire(shown);
+            }
             self.zero_counters(owner).map_err(failed)?;
         }
         if only.is_none() {
             for (g, raw) in self.maps.globals().map_err(failed)? {
                 self.counters.zero_global(g.name(), raw);
             }
+            self.counters.zero_retired();
         }
         Ok(())
     }
@@ -497,10 +504,14 @@ impl<M: Maps> Engine<M> {
             .into_iter()
             .map(|(g, v)| (g.name().to_owned(), self.counters.global(g.name(), v)))
             .collect();
+        let shown = services
+            .iter()
+            .fold(TrafficStatus::default(), |sum, s| sum.plus(&s.traffic));
         Ok(Listing {
             flow_table_size: self.flow_table_size,
             services,
             counters,
+            total: self.counters.total(shown),
             ha: None,
         })
     }

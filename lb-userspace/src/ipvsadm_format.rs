@@ -276,6 +276,7 @@ mod tests {
             flow_table_size: 65536,
             services,
             counters: vec![],
+            total: TrafficStatus::default(),
             ha: None,
         }
     }

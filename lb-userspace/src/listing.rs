@@ -18,6 +18,10 @@ pub struct Listing {
     pub services: Vec<ServiceStatus>,
     /// Global counters by name.
     pub counters: Vec<(String, u64)>,
+    /// Traffic of every service since the last `-Z` of everything, also of services since
+    /// removed or zeroed alone: IPVS's totals (/proc/net/ip_vs_stats).
+    #[serde(default)]
+    pub total: TrafficStatus,
     /// The director pair's state, when xdpvsd follows keepalived (not in ipvsadm's text).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ha: Option<crate::ha::HaStatus>,
@@ -59,6 +63,7 @@ impl Listing {
             flow_table_size: 0,
             services,
             counters: Vec::new(),
+            total: TrafficStatus::default(),
             ha: None,
         }
     }

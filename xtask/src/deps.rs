@@ -87,7 +87,8 @@ pub fn bpf_linker() -> Result<PathBuf> {
 }
 
 /// Debian packages the reference VM needs besides [`PACKAGES`]: the emulator, the
-/// initramfs's busybox and the tools that build it, and the reference ipvsadm.
+/// initramfs's busybox and the tools that build it, the reference ipvsadm, and node_exporter
+/// (whose ipvs collector the conformance run's `metrics` steps scrape).
 const REFERENCE_VM_PACKAGES: &[(&str, &str)] = &[
     ("qemu-system-x86_64", "qemu-system-x86"),
     ("/bin/busybox", "busybox-static"),
@@ -95,6 +96,7 @@ const REFERENCE_VM_PACKAGES: &[(&str, &str)] = &[
     ("depmod", "kmod"),
     ("xz", "xz-utils"),
     ("ipvsadm", "ipvsadm"),
+    ("prometheus-node-exporter", "prometheus-node-exporter"),
 ];
 
 /// Installs the Debian packages the tests and the demo run, where missing.

@@ -147,7 +147,7 @@ impl Locality {
         &self,
         servers: &impl Servers,
         considered: impl Fn(&Candidate) -> bool,
-        beats: impl Fn(&Candidate, u32, u64) -> bool,
+        beats: impl Fn(&Candidate, u32, u32) -> bool,
     ) -> Option<usize> {
         let (mut found, mut at, mut w, mut oh) = (false, 0, 0, 0);
         self.walk(servers, |i, c| {
