@@ -400,7 +400,7 @@ fn twos(servers: &impl Servers, mut random: impl FnMut(u32) -> u32) -> Option<u3
 /// three walks of the list.
 fn wrr(p: &Params, state: &mut SchedState, servers: &impl Servers) -> Option<u32> {
     let n = servers.count();
-    let from = if state.last < n { state.last + 1 } else { n };
+    let from = if state.last < n { state.last + 1 } else { 0 };
     let cw = state.cw;
     let first_at = |from: u32, level: u32| {
         let mut found = None;
@@ -413,7 +413,7 @@ fn wrr(p: &Params, state: &mut SchedState, servers: &impl Servers) -> Option<u32
         });
         found
     };
-    let (pos, id) = match first_at(from, cw) {
+    let (pos, id) = match (cw != 0).then(|| first_at(from, cw)).flatten() {
         Some(found) => found,
         None => {
             let mut max_usable = 0;
@@ -427,7 +427,7 @@ fn wrr(p: &Params, state: &mut SchedState, servers: &impl Servers) -> Option<u32
                 return None;
             }
             let next = if cw <= p.weight_gcd {
-                p.max_weight
+                wrr_round_start(p.max_weight, p.weight_gcd)
             } else {
                 cw - p.weight_gcd
             };
@@ -437,6 +437,26 @@ fn wrr(p: &Params, state: &mut SchedState, servers: &impl Servers) -> Option<u32
     };
     state.last = pos;
     Some(id)
+}
+
+/// wrr's current weight at the start of a round, IPVS's `mw`: the largest weight less the
+/// gcd plus one, so that the last round (cw 1) also catches weights below the gcd.
+const fn wrr_round_start(max_weight: u32, weight_gcd: u32) -> u32 {
+    (max_weight + 1).saturating_sub(weight_gcd)
+}
+
+/// wrr's current weight after the real servers changed, as `ip_vs_wrr_dest_changed` keeps it:
+/// unset or above the new round start, it starts a round; with a gcd above 1 it moves to the
+/// gcd's step (plus one) at or below it.
+pub const fn wrr_dests_changed(cw: u32, max_weight: u32, weight_gcd: u32) -> u32 {
+    let start = wrr_round_start(max_weight, weight_gcd);
+    if cw == 0 || cw > start {
+        start
+    } else if weight_gcd > 1 {
+        cw / weight_gcd * weight_gcd + 1
+    } else {
+        cw
+    }
 }
 
 /// The kernel's `hash_32(value, 8)`.

@@ -41,8 +41,10 @@ pub struct Conn {
 pub enum Lookup {
     /// A live entry.
     Found(Entry),
-    /// An entry whose real server left (its slot was retired or given to another) or whose
-    /// service changed: the flow is scheduled anew over it.
+    /// An entry whose real server left (its slot was retired or given to another): as IPVS
+    /// with `expire_nodest_conn=0`, the flow's packets are dropped until the entry expires.
+    Orphaned,
+    /// An entry of a service that was replaced: the flow is scheduled anew over it.
     Stale,
     /// No entry.
     Missing,
@@ -66,12 +68,18 @@ pub fn lookup(key: &FlowKey, service: u32) -> Lookup {
     let (dest_id, generation, owner) =
         unsafe { ((*flow).dest, (*flow).dest_generation, (*flow).service) };
     match DESTS.get(dest_id) {
-        Some(dest) if dest.holds(generation) && owner == service => Lookup::Found(Entry {
-            flow,
-            dest_id,
-            dest,
-        }),
-        _ => Lookup::Stale,
+        Some(dest) if dest.holds(generation) => {
+            if owner == service {
+                Lookup::Found(Entry {
+                    flow,
+                    dest_id,
+                    dest,
+                })
+            } else {
+                Lookup::Stale
+            }
+        }
+        _ => Lookup::Orphaned,
     }
 }
 
@@ -140,7 +148,9 @@ pub fn create(
         }
         Err(e) if -e == EEXIST => match lookup(key, service) {
             Lookup::Found(winner) => Ok(winner.track(tcp_flags, now)),
-            Lookup::Stale | Lookup::Missing => Err(DropReason::FlowVanished),
+            Lookup::Orphaned | Lookup::Stale | Lookup::Missing => {
+                Err(DropReason::FlowVanished)
+            }
         },
         Err(_) => Err(DropReason::FlowTableFull),
     }

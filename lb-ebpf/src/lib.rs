@@ -157,6 +157,7 @@ fn connect(pkt: &Packet, svc: &Service) -> Result<Conn, DropReason> {
     let now = unsafe { bpf_ktime_get_ns() };
     let stale = match conntrack::lookup(&pkt.key, svc.id) {
         Lookup::Found(entry) => return Ok(entry.track(pkt.tcp_flags, now)),
+        Lookup::Orphaned => return Err(DropReason::DestRemoved),
         Lookup::Stale => true,
         Lookup::Missing => false,
     };

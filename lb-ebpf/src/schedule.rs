@@ -121,7 +121,8 @@ pub fn addresses(key: &FlowKey) -> Addresses {
 }
 
 /// The real server for a new flow `key` of `svc`: the one of the client's persistence
-/// template while it is usable, else the scheduler's pick (which a persistent service then
+/// template while it is usable (weight 0 included: IPVS's `ip_vs_check_template` with
+/// `expire_quiescent_template` off), else the scheduler's pick (which a persistent service then
 /// records as the client's template).
 #[inline(always)]
 pub fn assign(svc: &Service, flow: &FlowKey, now: u64) -> Option<u32> {
@@ -161,7 +162,7 @@ pub fn assign(svc: &Service, flow: &FlowKey, now: u64) -> Option<u32> {
 enum Template {
     /// Its server takes new flows: this one.
     Usable(u32),
-    /// Its server left, is drained or has no MAC.
+    /// Its server left or has no MAC.
     Unusable,
     /// None.
     Missing,
@@ -181,7 +182,7 @@ fn template_dest(key: &PersistKey, now: u64) -> Template {
     let (dest, generation) = unsafe { ((*t).dest, (*t).dest_generation) };
     let usable = DESTS
         .get(dest)
-        .is_some_and(|d| d.holds(generation) && d.weight > 0 && d.is_resolved());
+        .is_some_and(|d| d.holds(generation) && d.is_resolved());
     if !usable {
         return Template::Unusable;
     }
@@ -260,8 +261,8 @@ fn uncached(svc: &Service, pkt: &Addresses) -> Option<u32> {
     };
     let sched_state = SERVICE_SCHED.get_ptr_mut(svc.id)?;
     // SAFETY: an array map element, neither freed nor reused while the program runs, with
-    // 4-aligned fields. Every CPU loads and stores them whole (the daemon resets the value when
-    // it rewrites the service); the pick in between is not atomic, so CPUs scheduling at the
+    // 4-aligned fields. Every CPU loads and stores them whole (the daemon moves the value on
+    // when it rewrites the service); the pick in between is not atomic, so CPUs scheduling at the
     // same moment may both take the same next server: rr and wrr follow IPVS's sequence on one
     // CPU and approximate it across CPUs.
     let (last, cw) = unsafe {

@@ -349,10 +349,17 @@ impl Maps for DataPlane {
         Ok(())
     }
 
-    fn reset_sched(&mut self, id: u32) -> Result<()> {
+    fn sched(&self, id: u32) -> Result<SchedState> {
         self.maps
             .sched
-            .set(id, SchedState::default(), 0)
+            .get(&id, 0)
+            .map_err(map_err(names::SERVICE_SCHED))
+    }
+
+    fn write_sched(&mut self, id: u32, state: &SchedState) -> Result<()> {
+        self.maps
+            .sched
+            .set(id, state, 0)
             .map_err(map_err(names::SERVICE_SCHED))
     }
 

@@ -18,9 +18,9 @@ pub enum Edit {
     EditService(ServiceSpec),
     /// `-D`.
     DeleteService(ServiceAddr),
-    /// `-a`.
+    /// `-a`: the new real server goes to the head of the list, as IPVS links it.
     AddDest(ServiceAddr, DestSpec),
-    /// `-e`: new weight and thresholds.
+    /// `-e`: new weight and thresholds; the real server keeps its place.
     EditDest(ServiceAddr, DestSpec),
     /// `-d`.
     DeleteDest(ServiceAddr, Ipv4Addr),
@@ -107,7 +107,7 @@ fn apply_one(table: &mut Vec<ServiceSpec>, edit: &Edit) -> Result<(), EditError>
             let dests = &mut table[i].dests;
             match (dests.iter().position(|d| d.addr == dest.addr), edit) {
                 (Some(_), Edit::AddDest(..)) => return Err(EditError::DestExists),
-                (None, Edit::AddDest(..)) => dests.push(*dest),
+                (None, Edit::AddDest(..)) => dests.insert(0, *dest),
                 (Some(j), _) => dests[j] = *dest,
                 (None, _) => return Err(EditError::NoSuchDest),
             }
@@ -246,5 +246,26 @@ mod tests {
             "the whole table is validated"
         );
         assert_eq!(with_dest[0].dests, vec![dest(2, 1)]);
+    }
+
+    #[test]
+    fn real_servers_are_listed_newest_first_as_ipvs_links_them() {
+        let add = |last| Edit::AddDest(addr(80), dest(last, 1));
+        let t = apply(
+            &[],
+            &[Edit::AddService(svc(80, Scheduler::Rr)), add(2), add(3), add(4)],
+        )
+        .unwrap();
+        let order = |t: &[ServiceSpec]| t[0].dests.iter().map(|d| d.addr.octets()[3]).collect::<Vec<_>>();
+        assert_eq!(order(&t), [4, 3, 2]);
+        let t = apply(&t, &[Edit::EditDest(addr(80), dest(3, 7))]).unwrap();
+        assert_eq!(order(&t), [4, 3, 2], "-e keeps the place");
+        assert_eq!(t[0].dests[1].weight, 7);
+        let t = apply(
+            &t,
+            &[Edit::DeleteDest(addr(80), dest(2, 1).addr), add(2)],
+        )
+        .unwrap();
+        assert_eq!(order(&t), [2, 4, 3], "a re-added server goes to the head");
     }
 }

@@ -15,6 +15,7 @@ use anyhow::Result;
 use lb_common::{
     dest::{DEST_F_RESOLVED, Dest},
     event::EventKind,
+    service::SchedState,
     state::{ConnState, STATE_COUNT, Timeouts},
 };
 
@@ -248,9 +249,22 @@ impl<M: Maps> Engine<M> {
                 if *new {
                     self.zero_counters(Owner::Service(s.id))?;
                 }
-                self.maps.reset_sched(s.id)?;
                 let value = s.spec.map_value(s.id, s.list.offset, s.table.offset);
-                self.maps.write_service(&s.spec.addr.map_key(), &value)?;
+                // The state carries over, as IPVS's does, unless the service or its scheduler
+                // is new.
+                let key = s.spec.addr.map_key();
+                let kept = !*new
+                    && self
+                        .maps
+                        .service(&key)?
+                        .is_some_and(|old| old.scheduler == value.scheduler);
+                let state = if kept {
+                    self.maps.sched(s.id)?
+                } else {
+                    SchedState::default()
+                };
+                self.maps.write_sched(s.id, &state.dests_changed(&value))?;
+                self.maps.write_service(&key, &value)?;
                 log::info!(
                     "service {} ({}) with {} real servers",
                     s.spec.addr,

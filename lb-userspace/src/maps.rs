@@ -8,7 +8,7 @@ use lb_common::{
     event::Event,
     flow::{Flow, FlowKey, Persist, PersistKey},
     sched::locality::{Locality, LocalityKey},
-    service::{Service, ServiceKey},
+    service::{SchedState, Service, ServiceKey},
     stats::{Global, Traffic},
 };
 
@@ -34,8 +34,10 @@ pub trait Maps {
     fn write_list(&mut self, offset: u32, ids: &[u32]) -> Result<()>;
     /// Writes bucket entries (dest ids, `u32::MAX` for none) into the table pool from `offset`.
     fn write_table(&mut self, offset: u32, buckets: &[u32]) -> Result<()>;
-    /// Restarts the rr/wrr state of service `id` at the list head.
-    fn reset_sched(&mut self, id: u32) -> Result<()>;
+    /// The rr/wrr state of service `id`.
+    fn sched(&self, id: u32) -> Result<SchedState>;
+    /// Writes the rr/wrr state of service `id`.
+    fn write_sched(&mut self, id: u32, state: &SchedState) -> Result<()>;
 
     /// The service under `key`, if the map has it.
     fn service(&self, key: &ServiceKey) -> Result<Option<Service>>;
@@ -93,7 +95,7 @@ pub mod fake {
         event::Event,
         flow::{Flow, FlowKey, Persist, PersistKey},
         sched::locality::{Locality, LocalityKey},
-        service::{Service, ServiceKey},
+        service::{SchedState, Service, ServiceKey},
         stats::{Global, Traffic},
     };
 
@@ -114,6 +116,8 @@ pub mod fake {
         pub tables: BTreeMap<u32, u32>,
         /// SERVICES.
         pub services: BTreeMap<ServiceKey, Service>,
+        /// SERVICE_SCHED.
+        pub sched: BTreeMap<u32, SchedState>,
         /// FLOWS.
         pub flows: BTreeMap<FlowKey, Flow>,
         /// PERSIST.
@@ -196,8 +200,13 @@ pub mod fake {
             }
             Ok(())
         }
-        fn reset_sched(&mut self, _id: u32) -> Result<()> {
-            self.write()
+        fn sched(&self, id: u32) -> Result<SchedState> {
+            Ok(self.sched.get(&id).copied().unwrap_or_default())
+        }
+        fn write_sched(&mut self, id: u32, state: &SchedState) -> Result<()> {
+            self.write()?;
+            self.sched.insert(id, *state);
+            Ok(())
         }
         fn service(&self, key: &ServiceKey) -> Result<Option<Service>> {
             Ok(self.services.get(key).copied())

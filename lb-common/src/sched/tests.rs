@@ -263,6 +263,33 @@ fn wrr_interleaves_like_ipvs() {
 }
 
 #[test]
+fn wrr_starts_where_ipvs_leaves_it_after_each_added_server() {
+    // -a of weights 4, 3 and 2, each linked at the head. After the first, IPVS's round start
+    // is 4 - (gcd 4 - 1) = 1 and so is cw; the next adds (gcd 1) keep cw 1: the first round
+    // takes every server, newest first. The reference kernel ran rs3 rs2 rs1 rs1 rs2 rs1 ...
+    let (mut weights, mut cw) = (Vec::new(), 0);
+    for w in [4, 3, 2] {
+        weights.insert(0, w);
+        let max = weights.iter().copied().max().unwrap_or(0);
+        cw = wrr_dests_changed(cw, max, weight_gcd(weights.iter().copied()));
+    }
+    assert_eq!(cw, 1);
+    let servers: Vec<_> = weights.iter().map(|w| c(*w, 0, 0)).collect();
+    let list = List::new(&servers, Scheduler::Wrr);
+    let p = list.params(Scheduler::Wrr, 0);
+    let mut state = SchedState { last: u32::MAX, cw };
+    let picks: Vec<_> = (0..18)
+        .map(|_| list.pick(&p, &mut state, &Addresses::default()))
+        .collect();
+    assert_eq!(letters(&picks), "abccbcabcabccbcabc");
+    // A gcd above 1 moves cw to its step; above the new round start, cw restarts the round.
+    assert_eq!(wrr_dests_changed(5, 8, 2), 5);
+    assert_eq!(wrr_dests_changed(6, 8, 2), 7);
+    assert_eq!(wrr_dests_changed(6, 4, 1), 4);
+    assert_eq!(wrr_dests_changed(0, 0, 1), 0);
+}
+
+#[test]
 fn wrr_skips_unusable_heaviest_server() {
     // The weight-4 server cannot take flows: levels 4 and 3 hold no usable server.
     let servers = [

@@ -610,15 +610,20 @@ fn persistence_keeps_a_client_and_its_netmask_on_one_server() {
     assert!(b.iter().all(|s| *s == b[0]) && b[0] != a[0], "{a:?} {b:?}");
     let t = dp.templates().unwrap();
     assert_eq!(t.len(), 2);
-    // The template's server drained: the client moves, and its new template sticks.
+    // The template's server drained: as IPVS (expire_quiescent_template=0), the client stays
+    // on it, while a client without a template goes elsewhere.
     let mut home = dp.dest(a[0] as u32).unwrap();
     home.weight = 0;
     dp.write_dest(a[0] as u32, &home).unwrap();
-    let moved = new_flows(&dp, CLIENT, 10..14);
-    assert!(
-        moved.iter().all(|s| *s == moved[0] && *s != a[0]),
-        "{moved:?}"
-    );
+    assert_eq!(new_flows(&dp, CLIENT, 10..14), [a[0]; 4]);
+    let fresh = new_flows(&dp, Ipv4Addr::new(10, 79, 0, 1), 1..3);
+    assert!(fresh.iter().all(|s| *s != a[0]), "{fresh:?}");
+    // A server that left (a new generation in its slot) is no template's server any more.
+    home.weight = 1;
+    home.generation = home.generation.wrapping_add(1);
+    dp.write_dest(a[0] as u32, &home).unwrap();
+    let moved = new_flows(&dp, CLIENT, 20..24);
+    assert!(moved.iter().all(|s| *s == moved[0]), "{moved:?}");
 }
 
 #[test]
@@ -679,7 +684,7 @@ fn a_port_zero_persistent_service_takes_the_vips_other_ports() {
 }
 
 #[test]
-fn adding_or_removing_servers_moves_only_the_removed_servers_flows() {
+fn adding_servers_moves_no_flow_and_a_removed_servers_flows_are_dropped() {
     let spec = |servers: &[usize]| ServiceSpec {
         addr: ServiceAddr {
             protocol: Protocol::Tcp,
@@ -719,11 +724,17 @@ fn adding_or_removing_servers_moves_only_the_removed_servers_flows() {
     engine.apply(&[spec(&[1, 2])]).unwrap();
     let dp = engine.maps();
     assert_eq!(flow(dp, 2), 1, "a flow of a kept server moved");
-    assert_ne!(
-        flow(dp, 1),
-        0,
-        "the removed server's flow is rescheduled to a live one"
-    );
+    // IPVS (expire_nodest_conn=0) drops the removed server's flow and counts nothing.
+    let traffic = |dp: &DataPlane| {
+        let id = engine.installed().services[0].id;
+        dp.service_traffic(id).unwrap()
+    };
+    let before = traffic(dp);
+    for _ in 0..2 {
+        assert_eq!(run(dp, &tcp(1, 80, ACK).build(b"")).0, XDP_DROP);
+    }
+    assert_eq!(global(dp, Global::DestRemoved), 2);
+    assert_eq!(traffic(dp), before, "a dropped packet counts in no service");
     let c = live_conns(dp, rs1).unwrap();
     assert_eq!(
         (c.active, c.inactive),
