@@ -195,7 +195,7 @@ fn refused_and_malformed_commands_exit_as_ipvsadm_and_change_nothing() {
         ),
         (format!("-Z -t {VIP}:81"), 255, "No such service"),
         (
-            format!("-a -t {VIP}:80 -r {rs} -w 70000"),
+            format!("-a -t {VIP}:80 -r {rs} -w 2147483648"),
             2,
             "illegal weight specified",
         ),
