@@ -148,9 +148,7 @@ pub fn create(
         }
         Err(e) if -e == EEXIST => match lookup(key, service) {
             Lookup::Found(winner) => Ok(winner.track(tcp_flags, now)),
-            Lookup::Orphaned | Lookup::Stale | Lookup::Missing => {
-                Err(DropReason::FlowVanished)
-            }
+            Lookup::Orphaned | Lookup::Stale | Lookup::Missing => Err(DropReason::FlowVanished),
         },
         Err(_) => Err(DropReason::FlowTableFull),
     }

@@ -568,6 +568,7 @@ pub fn parse(args: &[String]) -> Result<Invocation, CliError> {
                     Switch::UdpService => Protocol::Udp,
                     _ => Protocol::Tcp,
                 };
+                refuse_ipv6(value)?;
                 service =
                     Some(address(value).ok_or_else(|| {
                         malformed("illegal virtual server address[:port] specified")
@@ -593,6 +594,7 @@ pub fn parse(args: &[String]) -> Result<Invocation, CliError> {
             Switch::SchedFlags => flag_names.extend(value.split(',')),
             Switch::RealServer => {
                 seen.set(Opt::Server)?;
+                refuse_ipv6(value)?;
                 server = Some(
                     address(value)
                         .ok_or_else(|| malformed("illegal real server address[:port] specified"))?
@@ -737,6 +739,15 @@ pub fn parse(args: &[String]) -> Result<Invocation, CliError> {
         format,
         json,
     })
+}
+
+/// ipvsadm's `[v6addr]:port`: refused as ipvsadm's refusals by the kernel are (exit 255), as
+/// a kernel without IPv6 IPVS would; xdpvs balances IPv4 only for now.
+fn refuse_ipv6(value: &str) -> Result<(), CliError> {
+    if value.starts_with('[') {
+        return Err(unsupported("IPv6 services are not supported by xdpvs yet"));
+    }
+    Ok(())
 }
 
 fn sync_daemons() -> CliError {
@@ -971,6 +982,24 @@ mod tests {
             err("-a -t 10.0.0.1:80 -r 10.0.0.2 -w x --bogus"),
             (2, "illegal weight specified".to_owned())
         );
+    }
+
+    #[test]
+    fn ipv6_addresses_are_refused_with_255() {
+        for line in [
+            "-A -t [2001:db8::1]:80 -s rr",
+            "-a -t 10.0.0.1:80 -r [2001:db8::2]:80",
+            "-D -u [::1]:53",
+        ] {
+            assert_eq!(
+                err(line),
+                (
+                    255,
+                    "IPv6 services are not supported by xdpvs yet".to_owned()
+                ),
+                "{line}"
+            );
+        }
     }
 
     #[test]

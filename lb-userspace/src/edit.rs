@@ -253,19 +253,25 @@ mod tests {
         let add = |last| Edit::AddDest(addr(80), dest(last, 1));
         let t = apply(
             &[],
-            &[Edit::AddService(svc(80, Scheduler::Rr)), add(2), add(3), add(4)],
+            &[
+                Edit::AddService(svc(80, Scheduler::Rr)),
+                add(2),
+                add(3),
+                add(4),
+            ],
         )
         .unwrap();
-        let order = |t: &[ServiceSpec]| t[0].dests.iter().map(|d| d.addr.octets()[3]).collect::<Vec<_>>();
+        let order = |t: &[ServiceSpec]| {
+            t[0].dests
+                .iter()
+                .map(|d| d.addr.octets()[3])
+                .collect::<Vec<_>>()
+        };
         assert_eq!(order(&t), [4, 3, 2]);
         let t = apply(&t, &[Edit::EditDest(addr(80), dest(3, 7))]).unwrap();
         assert_eq!(order(&t), [4, 3, 2], "-e keeps the place");
         assert_eq!(t[0].dests[1].weight, 7);
-        let t = apply(
-            &t,
-            &[Edit::DeleteDest(addr(80), dest(2, 1).addr), add(2)],
-        )
-        .unwrap();
+        let t = apply(&t, &[Edit::DeleteDest(addr(80), dest(2, 1).addr), add(2)]).unwrap();
         assert_eq!(order(&t), [2, 4, 3], "a re-added server goes to the head");
     }
 }

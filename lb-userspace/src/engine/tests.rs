@@ -350,10 +350,15 @@ fn added_real_servers_go_to_the_list_head_and_carry_wrr_state_over() {
             weight,
             ..spec(80, Scheduler::Wrr, &[i]).dests[0]
         };
-        e.edit(&[crate::edit::Edit::AddDest(svc.addr, dest)]).unwrap();
+        e.edit(&[crate::edit::Edit::AddDest(svc.addr, dest)])
+            .unwrap();
     }
     let m = e.maps();
-    let weights: Vec<u32> = m.list_of(&key).iter().map(|id| m.dests[id].weight).collect();
+    let weights: Vec<u32> = m
+        .list_of(&key)
+        .iter()
+        .map(|id| m.dests[id].weight)
+        .collect();
     assert_eq!(weights, [2, 3, 4], "newest first");
     let id = m.services[&key].id;
     // After -a 4 the round starts at 4 - (4 - 1) = 1, and the next adds keep it.
