@@ -66,7 +66,8 @@ fn an_ipvsadm_script_configures_the_daemon_and_save_restores_it() {
             .map(|_| split(&http_get(vip(80)).unwrap()).0)
             .collect()
     });
-    assert_eq!(names, ["rs1", "rs2", "rs1", "rs2"]);
+    // IPVS keeps real servers newest first: rr starts at rs2, the last added.
+    assert_eq!(names, ["rs2", "rs1", "rs2", "rs1"]);
     // The closed connections' FINs arrive: each then counts as inactive.
     let inactive = || -> u32 {
         let l = c.daemon.listing().unwrap();
@@ -109,7 +110,10 @@ fn an_ipvsadm_script_configures_the_daemon_and_save_restores_it() {
     assert_eq!(text(&adm(&c, "-S", 0)), saved);
     c.daemon.wait_resolved().unwrap();
     let again = c.client(|| split(&http_get(vip(80)).unwrap()).0);
-    assert_eq!(again, "rs1", "the rebuilt rr service starts at its head");
+    assert_eq!(
+        again, "rs2",
+        "the rebuilt rr service starts at its head, the last real server -R added"
+    );
 }
 
 #[test]
@@ -130,7 +134,8 @@ fn the_locality_and_weight_order_schedulers_are_taken_listed_and_saved() {
             .map(|_| split(&http_get(vip(80)).unwrap()).0)
             .collect()
     });
-    assert_eq!(names, ["rs1"; 4]);
+    // The first pick is wlc's, whose tie goes to the head of the list: rs2, the newest.
+    assert_eq!(names, ["rs2"; 4]);
     let listing = text(&adm(&c, "-Ln", 0));
     let services: Vec<&str> = listing.lines().filter(|l| l.starts_with("TCP")).collect();
     assert_eq!(
@@ -204,11 +209,7 @@ fn refused_and_malformed_commands_exit_as_ipvsadm_and_change_nothing() {
             2,
             "Zero port specified for non-persistent service",
         ),
-        (
-            format!("-A -t {VIP}:81 -D"),
-            2,
-            "multiple commands specified",
-        ),
+        (format!("-A -t {VIP}:81 -D"), 2, "invalid option `-D'"),
         (
             "-a -s rr".into(),
             2,
@@ -243,7 +244,8 @@ fn refused_and_malformed_commands_exit_as_ipvsadm_and_change_nothing() {
 #[test]
 fn stats_connections_and_zero() {
     let c = Cluster::unconfigured("admstat", 2).unwrap();
-    let out = c.daemon.adm_with_input(&["-R"], &script(&[0, 1])).unwrap();
+    // rs2 added first: newest first, as IPVS, rr starts at rs1.
+    let out = c.daemon.adm_with_input(&["-R"], &script(&[1, 0])).unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     c.daemon.wait_resolved().unwrap();
     let mut held = c.client(|| {
