@@ -28,8 +28,8 @@ enum Task {
     Build,
     /// Check formatting and run clippy (warnings are errors) on every crate.
     Lint,
-    /// Lint, install what the tests need, build, run every test, the benchmark's smoke run and
-    /// the conformance corpus against the kernel's IPVS (as root).
+    /// Lint, install what the tests need, build, run every test and the benchmark's smoke run
+    /// (as root).
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
         #[arg(trailing_var_arg = true)]
@@ -69,10 +69,7 @@ fn main() -> Result<()> {
             let (passed, failed) = test(args)?;
             // The benchmark's quick mode as a smoke check: it must keep running.
             bench::run(true, false)?;
-            // Then the behaviour against the kernel's own IPVS, with the release build the
-            // benchmark left.
-            conformance::run(false)?;
-            println!("xdpvs: {passed} passed, {failed} failed; conformance with IPVS: passed");
+            println!("xdpvs: {passed} passed, {failed} failed");
             Ok(())
         }
         Task::Bench { quick, vm_only } => {

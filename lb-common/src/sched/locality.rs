@@ -109,10 +109,13 @@ pub fn locality_overloaded(c: &Candidate, servers: &impl Servers) -> bool {
 
 impl Locality {
     /// Member `i` as cached. The index is masked rather than compared: LLVM tests a copy of
-    /// a compared index, which the verifier does not relate to the one used.
+    /// a compared index, which the verifier does not relate to the one used. It is compared
+    /// with the raw `len`, not [`Self::count`]: against a count known to be at most
+    /// [`SET_CAPACITY`] LLVM drops the mask as redundant, and kernel 6.1's verifier cannot
+    /// bound an index by a register it was compared with.
     fn slot(&self, i: usize) -> Option<Member> {
         const { assert!(SET_CAPACITY.is_power_of_two()) };
-        (i < self.count()).then(|| self.members[i % SET_CAPACITY])
+        (i < self.len as usize).then(|| self.members[i % SET_CAPACITY])
     }
 
     /// Member `i` as it is now, `None` if it left the service.
