@@ -141,12 +141,12 @@ pub(crate) fn service(key: &FlowKey) -> Option<&'static Service> {
     // element, and the old one is freed only after an RCU grace period, which this run is
     // inside. The element is never written in place, so for the whole run the reference reads
     // the old or the new service, whole.
-    if let Some(svc) = unsafe { SERVICES.get(&key) } {
+    if let Some(svc) = unsafe { SERVICES.get(key) } {
         return Some(svc);
     }
     key.port = 0;
     // SAFETY: as above.
-    unsafe { SERVICES.get(&key) }
+    unsafe { SERVICES.get(key) }
 }
 
 /// The packet's connection: its flow's live entry, else a new one on the real server the
