@@ -469,9 +469,9 @@ pub const fn sh_bucket(addr: u32, port: u16, offset: u32) -> u32 {
     offset.wrapping_add(hash_32_8((port as u32).wrapping_add(addr))) & (TABLE_SIZE - 1)
 }
 
-/// dh's bucket for a destination, as `ip_vs_dh_hashkey`.
+/// dh's bucket for a destination, as `ip_vs_dh_hashkey`: `hash_32(addr, 8)`.
 pub const fn dh_bucket(addr: u32) -> u32 {
-    addr.wrapping_mul(2_654_435_761) & (TABLE_SIZE - 1)
+    hash_32_8(addr)
 }
 
 fn sh(flags: u8, pkt: &Addresses, servers: &impl Servers) -> Option<u32> {

@@ -317,7 +317,7 @@ fn sh_table_gives_weight_consecutive_buckets() {
 
 #[test]
 fn kernel_hashes() {
-    // hash_32(x, 8) = (x * 0x61C88647) >> 24; dh = (x * 2654435761) & 255.
+    // hash_32(x, 8) = (x * 0x61C88647) >> 24, for sh and dh alike.
     let a = u32::from_be_bytes([10, 77, 0, 10]);
     assert_eq!(sh_bucket(a, 0, 0), a.wrapping_mul(0x61C8_8647) >> 24);
     assert_eq!(
@@ -325,7 +325,9 @@ fn kernel_hashes() {
         ((a.wrapping_mul(0x61C8_8647) >> 24) + 3) & 255
     );
     assert_ne!(sh_bucket(a, 1000, 0), sh_bucket(a, 0, 0));
-    assert_eq!(dh_bucket(a), a.wrapping_mul(2_654_435_761) & 255);
+    assert_eq!(dh_bucket(a), a.wrapping_mul(0x61C8_8647) >> 24);
+    // The reference kernel (6.1) sent flows for 10.77.0.100 to the second of three servers.
+    assert_eq!(dh_bucket(u32::from_be_bytes([10, 77, 0, 100])), 91);
 }
 
 /// One pick by a hashing scheduler for client `addr`:`port`.

@@ -14,7 +14,7 @@ use aya::{
 use lb_common::{
     map_names, program_names,
     sched::{
-        Scheduler,
+        self, Scheduler,
         flags::{SH_FALLBACK, SH_PORT},
         locality,
     },
@@ -462,7 +462,7 @@ fn dh_sends_every_client_of_one_destination_to_one_server() {
     for last in 1..=10u8 {
         picks.extend(new_flows(&dp, Ipv4Addr::new(10, 77, 1, last), 50..52));
     }
-    let expected = (u32::from(VIP).wrapping_mul(2_654_435_761) & 255) as usize % 3;
+    let expected = sched::dh_bucket(u32::from(VIP)) as usize % 3;
     assert!(picks.iter().all(|p| *p == expected), "{picks:?}");
 }
 
