@@ -15,6 +15,7 @@ use aya_ebpf::bindings::{BPF_ANY, BPF_NOEXIST};
 use lb_common::{
     dest::Dest,
     flow::{Flow, FlowKey},
+    state::ConnState,
 };
 
 use crate::{
@@ -35,6 +36,8 @@ pub struct Conn {
     pub dest: &'static Dest,
     /// Whether this packet created the flow's entry.
     pub new: bool,
+    /// Whether this packet took the flow to ESTABLISHED.
+    pub established: bool,
 }
 
 /// What FLOWS holds for a packet's flow.
@@ -100,7 +103,8 @@ impl Entry {
         let to = from.after_tcp(tcp_flags);
         // Only the CPU that makes the change moves the connection between the counters. One
         // that loses to a concurrent change keeps it: the two packets were in flight together.
-        if to != from && state.compare_exchange(raw, to as u32) {
+        let moved = to != from && state.compare_exchange(raw, to as u32);
+        if moved {
             conns::recount(self.dest_id, Some(from), to);
         }
         // SAFETY: as above.
@@ -109,6 +113,7 @@ impl Entry {
             dest_id: self.dest_id,
             dest: self.dest,
             new: false,
+            established: moved && to == ConnState::Established,
         }
     }
 }
@@ -144,6 +149,7 @@ pub fn create(
                 dest_id,
                 dest,
                 new: true,
+                established: state == ConnState::Established,
             })
         }
         Err(e) if -e == EEXIST => match lookup(key, service) {

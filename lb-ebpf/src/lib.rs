@@ -155,14 +155,19 @@ pub(crate) fn service(key: &FlowKey) -> Option<&'static Service> {
 fn connect(pkt: &Packet, svc: &Service) -> Result<Conn, DropReason> {
     // SAFETY: a helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
-    let stale = match conntrack::lookup(&pkt.key, svc.id) {
-        Lookup::Found(entry) => return Ok(entry.track(pkt.tcp_flags, now)),
+    let conn = match conntrack::lookup(&pkt.key, svc.id) {
+        Lookup::Found(entry) => entry.track(pkt.tcp_flags, now),
         Lookup::Orphaned => return Err(DropReason::DestRemoved),
-        Lookup::Stale => true,
-        Lookup::Missing => false,
+        lookup => {
+            let dest = schedule::assign(svc, &pkt.key, now).ok_or(DropReason::NoDest)?;
+            let stale = matches!(lookup, Lookup::Stale);
+            conntrack::create(&pkt.key, svc.id, dest, pkt.tcp_flags, now, stale)?
+        }
     };
-    let dest = schedule::assign(svc, &pkt.key, now).ok_or(DropReason::NoDest)?;
-    conntrack::create(&pkt.key, svc.id, dest, pkt.tcp_flags, now, stale)
+    if conn.established {
+        schedule::assure_template(svc, &pkt.key);
+    }
+    Ok(conn)
 }
 
 #[cfg(not(test))]

@@ -127,10 +127,7 @@ pub fn addresses(key: &FlowKey) -> Addresses {
 #[inline(always)]
 pub fn assign(svc: &Service, flow: &FlowKey, now: u64) -> Option<u32> {
     let persistent = svc.persist_timeout != 0;
-    let key = PersistKey {
-        service: svc.id,
-        client: flow.src_addr & svc.persist_mask,
-    };
+    let key = template_key(svc, flow);
     let found = match persistent.then(|| template_dest(&key, now)) {
         Some(Template::Usable(dest)) => return Some(dest),
         Some(Template::Unusable) => true,
@@ -144,6 +141,7 @@ pub fn assign(svc: &Service, flow: &FlowKey, now: u64) -> Option<u32> {
         last_used_ns: now,
         dest,
         dest_generation: DESTS.get(dest)?.generation,
+        ..Persist::default()
     };
     // Only a missing template is filled, so that of CPUs racing on a client's first packets
     // one choice wins and the others follow it; an unusable one is replaced.
@@ -155,6 +153,30 @@ pub fn assign(svc: &Service, flow: &FlowKey, now: u64) -> Option<u32> {
         },
         // A full template table only costs stickiness: the flow is still forwarded.
         _ => Some(dest),
+    }
+}
+
+/// The key of the persistence template of `flow`'s client in `svc`.
+#[inline(always)]
+fn template_key(svc: &Service, flow: &FlowKey) -> PersistKey {
+    PersistKey {
+        service: svc.id,
+        client: flow.src_addr & svc.persist_mask,
+    }
+}
+
+/// Marks the template of `flow`'s client assured, as IPVS marks a connection's template when
+/// the connection becomes ESTABLISHED (`ip_vs_control_assure_ct`): `-Lnc` lists it ASSURED.
+#[inline(always)]
+pub fn assure_template(svc: &Service, flow: &FlowKey) {
+    if svc.persist_timeout == 0 {
+        return;
+    }
+    if let Some(t) = PERSIST.get_ptr_mut(template_key(svc, flow)) {
+        // SAFETY: a PERSIST element, valid memory for this run (see `template_dest`), its
+        // field 4-aligned; a reuse for another client's template can mark that one, which
+        // only changes how `-Lnc` names it.
+        unsafe { SharedU32::at(&raw mut (*t).assured) }.store(1);
     }
 }
 

@@ -16,7 +16,7 @@ use lb_common::{
     dest::{DEST_F_RESOLVED, Dest},
     event::EventKind,
     service::SchedState,
-    state::{ConnState, STATE_COUNT, Timeouts},
+    state::{STATE_COUNT, Timeouts},
 };
 
 use crate::{
@@ -575,7 +575,7 @@ impl<M: Maps> Engine<M> {
                 client: endpoint(Ipv4Addr::from(key.client.to_ne_bytes()), 0),
                 service: endpoint(svc.addr.addr, svc.addr.port),
                 dest: endpoint(*dest, svc.addr.port),
-                state: ConnState::None.name().into(),
+                state: t.state_name().into(),
                 expires: u64::from(p.timeout).saturating_sub(idle) as u32,
             });
         }

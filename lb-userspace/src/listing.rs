@@ -188,7 +188,7 @@ pub struct Connection {
     pub service: SocketAddrV4,
     /// The real server.
     pub dest: SocketAddrV4,
-    /// IPVS state name (`NONE` for a template).
+    /// IPVS state name (`NONE` or `ASSURED` for a template).
     pub state: String,
     /// Seconds until it expires if idle.
     pub expires: u32,

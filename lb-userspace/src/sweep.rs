@@ -273,6 +273,7 @@ mod tests {
                 last_used_ns: 0,
                 dest: 3,
                 dest_generation: 1,
+                ..Persist::default()
             },
         );
         let mut s = Sweeper::default();

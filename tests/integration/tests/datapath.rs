@@ -627,6 +627,27 @@ fn persistence_keeps_a_client_and_its_netmask_on_one_server() {
 }
 
 #[test]
+fn a_template_is_assured_once_a_flow_of_its_client_is_established() {
+    let p = Persistence {
+        timeout: 300,
+        netmask: Ipv4Addr::BROADCAST,
+    };
+    let dp = dataplane_from("rr", 0, Some(p), &[1, 1], true);
+    let assured = |dp: &DataPlane| {
+        let t = dp.templates().unwrap();
+        assert_eq!(t.len(), 1);
+        t[0].1.state_name()
+    };
+    new_flows(&dp, CLIENT, 1..3);
+    assert_eq!(assured(&dp), "NONE", "SYN_RECV flows leave it as made");
+    establish(&dp, 2..3);
+    assert_eq!(assured(&dp), "ASSURED");
+    // It stays assured while its flows close, as IPVS's flag does.
+    assert_eq!(run(&dp, &tcp(2, 80, FIN | ACK).build(b"")).0, XDP_TX);
+    assert_eq!(assured(&dp), "ASSURED");
+}
+
+#[test]
 fn a_port_zero_persistent_service_takes_the_vips_other_ports() {
     let service = |port, persistence| ServiceSpec {
         addr: ServiceAddr {
