@@ -360,25 +360,29 @@ fn twos(servers: &impl Servers, mut random: impl FnMut(u32) -> u32) -> Option<u3
     }
     // Draws in [0, total]: the first server whose running weight sum reaches a draw is that
     // choice, so the first server also takes draw 0 (the kernel's `rweight -= weight` until
-    // `rweight <= 0`).
+    // `rweight <= 0`), as it takes 1.
     let bound = total.saturating_add(1);
-    let draws = [random(bound), random(bound)];
+    let draws = [random(bound).max(1), random(bound).max(1)];
     // Each choice as (dest id, weight, overhead), weight 0 while open: plain numbers, defined
-    // from the start (see `Selection`).
+    // from the start (see `Selection`). A server is a draw's choice when the sum crosses the
+    // draw at it, not when no choice was made yet: verifiers before kernel 6.7 check a
+    // bpf_loop callback as if it ran once, from the state at the call, and would take "no
+    // choice yet" for always true.
     let (mut sum, mut first, mut w1, mut oh1) = (0u32, 0u32, 0u32, 0u32);
     let (mut second, mut w2, mut oh2) = (0u32, 0u32, 0u32);
     servers.each(n, |pos| {
         let Some(c) = servers.candidate(pos).filter(Candidate::usable) else {
             return false;
         };
+        let before = sum;
         sum = sum.saturating_add(c.weight);
-        if w1 == 0 && sum >= draws[0] {
+        if before < draws[0] && sum >= draws[0] {
             (first, w1, oh1) = (c.id, c.weight, c.overhead());
         }
-        if w2 == 0 && sum >= draws[1] {
+        if before < draws[1] && sum >= draws[1] {
             (second, w2, oh2) = (c.id, c.weight, c.overhead());
         }
-        w1 != 0 && w2 != 0
+        sum >= draws[0] && sum >= draws[1]
     });
     // A choice stays open only if weights changed between the walks: no server this time.
     if w1 == 0 || w2 == 0 {

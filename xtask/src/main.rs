@@ -69,6 +69,8 @@ fn main() -> Result<()> {
             let (passed, failed) = test(args)?;
             // The benchmark's quick mode as a smoke check: it must keep running.
             bench::run(true, false)?;
+            // The kernel's IPVS and xdpvs through the same corpus, in the reference VM.
+            conformance::run(false)?;
             println!("xdpvs: {passed} passed, {failed} failed");
             Ok(())
         }

@@ -6,7 +6,7 @@
 //! data path would otherwise keep out of line are `#[inline(always)]`: the verifier refuses
 //! such a function of the object ("missing btf func_info").
 
-use super::{Candidate, Servers, least_weighted, weighted_less};
+use super::{Candidate, Servers, least_weighted};
 
 /// Nanoseconds in a second.
 const NS: u64 = 1_000_000_000;
@@ -143,45 +143,54 @@ impl Locality {
     }
 
     /// The member `beats` prefers over all others considered: `beats(c, w, oh)` says whether
-    /// member `c` beats the best so far, of weight `w` and overhead `oh`; the first considered
-    /// always does. Carries plain, always defined numbers through the walk (see
-    /// `Selection`).
+    /// member `c` beats the best so far, of weight `w` and overhead `oh`, starting from
+    /// `seed`, a (weight, overhead) that every considered member beats. No "found one yet"
+    /// flag: verifiers before kernel 6.7 check a bpf_loop callback as if it ran once, from
+    /// the state at the call, and drop the branches that state cannot take, so a flag false
+    /// at the call would never be seen true (kernel 6.1 made lblcr choose its set's oldest
+    /// member). Weights are at most `i32::MAX`, so the products fit an i64.
     fn best(
         &self,
         servers: &impl Servers,
         considered: impl Fn(&Candidate) -> bool,
-        beats: impl Fn(&Candidate, u32, u32) -> bool,
+        seed: (i64, i64),
+        beats: impl Fn(&Candidate, i64, i64) -> bool,
     ) -> Option<usize> {
-        let (mut found, mut at, mut w, mut oh) = (false, 0, 0, 0);
+        let (mut at, (mut w, mut oh)) = (SET_CAPACITY, seed);
         self.walk(servers, |i, c| {
-            if considered(c) && (!found || beats(c, w, oh)) {
-                (found, at, w, oh) = (true, i, c.weight, c.overhead());
+            if considered(c) && beats(c, w, oh) {
+                (at, w, oh) = (i, c.weight.into(), c.overhead().into());
             }
         });
-        found.then_some(at)
+        (at < SET_CAPACITY).then_some(at)
     }
 
     /// The least loaded usable member (`ip_vs_dest_set_min`): overhead per weight, a tie keeps
-    /// the newer one.
+    /// the newer one. `loh * dw > doh * lw`, as the kernel compares; usable members have a
+    /// weight above 0, so each beats the seed's 1 / 0.
     fn least(&self, servers: &impl Servers) -> Option<Candidate> {
-        let at = self.best(servers, Candidate::usable, |c, w, oh| {
-            weighted_less(c.overhead(), c.weight, oh, w)
+        let at = self.best(servers, Candidate::usable, (0, 1), |c, w, oh| {
+            oh * i64::from(c.weight) > i64::from(c.overhead()) * w
         })?;
         self.member(at, servers)
     }
 
     /// The index of the most loaded member of weight above 0 (`ip_vs_dest_set_max`, which
-    /// ignores thresholds): overhead per weight, a tie keeps the newer one.
+    /// ignores thresholds): overhead per weight, a tie keeps the newer one. `moh * dw < doh *
+    /// mw`, as the kernel compares; each member beats the seed's -1 / 1.
     fn most(&self, servers: &impl Servers) -> Option<usize> {
         self.best(
             servers,
             |c| c.weight > 0,
-            |c, w, oh| weighted_less(oh, w, c.overhead(), c.weight),
+            (1, -1),
+            |c, w, oh| oh * i64::from(c.weight) < i64::from(c.overhead()) * w,
         )
     }
 
     /// Makes `c` the newest member unless it is one; whether the set changed. Members that
-    /// left the service are forgotten then, and the oldest one if the set is full.
+    /// left the service are forgotten then, and the oldest one if the set is full. The walk
+    /// only marks who stays: a bpf_loop callback must not branch on a count of its visits
+    /// (see `Servers::each`), so the set is rebuilt after it.
     #[inline(always)]
     fn insert(&mut self, c: &Candidate, now: u64, servers: &impl Servers) -> bool {
         let Some(new) = Member::of(c, servers) else {
@@ -190,16 +199,18 @@ impl Locality {
         if self.members.iter().take(self.count()).any(|m| *m == new) {
             return false;
         }
+        let mut staying = 0u32;
+        self.walk(servers, |i, _| staying |= 1 << i);
         let mut next = [new; SET_CAPACITY];
         let mut len = 1;
-        self.walk(servers, |i, _| {
-            if let Some(m) = self.slot(i)
-                && len < SET_CAPACITY
+        for (i, m) in self.members.iter().enumerate() {
+            if staying & (1 << i) != 0
+                && let Some(slot) = next.get_mut(len)
             {
-                next[len % SET_CAPACITY] = m;
+                *slot = *m;
                 len += 1;
             }
-        });
+        }
         self.set(next, len, now);
         true
     }
