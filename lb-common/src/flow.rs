@@ -76,8 +76,8 @@ pub struct PersistKey {
 
 /// A persistence template: new flows of the client go to `dest` while it is usable. The data
 /// path inserts it whole; the data path (giving it a new flow) and the sweeper (finding a live
-/// flow it controls) refresh `last_used_ns` in place by compare-and-swap; the sweeper removes it
-/// when it expires, claiming it as it claims a flow.
+/// flow it controls) refresh `last_used_ns` in place by compare-and-swap; the data path sets
+/// `assured` in place; the sweeper removes it when it expires, claiming it as it claims a flow.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Persist {
@@ -88,4 +88,17 @@ pub struct Persist {
     pub dest: u32,
     /// The dest slot's generation when the template was made.
     pub dest_generation: u32,
+    /// 1 once one of the client's TCP flows reached ESTABLISHED (IPVS's
+    /// `ip_vs_control_assure_ct`; a UDP template needs a reply, which direct routing never
+    /// sees), else 0.
+    pub assured: u32,
+    /// Zero: the value has no padding.
+    pub _pad: u32,
+}
+
+impl Persist {
+    /// The state name ipvsadm lists for the template (`-Lnc`).
+    pub const fn state_name(&self) -> &'static str {
+        if self.assured != 0 { "ASSURED" } else { "NONE" }
+    }
 }

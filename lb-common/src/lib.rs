@@ -44,6 +44,9 @@ pub mod map_names {
     pub const TIMEOUTS: &str = "TIMEOUTS";
     /// Persistence of each service id, for expiry: [`crate::expiry::TemplateRule`].
     pub const TEMPLATE_RULES: &str = "TEMPLATE_RULES";
+    /// lblc/lblcr cache: [`crate::sched::locality::LocalityKey`] ->
+    /// [`crate::sched::locality::Locality`].
+    pub const LOCALITY: &str = "LOCALITY";
     /// Fragment table: [`crate::frag::FragKey`] -> [`crate::frag::FragOwner`].
     pub const FRAGS: &str = "FRAGS";
     /// Per-CPU traffic counters per service id.
@@ -57,7 +60,7 @@ pub mod map_names {
     /// Ring buffer of [`crate::event::Event`]s (not pinned: each daemon reads its own).
     pub const EVENTS: &str = "EVENTS";
     /// Every pinned map, for pinning and cleaning up.
-    pub const ALL: [&str; 16] = [
+    pub const ALL: [&str; 17] = [
         SERVICES,
         SERVICE_DESTS,
         SERVICE_SCHED,
@@ -69,6 +72,7 @@ pub mod map_names {
         PERSIST,
         TIMEOUTS,
         TEMPLATE_RULES,
+        LOCALITY,
         FRAGS,
         SERVICE_STATS,
         DEST_STATS,
@@ -112,7 +116,9 @@ pub mod ip_proto {
 #[cfg(feature = "user")]
 mod pod {
     //! `aya::Pod` for every map key and value, so that user space can read and write them.
-    use crate::{config, dest, event, expiry, flow, frag, generator, service, state, stats};
+    use crate::{
+        config, dest, event, expiry, flow, frag, generator, sched::locality, service, state, stats,
+    };
     macro_rules! pod {
         ($($t:ty),*) => { $(unsafe impl aya::Pod for $t {})* };
     }
@@ -128,6 +134,8 @@ mod pod {
         flow::Flow,
         flow::PersistKey,
         flow::Persist,
+        locality::LocalityKey,
+        locality::Locality,
         frag::FragKey,
         frag::FragOwner,
         service::ServiceKey,

@@ -1,8 +1,11 @@
 //! Choosing a real server for a new flow, with the semantics of the kernel's IPVS schedulers.
 //! One implementation serves the XDP program (which walks the list under `bpf_loop`) and the
-//! host tests (which walk it with a plain loop), through [`Servers`].
+//! host tests (which walk it with a plain loop), through [`Servers`]. lblc and lblcr add a
+//! cache per destination address ([`locality`]).
 
 use crate::service::SchedState;
+
+pub mod locality;
 
 /// The IPVS schedulers, numbered as stored in [`crate::service::Service::scheduler`].
 #[repr(u8)]
@@ -26,6 +29,16 @@ pub enum Scheduler {
     Dh = 7,
     /// Maglev hashing.
     Mh = 8,
+    /// Locality-based least connections.
+    Lblc = 9,
+    /// Locality-based least connections with replication.
+    Lblcr = 10,
+    /// Weighted failover.
+    Fo = 11,
+    /// Weighted overflow.
+    Ovf = 12,
+    /// Power of two choices.
+    Twos = 13,
 }
 
 /// Scheduler flags (ipvsadm `-b`); the same bits serve sh and mh, as in IPVS.
@@ -42,7 +55,7 @@ pub const TABLE_SIZE: u32 = 256;
 
 impl Scheduler {
     /// Every scheduler the data path implements.
-    pub const ALL: [Scheduler; 9] = [
+    pub const ALL: [Scheduler; 14] = [
         Self::Rr,
         Self::Lc,
         Self::Wlc,
@@ -52,6 +65,11 @@ impl Scheduler {
         Self::Sh,
         Self::Dh,
         Self::Mh,
+        Self::Lblc,
+        Self::Lblcr,
+        Self::Fo,
+        Self::Ovf,
+        Self::Twos,
     ];
 
     /// Decodes a stored scheduler byte.
@@ -71,7 +89,17 @@ impl Scheduler {
             Self::Sh => "sh",
             Self::Dh => "dh",
             Self::Mh => "mh",
+            Self::Lblc => "lblc",
+            Self::Lblcr => "lblcr",
+            Self::Fo => "fo",
+            Self::Ovf => "ovf",
+            Self::Twos => "twos",
         }
+    }
+
+    /// Whether it keeps a cache per destination address ([`locality`]).
+    pub const fn caches_destinations(self) -> bool {
+        matches!(self, Self::Lblc | Self::Lblcr)
     }
 
     /// Whether a pick depends only on the packet's addresses and the service's table (sh, dh,
@@ -108,14 +136,18 @@ impl Candidate {
         self.weight > 0 && self.reachable
     }
 
-    /// IPVS's connection overhead: `(active << 8) + inactive`.
-    pub const fn overhead(&self) -> u64 {
-        ((self.active as u64) << 8) + self.inactive as u64
+    /// IPVS's connection overhead: `(active << 8) + inactive`, 32 bits wide as the kernel's
+    /// `int` (saturating where the kernel's would wrap), so that its product with a weight
+    /// (up to `i32::MAX`) fits in 64 bits.
+    pub const fn overhead(&self) -> u32 {
+        self.active
+            .saturating_mul(256)
+            .saturating_add(self.inactive)
     }
 
-    /// The shortest-expected-delay overhead: `active + 1`.
-    pub const fn sed_overhead(&self) -> u64 {
-        self.active as u64 + 1
+    /// The shortest-expected-delay overhead: `active + 1` (saturating, as [`Self::overhead`]).
+    pub const fn sed_overhead(&self) -> u32 {
+        self.active.saturating_add(1)
     }
 }
 
@@ -146,6 +178,11 @@ pub trait Servers {
     /// The real server whose dest id bucket `bucket` of the service's table holds, `None` if
     /// the bucket is empty or beyond the table.
     fn bucket(&self, bucket: u32) -> Option<Candidate>;
+    /// The generation of slot `id` ([`crate::dest::Dest::generation`]), which a cache records.
+    fn generation(&self, id: u32) -> Option<u32>;
+    /// The real server in slot `id` while the slot still holds `generation`: while it is the
+    /// same real server of this service (a removed server's slot gets a new generation).
+    fn member(&self, id: u32, generation: u32) -> Option<Candidate>;
     /// Calls `f(i)` for `i` in `0..n`, in order, until it returns true.
     fn each<F: FnMut(u32) -> bool>(&self, n: u32, f: F);
 }
@@ -177,12 +214,15 @@ pub struct Addresses {
 }
 
 /// Chooses a real server for a new flow: its dest id, or `None` when no server is usable.
-/// Updates the rr/wrr state in `state` (list positions).
+/// Updates the rr/wrr state in `state` (list positions). `random(n)` is a uniformly random
+/// number below `n` (twos). lblc and lblcr give the weighted least-connection pick they fall
+/// back to; [`locality`] adds their cache.
 pub fn pick(
     p: &Params,
     state: &mut SchedState,
     pkt: &Addresses,
     servers: &impl Servers,
+    random: impl FnMut(u32) -> u32,
 ) -> Option<u32> {
     match p.scheduler {
         Scheduler::Wrr => wrr(p, state, servers),
@@ -192,62 +232,96 @@ pub fn pick(
             .bucket(dh_bucket(pkt.dst_addr))
             .filter(Candidate::usable)
             .map(|c| c.id),
-        s => {
-            let n = servers.count();
-            let start = match s {
-                Scheduler::Rr => state.last.wrapping_add(1).checked_rem(n).unwrap_or(0),
-                _ => 0,
-            };
-            let mut selection = Selection::new(s);
-            servers.each(n, |i| {
-                let pos = if start + i >= n {
-                    start + i - n
-                } else {
-                    start + i
-                };
-                servers
-                    .candidate(pos)
-                    .is_some_and(|c| selection.offer(pos, c))
-            });
-            let (pos, chosen) = selection.best?;
-            if s == Scheduler::Rr {
-                state.last = pos;
-            }
+        Scheduler::Twos => twos(servers, random),
+        Scheduler::Rr => {
+            let start = state.last.wrapping_add(1);
+            let (pos, chosen) = walk(Scheduler::Rr, start, servers)?;
+            state.last = pos;
             Some(chosen.id)
         }
+        s => walk(s, 0, servers).map(|(_, c)| c.id),
     }
 }
 
-/// The fold state of a connection-count or rr decision over the list in walk order.
+/// Offers the servers to a [`Selection`] in list order from position `start` (wrapping):
+/// the chosen one and its position.
+fn walk(s: Scheduler, start: u32, servers: &impl Servers) -> Option<(u32, Candidate)> {
+    let n = servers.count();
+    let start = start.checked_rem(n).unwrap_or(0);
+    let mut selection = Selection::new(s);
+    servers.each(n, |i| {
+        let pos = if start + i >= n {
+            start + i - n
+        } else {
+            start + i
+        };
+        servers
+            .candidate(pos)
+            .is_some_and(|c| selection.offer(pos, c))
+    });
+    selection
+        .found
+        .then_some((selection.position, selection.best))
+}
+
+/// The weighted least-connection pick (wlc, and lblc/lblcr without a usable cache entry).
+fn least_weighted(servers: &impl Servers) -> Option<Candidate> {
+    walk(Scheduler::Wlc, 0, servers).map(|(_, c)| c)
+}
+
+/// The fold state of a connection-count or rr decision over the list in walk order. Every
+/// field is defined from the start: with an `Option`, whose `None` leaves the payload
+/// undefined, the data path read back stack bytes another value had left there after the
+/// walk, which the verifier refuses.
 #[derive(Clone, Copy, Debug)]
 struct Selection {
     scheduler: Scheduler,
-    best: Option<(u32, Candidate)>,
+    found: bool,
+    position: u32,
+    best: Candidate,
 }
 
 impl Selection {
     const fn new(scheduler: Scheduler) -> Self {
         Self {
             scheduler,
-            best: None,
+            found: false,
+            position: 0,
+            best: Candidate {
+                id: 0,
+                weight: 0,
+                active: 0,
+                inactive: 0,
+                reachable: false,
+            },
         }
+    }
+
+    fn choose(&mut self, position: u32, c: Candidate) {
+        (self.found, self.position, self.best) = (true, position, c);
     }
 
     /// Offers the server at `position`; true when the decision is final.
     fn offer(&mut self, position: u32, c: Candidate) -> bool {
-        if !c.usable() {
+        // ovf passes over a server with more active connections than its weight.
+        if !c.usable() || (self.scheduler == Scheduler::Ovf && c.active > c.weight) {
             return false;
         }
-        let Some((_, least)) = self.best else {
-            self.best = Some((position, c));
+        if !self.found {
+            self.choose(position, c);
             return self.scheduler == Scheduler::Rr
                 || (self.scheduler == Scheduler::Nq && c.active == 0);
-        };
+        }
+        let least = self.best;
         let better = match self.scheduler {
             Scheduler::Lc => c.overhead() < least.overhead(),
-            Scheduler::Wlc => weighted_less(c.overhead(), c.weight, least.overhead(), least.weight),
+            Scheduler::Wlc | Scheduler::Lblc | Scheduler::Lblcr => {
+                weighted_less(c.overhead(), c.weight, least.overhead(), least.weight)
+            }
+            // The highest weight; a tie keeps the earlier server.
+            Scheduler::Fo | Scheduler::Ovf => c.weight > least.weight,
             Scheduler::Nq if c.active == 0 => {
-                self.best = Some((position, c));
+                self.choose(position, c);
                 return true;
             }
             Scheduler::Sed | Scheduler::Nq => weighted_less(
@@ -259,15 +333,66 @@ impl Selection {
             _ => false,
         };
         if better {
-            self.best = Some((position, c));
+            self.choose(position, c);
         }
         false
     }
 }
 
 /// `doh / dw < loh / lw` without division, as IPVS compares: `loh * dw > doh * lw`.
-const fn weighted_less(doh: u64, dw: u32, loh: u64, lw: u32) -> bool {
-    loh * dw as u64 > doh * lw as u64
+const fn weighted_less(doh: u32, dw: u32, loh: u32, lw: u32) -> bool {
+    loh as u64 * dw as u64 > doh as u64 * lw as u64
+}
+
+/// Power of two choices (`ip_vs_twos.c`, kernel 6.7): two servers drawn at random in
+/// proportion to their weights; the second wins only when its overhead per weight is lower.
+fn twos(servers: &impl Servers, mut random: impl FnMut(u32) -> u32) -> Option<u32> {
+    let n = servers.count();
+    let mut total = 0u32;
+    servers.each(n, |pos| {
+        if let Some(c) = servers.candidate(pos).filter(Candidate::usable) {
+            total = total.saturating_add(c.weight);
+        }
+        false
+    });
+    if total == 0 {
+        return None;
+    }
+    // Draws in [0, total]: the first server whose running weight sum reaches a draw is that
+    // choice, so the first server also takes draw 0 (the kernel's `rweight -= weight` until
+    // `rweight <= 0`), as it takes 1.
+    let bound = total.saturating_add(1);
+    let draws = [random(bound).max(1), random(bound).max(1)];
+    // Each choice as (dest id, weight, overhead), weight 0 while open: plain numbers, defined
+    // from the start (see `Selection`). A server is a draw's choice when the sum crosses the
+    // draw at it, not when no choice was made yet: verifiers before kernel 6.7 check a
+    // bpf_loop callback as if it ran once, from the state at the call, and would take "no
+    // choice yet" for always true.
+    let (mut sum, mut first, mut w1, mut oh1) = (0u32, 0u32, 0u32, 0u32);
+    let (mut second, mut w2, mut oh2) = (0u32, 0u32, 0u32);
+    servers.each(n, |pos| {
+        let Some(c) = servers.candidate(pos).filter(Candidate::usable) else {
+            return false;
+        };
+        let before = sum;
+        sum = sum.saturating_add(c.weight);
+        if before < draws[0] && sum >= draws[0] {
+            (first, w1, oh1) = (c.id, c.weight, c.overhead());
+        }
+        if before < draws[1] && sum >= draws[1] {
+            (second, w2, oh2) = (c.id, c.weight, c.overhead());
+        }
+        sum >= draws[0] && sum >= draws[1]
+    });
+    // A choice stays open only if weights changed between the walks: no server this time.
+    if w1 == 0 || w2 == 0 {
+        return None;
+    }
+    Some(if weighted_less(oh2, w2, oh1, w1) {
+        second
+    } else {
+        first
+    })
 }
 
 // The walks below assign their result only when they find one: an assigned `None` may carry
@@ -279,7 +404,7 @@ const fn weighted_less(doh: u64, dw: u32, loh: u64, lw: u32) -> bool {
 /// three walks of the list.
 fn wrr(p: &Params, state: &mut SchedState, servers: &impl Servers) -> Option<u32> {
     let n = servers.count();
-    let from = if state.last < n { state.last + 1 } else { n };
+    let from = if state.last < n { state.last + 1 } else { 0 };
     let cw = state.cw;
     let first_at = |from: u32, level: u32| {
         let mut found = None;
@@ -292,7 +417,7 @@ fn wrr(p: &Params, state: &mut SchedState, servers: &impl Servers) -> Option<u32
         });
         found
     };
-    let (pos, id) = match first_at(from, cw) {
+    let (pos, id) = match (cw != 0).then(|| first_at(from, cw)).flatten() {
         Some(found) => found,
         None => {
             let mut max_usable = 0;
@@ -306,7 +431,7 @@ fn wrr(p: &Params, state: &mut SchedState, servers: &impl Servers) -> Option<u32
                 return None;
             }
             let next = if cw <= p.weight_gcd {
-                p.max_weight
+                wrr_round_start(p.max_weight, p.weight_gcd)
             } else {
                 cw - p.weight_gcd
             };
@@ -316,6 +441,26 @@ fn wrr(p: &Params, state: &mut SchedState, servers: &impl Servers) -> Option<u32
     };
     state.last = pos;
     Some(id)
+}
+
+/// wrr's current weight at the start of a round, IPVS's `mw`: the largest weight less the
+/// gcd plus one, so that the last round (cw 1) also catches weights below the gcd.
+const fn wrr_round_start(max_weight: u32, weight_gcd: u32) -> u32 {
+    (max_weight + 1).saturating_sub(weight_gcd)
+}
+
+/// wrr's current weight after the real servers changed, as `ip_vs_wrr_dest_changed` keeps it:
+/// unset or above the new round start, it starts a round; with a gcd above 1 it moves to the
+/// gcd's step (plus one) at or below it.
+pub const fn wrr_dests_changed(cw: u32, max_weight: u32, weight_gcd: u32) -> u32 {
+    let start = wrr_round_start(max_weight, weight_gcd);
+    if cw == 0 || cw > start {
+        start
+    } else if weight_gcd > 1 {
+        cw / weight_gcd * weight_gcd + 1
+    } else {
+        cw
+    }
 }
 
 /// The kernel's `hash_32(value, 8)`.
@@ -328,9 +473,9 @@ pub const fn sh_bucket(addr: u32, port: u16, offset: u32) -> u32 {
     offset.wrapping_add(hash_32_8((port as u32).wrapping_add(addr))) & (TABLE_SIZE - 1)
 }
 
-/// dh's bucket for a destination, as `ip_vs_dh_hashkey`.
+/// dh's bucket for a destination, as `ip_vs_dh_hashkey`: `hash_32(addr, 8)`.
 pub const fn dh_bucket(addr: u32) -> u32 {
-    addr.wrapping_mul(2_654_435_761) & (TABLE_SIZE - 1)
+    hash_32_8(addr)
 }
 
 fn sh(flags: u8, pkt: &Addresses, servers: &impl Servers) -> Option<u32> {

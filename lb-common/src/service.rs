@@ -55,8 +55,8 @@ impl Service {
     }
 }
 
-/// Scheduler state the data path keeps per service; the daemon resets it whenever it rewrites
-/// the service, which restarts rr and wrr at the list head as IPVS does.
+/// Scheduler state the data path keeps per service; the daemon moves it on
+/// ([`SchedState::dests_changed`]) whenever it rewrites the service.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SchedState {
@@ -64,6 +64,17 @@ pub struct SchedState {
     pub last: u32,
     /// wrr's current weight (0: start a new round).
     pub cw: u32,
+}
+
+impl SchedState {
+    /// The state once the service's real servers changed (`svc`: its new value): rr and wrr
+    /// restart at the list head, and wrr's current weight carries over as IPVS carries it.
+    pub const fn dests_changed(self, svc: &Service) -> Self {
+        Self {
+            last: u32::MAX,
+            cw: crate::sched::wrr_dests_changed(self.cw, svc.max_weight, svc.weight_gcd),
+        }
+    }
 }
 
 impl Default for SchedState {

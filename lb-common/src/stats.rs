@@ -45,13 +45,16 @@ pub enum Global {
     /// Later fragments handed to the kernel: no first fragment was forwarded for their
     /// datagram (not one for a service, or not seen yet).
     FragmentUntracked = 8,
+    /// Packets of a flow dropped because its real server was removed; the flow expires as
+    /// its state's timeout runs out (IPVS's `expire_nodest_conn=0`).
+    DestRemoved = 9,
 }
 
 impl Global {
     /// Number of global counters.
     pub const COUNT: u32 = Self::ALL.len() as u32;
     /// All counters in index order.
-    pub const ALL: [Global; 9] = [
+    pub const ALL: [Global; 10] = [
         Self::Passed,
         Self::Forwarded,
         Self::NoDest,
@@ -61,6 +64,7 @@ impl Global {
         Self::IcmpForwarded,
         Self::FragmentForwarded,
         Self::FragmentUntracked,
+        Self::DestRemoved,
     ];
 
     /// Stable name, used in listings and metrics.
@@ -75,6 +79,7 @@ impl Global {
             Self::IcmpForwarded => "icmp_forwarded",
             Self::FragmentForwarded => "fragment_forwarded",
             Self::FragmentUntracked => "fragment_untracked",
+            Self::DestRemoved => "dest_removed",
         }
     }
 }

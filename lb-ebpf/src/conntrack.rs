@@ -15,6 +15,7 @@ use aya_ebpf::bindings::{BPF_EXIST, BPF_NOEXIST};
 use lb_common::{
     dest::Dest,
     flow::{Flow, FlowKey},
+    state::ConnState,
 };
 
 use crate::{
@@ -36,14 +37,18 @@ pub struct Conn {
     pub dest: &'static Dest,
     /// Whether this packet created the flow's entry.
     pub new: bool,
+    /// Whether this packet took the flow to ESTABLISHED.
+    pub established: bool,
 }
 
 /// What FLOWS holds for a packet's flow.
 pub enum Lookup {
     /// A live entry.
     Found(Entry),
-    /// An entry whose real server left (its slot was retired or given to another) or whose
-    /// service changed: the flow is scheduled anew over it.
+    /// An entry whose real server left (its slot was retired or given to another): as IPVS
+    /// with `expire_nodest_conn=0`, the flow's packets are dropped until the entry expires.
+    Orphaned,
+    /// An entry of a service that was replaced: the flow is scheduled anew over it.
     Stale(Stale),
     /// No entry.
     Missing,
@@ -74,22 +79,28 @@ pub fn lookup(key: &FlowKey, service: u32) -> Lookup {
     let (dest_id, generation, owner) =
         unsafe { ((*flow).dest, (*flow).dest_generation, (*flow).service) };
     match DESTS.get(dest_id) {
-        Some(dest) if dest.holds(generation) && owner == service => Lookup::Found(Entry {
-            flow,
-            dest_id,
-            dest,
-        }),
-        _ => Lookup::Stale(Stale {
-            flow,
-            dest_id,
-            generation,
-        }),
+        Some(dest) if dest.holds(generation) => {
+            if owner == service {
+                Lookup::Found(Entry {
+                    flow,
+                    dest_id,
+                    dest,
+                })
+            } else {
+                Lookup::Stale(Stale {
+                    flow,
+                    dest_id,
+                    generation,
+                })
+            }
+        }
+        _ => Lookup::Orphaned,
     }
 }
 
 impl Stale {
-    /// Claims the entry for replacement and counts its connection out of its real server if
-    /// the slot still holds it. False if the sweeper or another CPU claimed it first.
+    /// Claims the entry for replacement and counts its connection out of its real server.
+    /// False if the sweeper or another CPU claimed it first.
     #[inline(always)]
     pub fn claim(self) -> bool {
         // SAFETY: a FLOWS element (see the module comment), whose value the map aligns to 8.
@@ -129,13 +140,15 @@ impl Entry {
         let to = from.after_tcp(tcp_flags);
         // Only the CPU that makes the change moves the connection between the counters. One
         // that loses to a concurrent change keeps it: the two packets were in flight together.
-        if to != from && state.compare_exchange(raw, to as u32) {
+        let moved = to != from && state.compare_exchange(raw, to as u32);
+        if moved {
             conns::recount(self.dest_id, Some(from), to);
         }
         Some(Conn {
             dest_id: self.dest_id,
             dest: self.dest,
             new: false,
+            established: moved && to == ConnState::Established,
         })
     }
 }
@@ -171,11 +184,12 @@ pub fn create(
                 dest_id,
                 dest,
                 new: true,
+                established: state == ConnState::Established,
             })
         }
         Err(e) if -e == EEXIST => match lookup(key, service) {
             Lookup::Found(winner) => winner.track(tcp_flags, now).ok_or(DropReason::FlowVanished),
-            Lookup::Stale(_) | Lookup::Missing => Err(DropReason::FlowVanished),
+            Lookup::Orphaned | Lookup::Stale(_) | Lookup::Missing => Err(DropReason::FlowVanished),
         },
         Err(_) => Err(DropReason::FlowTableFull),
     }

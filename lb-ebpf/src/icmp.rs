@@ -42,7 +42,7 @@ pub fn forward(ctx: &XdpContext, ip: &Ipv4, director: &Director) -> Verdict {
     let Some(svc) = crate::service(&key) else {
         return Verdict::PASS;
     };
-    match owner(&key, &svc) {
+    match owner(&key, svc) {
         Some((dest_id, dest)) => crate::send(ip, director, svc.id, dest_id, dest, false)
             .map_or(Verdict::PASS, |()| Verdict::Forward(Forwarded::IcmpError)),
         None => Verdict::PASS,
@@ -102,6 +102,6 @@ fn owner(key: &FlowKey, svc: &Service) -> Option<(u32, &'static Dest)> {
     if !svc.scheduler().is_some_and(Scheduler::is_hashing) {
         return None;
     }
-    let id = schedule::pick(svc, &schedule::addresses(key))?;
+    let id = schedule::pick_uncached(svc, &schedule::addresses(key))?;
     Some((id, DESTS.get(id)?))
 }

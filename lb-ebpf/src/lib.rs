@@ -80,7 +80,7 @@ fn balance_flow(ctx: &XdpContext, ip: &Ipv4, director: &Director) -> Verdict {
     let Some(svc) = service(&pkt.key) else {
         return Verdict::PASS;
     };
-    let conn = match connect(&pkt, &svc) {
+    let conn = match connect(&pkt, svc) {
         Ok(conn) => conn,
         Err(reason) => {
             if let Some(kind) = reason.event() {
@@ -127,10 +127,13 @@ pub(crate) fn send(
     Ok(())
 }
 
-/// The virtual service a packet of flow `key` is for.
-#[inline(always)]
-pub(crate) fn service(key: &FlowKey) -> Option<Service> {
-    let key = ServiceKey {
+/// The virtual service a packet of flow `key` is for: as IPVS's `ip_vs_service_find`, the
+/// service of its exact address and port, else the VIP's port-0 service (all ports; the daemon
+/// installs one only when persistent). Out of line: its frame, where the two lookups' keys
+/// differ, ends at the return, so the verifier goes on from one state, not one per lookup.
+#[inline(never)]
+pub(crate) fn service(key: &FlowKey) -> Option<&'static Service> {
+    let mut key = ServiceKey {
         addr: key.dst_addr,
         port: key.dst_port,
         proto: key.proto as u8,
@@ -138,9 +141,14 @@ pub(crate) fn service(key: &FlowKey) -> Option<Service> {
     };
     // SAFETY: SERVICES is not preallocated: the daemon replaces a service by inserting a new
     // element, and the old one is freed only after an RCU grace period, which this run is
-    // inside. The element is never written in place, so the copy is the whole old or new
-    // service.
-    unsafe { SERVICES.get(key) }.copied()
+    // inside. The element is never written in place, so for the whole run the reference reads
+    // the old or the new service, whole.
+    if let Some(svc) = unsafe { SERVICES.get(key) } {
+        return Some(svc);
+    }
+    key.port = 0;
+    // SAFETY: as above.
+    unsafe { SERVICES.get(key) }
 }
 
 /// The packet's connection: its flow's live entry, else a new one on the real server the
@@ -149,17 +157,24 @@ pub(crate) fn service(key: &FlowKey) -> Option<Service> {
 fn connect(pkt: &Packet, svc: &Service) -> Result<Conn, DropReason> {
     // SAFETY: a helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
-    let replace = match conntrack::lookup(&pkt.key, svc.id) {
-        Lookup::Found(entry) => match entry.track(pkt.tcp_flags, now) {
-            Some(conn) => return Ok(conn),
-            // Expired under this packet: it starts a new flow once the sweeper removed it.
-            None => false,
-        },
-        Lookup::Stale(stale) => stale.claim(),
-        Lookup::Missing => false,
+    let (tracked, replace) = match conntrack::lookup(&pkt.key, svc.id) {
+        Lookup::Found(entry) => (entry.track(pkt.tcp_flags, now), false),
+        Lookup::Orphaned => return Err(DropReason::DestRemoved),
+        Lookup::Stale(stale) => (None, stale.claim()),
+        Lookup::Missing => (None, false),
     };
-    let dest = schedule::assign(svc, &pkt.key, now).ok_or(DropReason::NoDest)?;
-    conntrack::create(&pkt.key, svc.id, dest, pkt.tcp_flags, now, replace)
+    // A flow that expired under this packet starts anew once the expiry removed it.
+    let conn = match tracked {
+        Some(conn) => conn,
+        None => {
+            let dest = schedule::assign(svc, &pkt.key, now).ok_or(DropReason::NoDest)?;
+            conntrack::create(&pkt.key, svc.id, dest, pkt.tcp_flags, now, replace)?
+        }
+    };
+    if conn.established {
+        schedule::assure_template(svc, &pkt.key);
+    }
+    Ok(conn)
 }
 
 #[cfg(not(test))]

@@ -14,6 +14,7 @@ use lb_common::{
     expiry::TemplateRule,
     flow::{Flow, FlowKey, Persist, PersistKey},
     frag::{FragKey, FragOwner, MAX_FRAGMENTED_DATAGRAMS},
+    sched::locality::{self, Locality, LocalityKey},
     service::{SchedState, Service, ServiceKey},
     state::Timeouts,
     stats::{Global, Traffic},
@@ -60,6 +61,16 @@ pub static TIMEOUTS: Array<Timeouts> = Array::with_max_entries(1, 0);
 /// Each service id's persistence, for the sweeper.
 #[map(name = "TEMPLATE_RULES")]
 pub static TEMPLATE_RULES: Array<TemplateRule> = Array::with_max_entries(MAX_SERVICES, 0);
+
+/// Not preallocated, like SERVICES: an entry replaced by another CPU is freed only after an
+/// RCU grace period, so a copy read through a pointer is the old or the new entry.
+#[map(name = "LOCALITY")]
+pub static LOCALITY: HashMap<LocalityKey, Locality> =
+    HashMap::with_max_entries(locality::CAPACITY, BPF_F_NO_PREALLOC);
+
+/// One scratch entry per CPU: the copy of a LOCALITY entry a pick works on, off the stack.
+#[map(name = "LOCALITY_SCRATCH")]
+pub static LOCALITY_SCRATCH: PerCpuArray<Locality> = PerCpuArray::with_max_entries(1, 0);
 
 /// An LRU map: datagrams are never deleted, the oldest make room for new ones.
 #[map(name = "FRAGS")]

@@ -4,21 +4,26 @@
 use core::ffi::c_void;
 
 use aya_ebpf::{
-    bindings::{BPF_EXIST, BPF_NOEXIST},
-    helpers::generated::bpf_loop,
+    bindings::{BPF_ANY, BPF_EXIST, BPF_NOEXIST},
+    helpers::generated::{bpf_get_prandom_u32, bpf_loop},
 };
 use lb_common::{
     MAX_DESTS_PER_SERVICE,
     flow::{FlowKey, Persist, PersistKey},
-    sched::{self, Addresses, Candidate, Params, Servers},
+    sched::{
+        self, Addresses, Candidate, Params, Scheduler, Servers,
+        locality::{self, Locality, LocalityKey},
+    },
     service::{SchedState, Service},
 };
 
 use crate::{
     conns,
     conntrack::EEXIST,
-    maps::{DESTS, PERSIST, SERVICE_DESTS, SERVICE_SCHED, SERVICE_TABLES},
-    shared::SharedU32,
+    maps::{
+        DESTS, LOCALITY, LOCALITY_SCRATCH, PERSIST, SERVICE_DESTS, SERVICE_SCHED, SERVICE_TABLES,
+    },
+    shared::{SharedU32, SharedU64},
     stamp::Stamp,
 };
 
@@ -80,6 +85,19 @@ impl Servers for MapServers {
     }
 
     #[inline(always)]
+    fn generation(&self, id: u32) -> Option<u32> {
+        Some(DESTS.get(id)?.generation)
+    }
+
+    #[inline(always)]
+    fn member(&self, id: u32, generation: u32) -> Option<Candidate> {
+        if !DESTS.get(id)?.holds(generation) {
+            return None;
+        }
+        candidate(id)
+    }
+
+    #[inline(always)]
     fn each<F: FnMut(u32) -> bool>(&self, n: u32, mut f: F) {
         // SAFETY: the callback has bpf_loop's signature and `f` outlives the call.
         unsafe {
@@ -104,21 +122,19 @@ pub fn addresses(key: &FlowKey) -> Addresses {
 }
 
 /// The real server for a new flow `key` of `svc`: the one of the client's persistence
-/// template while it is usable, else the scheduler's pick (which a persistent service then
+/// template while it is usable (weight 0 included: IPVS's `ip_vs_check_template` with
+/// `expire_quiescent_template` off), else the scheduler's pick (which a persistent service then
 /// records as the client's template).
 #[inline(always)]
 pub fn assign(svc: &Service, flow: &FlowKey, now: u64) -> Option<u32> {
     let persistent = svc.persist_timeout != 0;
-    let key = PersistKey {
-        service: svc.id,
-        client: flow.src_addr & svc.persist_mask,
-    };
+    let key = template_key(svc, flow);
     let replace = match persistent.then(|| template_dest(&key, now)) {
         Some(Template::Usable(dest)) => return Some(dest),
         Some(Template::Unusable(stamp)) => stamp.claim(stamp.load()),
         Some(Template::Missing) | None => false,
     };
-    let dest = pick(svc, &addresses(flow))?;
+    let dest = pick(svc, &addresses(flow), now)?;
     if !persistent {
         return Some(dest);
     }
@@ -126,6 +142,7 @@ pub fn assign(svc: &Service, flow: &FlowKey, now: u64) -> Option<u32> {
         last_used_ns: now,
         dest,
         dest_generation: DESTS.get(dest)?.generation,
+        ..Persist::default()
     };
     // Only a missing template is filled, so that of CPUs racing on a client's first packets
     // one choice wins and the others follow it; an unusable one only by the CPU that claimed
@@ -141,12 +158,35 @@ pub fn assign(svc: &Service, flow: &FlowKey, now: u64) -> Option<u32> {
     }
 }
 
+/// The key of the persistence template of `flow`'s client in `svc`.
+#[inline(always)]
+fn template_key(svc: &Service, flow: &FlowKey) -> PersistKey {
+    PersistKey {
+        service: svc.id,
+        client: flow.src_addr & svc.persist_mask,
+    }
+}
+
+/// Marks the template of `flow`'s client assured, as IPVS marks a connection's template when
+/// the connection becomes ESTABLISHED (`ip_vs_control_assure_ct`): `-Lnc` lists it ASSURED.
+#[inline(always)]
+pub fn assure_template(svc: &Service, flow: &FlowKey) {
+    if svc.persist_timeout == 0 {
+        return;
+    }
+    if let Some(t) = PERSIST.get_ptr_mut(template_key(svc, flow)) {
+        // SAFETY: a PERSIST element, valid memory for this run and never reused for another
+        // client's template while it runs (see `template_dest`), its field 4-aligned.
+        unsafe { SharedU32::at(&raw mut (*t).assured) }.store(1);
+    }
+}
+
 /// A client's persistence template, as a new flow sees it.
 enum Template {
     /// Its server takes new flows: this one.
     Usable(u32),
-    /// Its server left, is drained or has no MAC: the template's time of last use, to claim
-    /// it for replacement.
+    /// Its server left or has no MAC: the template's time of last use, to claim it for
+    /// replacement.
     Unusable(Stamp),
     /// None, or one claimed for removal.
     Missing,
@@ -171,7 +211,7 @@ fn template_dest(key: &PersistKey, now: u64) -> Template {
     };
     let usable = DESTS
         .get(dest)
-        .is_some_and(|d| d.holds(generation) && d.weight > 0 && d.is_resolved());
+        .is_some_and(|d| d.holds(generation) && d.is_resolved());
     if !usable {
         return Template::Unusable(stamp);
     }
@@ -182,35 +222,66 @@ fn template_dest(key: &PersistKey, now: u64) -> Template {
 }
 
 /// Picks a real server for a new flow of `svc`: its dest id, or `None` if none is usable.
+///
+/// lblc, lblcr and the other schedulers each run in a BPF function of their own. The verifier
+/// adds the frames of a call chain (the program, a pick, a `bpf_loop` callback) up against
+/// 512 bytes; one function for all would carry the largest locals of every scheduler at once.
 #[inline(always)]
-pub fn pick(svc: &Service, pkt: &Addresses) -> Option<u32> {
-    let id = pick_id(svc, pkt);
+fn pick(svc: &Service, pkt: &Addresses, now: u64) -> Option<u32> {
+    let id = match svc.scheduler()? {
+        Scheduler::Lblc => lblc_id(svc, pkt, now),
+        Scheduler::Lblcr => lblcr_id(svc, pkt, now),
+        _ => uncached_id(svc, pkt),
+    };
     (id != NO_DEST).then_some(id)
 }
 
-/// What [`pick_id`] returns when no server is usable (never a dest id).
-const NO_DEST: u32 = u32::MAX;
-
-/// [`pick`]'s body, kept as one BPF function for its two callers (new flows and ICMP errors)
-/// instead of a copy of every scheduler in each. A BPF function returns one register, so the
-/// answer is a plain u32.
-#[inline(never)]
-fn pick_id(svc: &Service, pkt: &Addresses) -> u32 {
-    picked(svc, pkt).unwrap_or(NO_DEST)
+/// Picks a real server for `pkt` with `svc`'s scheduler, which must keep no cache (every
+/// scheduler but lblc and lblcr): its dest id, or `None` if none is usable.
+#[inline(always)]
+pub fn pick_uncached(svc: &Service, pkt: &Addresses) -> Option<u32> {
+    let id = uncached_id(svc, pkt);
+    (id != NO_DEST).then_some(id)
 }
 
+/// What the BPF functions below return when no server is usable (never a dest id).
+const NO_DEST: u32 = u32::MAX;
+
+/// `svc`'s list of servers, `None` if it claims more than [`MAX_DESTS_PER_SERVICE`].
 #[inline(always)]
-fn picked(svc: &Service, pkt: &Addresses) -> Option<u32> {
-    let scheduler = svc.scheduler()?;
-    if svc.dest_count > MAX_DESTS_PER_SERVICE {
-        return None;
-    }
-    let servers = MapServers {
+fn servers(svc: &Service) -> Option<MapServers> {
+    (svc.dest_count <= MAX_DESTS_PER_SERVICE).then_some(MapServers {
         base: svc.dests_offset,
         table_offset: svc.table_offset,
         table_size: svc.table_size,
         count: svc.dest_count,
-    };
+    })
+}
+
+/// lblc's pick as a BPF function (see [`pick`]). A BPF function returns one register, so the
+/// answer is a plain u32.
+#[inline(never)]
+fn lblc_id(svc: &Service, pkt: &Addresses, now: u64) -> u32 {
+    pick_local(Scheduler::Lblc, svc, pkt, now).unwrap_or(NO_DEST)
+}
+
+/// lblcr, as [`lblc_id`].
+#[inline(never)]
+fn lblcr_id(svc: &Service, pkt: &Addresses, now: u64) -> u32 {
+    pick_local(Scheduler::Lblcr, svc, pkt, now).unwrap_or(NO_DEST)
+}
+
+/// The pick of every scheduler without a cache, as one BPF function for its two callers (new
+/// flows and ICMP errors) instead of a copy of every scheduler in each.
+#[inline(never)]
+fn uncached_id(svc: &Service, pkt: &Addresses) -> u32 {
+    uncached(svc, pkt).unwrap_or(NO_DEST)
+}
+
+#[inline(always)]
+fn uncached(svc: &Service, pkt: &Addresses) -> Option<u32> {
+    let scheduler = svc.scheduler()?;
+    let servers = servers(svc)?;
     let params = Params {
         scheduler,
         flags: svc.flags,
@@ -220,8 +291,8 @@ fn picked(svc: &Service, pkt: &Addresses) -> Option<u32> {
     };
     let sched_state = SERVICE_SCHED.get_ptr_mut(svc.id)?;
     // SAFETY: an array map element, neither freed nor reused while the program runs, with
-    // 4-aligned fields. Every CPU loads and stores them whole (the daemon resets the value when
-    // it rewrites the service); the pick in between is not atomic, so CPUs scheduling at the
+    // 4-aligned fields. Every CPU loads and stores them whole (the daemon moves the value on
+    // when it rewrites the service); the pick in between is not atomic, so CPUs scheduling at the
     // same moment may both take the same next server: rr and wrr follow IPVS's sequence on one
     // CPU and approximate it across CPUs.
     let (last, cw) = unsafe {
@@ -235,7 +306,7 @@ fn picked(svc: &Service, pkt: &Addresses) -> Option<u32> {
         cw: cw.load(),
     };
     let mut state = before;
-    let id = sched::pick(&params, &mut state, pkt, &servers)?;
+    let id = sched::pick(&params, &mut state, pkt, &servers, random_below)?;
     if state.last != before.last {
         last.store(state.last);
     }
@@ -243,4 +314,49 @@ fn picked(svc: &Service, pkt: &Addresses) -> Option<u32> {
         cw.store(state.cw);
     }
     Some(id)
+}
+
+/// A uniformly random number below `bound` (twos), by multiply and shift as the kernel's
+/// `get_random_u32_below`, without its rejection of the slight bias.
+#[inline(always)]
+fn random_below(bound: u32) -> u32 {
+    // SAFETY: a helper without arguments.
+    let r = unsafe { bpf_get_prandom_u32() };
+    ((u64::from(r) * u64::from(bound)) >> 32) as u32
+}
+
+/// lblc or lblcr through the destination's entry in LOCALITY: a changed entry is written
+/// whole, an unchanged one only marked used.
+#[inline(always)]
+fn pick_local(scheduler: Scheduler, svc: &Service, pkt: &Addresses, now: u64) -> Option<u32> {
+    let servers = servers(svc)?;
+    let key = LocalityKey {
+        service: svc.id,
+        addr: pkt.dst_addr.to_be(),
+    };
+    let found = LOCALITY.get_ptr_mut(key);
+    let scratch = LOCALITY_SCRATCH.get_ptr_mut(0)?;
+    // SAFETY: this CPU's own scratch slot, which nothing else uses while the program runs.
+    let entry = unsafe { &mut *scratch };
+    *entry = match found {
+        // SAFETY: LOCALITY is not preallocated: an entry another CPU replaces is freed only
+        // after an RCU grace period, which this run is inside, so the copy is one whole entry
+        // (but for `last_used_ns`, which CPUs store in place).
+        Some(e) => unsafe { e.read_volatile() },
+        None => Locality::default(),
+    };
+    let outcome = match scheduler {
+        Scheduler::Lblcr => locality::lblcr(entry, now, &servers),
+        _ => locality::lblc(entry, now, &servers),
+    };
+    match found {
+        // A full cache only costs locality: the flow is still scheduled.
+        _ if outcome.changed => {
+            let _ = LOCALITY.insert(key, entry, BPF_ANY.into());
+        }
+        // SAFETY: as above; the field is 8-aligned.
+        Some(e) => unsafe { SharedU64::at(&raw mut (*e).last_used_ns) }.store(now),
+        None => {}
+    }
+    outcome.dest
 }

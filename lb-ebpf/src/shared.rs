@@ -84,6 +84,13 @@ impl SharedU64 {
         unsafe { self.0.read_volatile() }
     }
 
+    /// Sets the field.
+    #[inline(always)]
+    pub fn store(self, value: u64) {
+        // SAFETY: `at`'s guarantee.
+        unsafe { self.0.write_volatile(value) }
+    }
+
     /// Replaces `current` with `new`; on failure, the value the field held instead.
     #[inline(always)]
     pub fn compare_exchange(self, current: u64, new: u64) -> Result<(), u64> {

@@ -16,6 +16,8 @@ pub enum DropReason {
     /// Another CPU created the flow first (or the flow's expired entry was still being
     /// removed), and its entry was gone or no longer valid when this packet looked again.
     FlowVanished,
+    /// The flow's real server was removed (IPVS's `expire_nodest_conn=0`).
+    DestRemoved,
 }
 
 impl DropReason {
@@ -24,7 +26,7 @@ impl DropReason {
         match self {
             Self::NoDest => Some(EventKind::NoDest),
             Self::FlowTableFull => Some(EventKind::FlowTableFull),
-            Self::DestUnresolved | Self::FlowVanished => None,
+            Self::DestUnresolved | Self::FlowVanished | Self::DestRemoved => None,
         }
     }
 }
@@ -85,6 +87,7 @@ impl Verdict {
             Self::Drop(DropReason::DestUnresolved) => Global::DestUnresolved,
             Self::Drop(DropReason::FlowTableFull) => Global::FlowTableFull,
             Self::Drop(DropReason::FlowVanished) => Global::FlowVanished,
+            Self::Drop(DropReason::DestRemoved) => Global::DestRemoved,
         }
     }
 }

@@ -9,7 +9,8 @@ use lb_common::sched::Scheduler;
 use crate::{
     edit::Edit,
     model::{
-        DEFAULT_SCHEDULER, DestSpec, Persistence, Protocol, SchedFlag, ServiceAddr, ServiceSpec,
+        DEFAULT_SCHEDULER, DestSpec, MAX_WEIGHT, Persistence, Protocol, SchedFlag, ServiceAddr,
+        ServiceSpec,
     },
 };
 
@@ -91,6 +92,17 @@ fn unsupported(message: impl Into<String>) -> CliError {
         code: 255,
         message: message.into(),
     }
+}
+
+/// popt's refusal of argument `arg`, which ipvsadm prints as `poptBadOption: poptStrerror`
+/// and, returning -1 from `parse_options`, exits 255 with.
+fn popt_error(arg: &str, what: &str) -> CliError {
+    unsupported(format!("{arg}: {what}"))
+}
+
+/// ipvsadm's `tryhelp_exit(-1)` for a command line that does not start with a command.
+fn try_help() -> CliError {
+    unsupported("Try `xdpvsadm -h' or 'xdpvsadm --help' for more information.")
 }
 
 /// Seconds a persistent service's template lives when `-p` gives none (ipvsadm 1.31's 360,
@@ -243,16 +255,6 @@ enum Switch {
     Json,
 }
 
-impl Switch {
-    /// Whether this option names what the command line does (it must come first).
-    const fn is_command(self) -> bool {
-        matches!(
-            self,
-            Self::Command(_) | Self::Help | Self::Version | Self::SyncDaemon
-        )
-    }
-}
-
 /// (option, long name, short letter, value) of every option xdpvsadm knows, as ipvsadm's
 /// popt table has them.
 const OPTIONS: &[(Switch, &str, char, Arg)] = &[
@@ -321,13 +323,31 @@ const OPTIONS: &[(Switch, &str, char, Arg)] = &[
     (Switch::Command(Cmd::Reload), "reload", '\0', Arg::None),
 ];
 
-/// Options with their values in command-line order.
-type Options = Vec<(Switch, Option<String>)>;
+/// One option as popt returns it.
+struct Token<'a> {
+    switch: Switch,
+    value: Option<String>,
+    /// The argument it came in, which popt's `poptBadOption` names in messages.
+    arg: &'a str,
+}
+
+/// A command line split as popt splits it.
+struct Tokens<'a> {
+    /// Options in command-line order, up to the first that popt refuses.
+    opts: Vec<Token<'a>>,
+    positional: Vec<String>,
+    /// popt's refusal (`--bogus: unknown option`), which ipvsadm reports only once it has
+    /// handled the options before it.
+    refused: Option<CliError>,
+}
 
 /// Splits the arguments into options and positional arguments, as popt does.
-fn tokenize(args: &[String]) -> Result<(Options, Vec<String>), CliError> {
-    let mut opts = Vec::new();
-    let mut positional = Vec::new();
+fn tokenize(args: &[String]) -> Tokens<'_> {
+    let mut tokens = Tokens {
+        opts: Vec::new(),
+        positional: Vec::new(),
+        refused: None,
+    };
     let mut i = 0;
     let next_value = |i: &mut usize, arg: Arg| -> Option<String> {
         let v = args.get(*i + 1)?;
@@ -338,38 +358,46 @@ fn tokenize(args: &[String]) -> Result<(Options, Vec<String>), CliError> {
         Some(v.clone())
     };
     while i < args.len() {
-        let a = &args[i];
-        if let Some(long) = a.strip_prefix("--") {
+        let a = args[i].as_str();
+        let mut push = |switch, arg: Arg, value: Option<String>| {
+            if arg == Arg::Required && value.is_none() {
+                return Err(popt_error(a, "missing argument"));
+            }
+            tokens.opts.push(Token {
+                switch,
+                value,
+                arg: a,
+            });
+            Ok(())
+        };
+        let pushed = if let Some(long) = a.strip_prefix("--") {
             let (name, inline) = match long.split_once('=') {
                 Some((n, v)) => (n, Some(v.to_owned())),
                 None => (long, None),
             };
-            let &(switch, name, _, arg) = OPTIONS
-                .iter()
-                .find(|(_, n, _, _)| *n == name)
-                .ok_or_else(|| malformed(format!("{a}: unknown option")))?;
-            let value = match (arg, inline) {
-                (Arg::None, Some(_)) => {
-                    return Err(malformed(format!(
-                        "--{name}: option does not take an argument"
-                    )));
+            match OPTIONS.iter().find(|(_, n, _, _)| *n == name) {
+                None => Err(popt_error(a, "unknown option")),
+                Some(&(_, _, _, Arg::None)) if inline.is_some() => {
+                    Err(popt_error(a, "option does not take an argument"))
                 }
-                (_, Some(v)) => Some(v),
-                (Arg::None, None) => None,
-                (_, None) => next_value(&mut i, arg),
-            };
-            if arg == Arg::Required && value.is_none() {
-                return Err(malformed(format!("--{name}: missing argument")));
+                Some(&(switch, _, _, arg)) => {
+                    let value = match inline {
+                        Some(v) => Some(v),
+                        None if arg == Arg::None => None,
+                        None => next_value(&mut i, arg),
+                    };
+                    push(switch, arg, value)
+                }
             }
-            opts.push((switch, value));
         } else if let Some(shorts) = a.strip_prefix('-').filter(|s| !s.is_empty()) {
+            let mut pushed = Ok(());
             for (at, c) in shorts.char_indices() {
-                let &(switch, _, _, arg) = OPTIONS
-                    .iter()
-                    .find(|(_, _, s, _)| *s == c)
-                    .ok_or_else(|| malformed(format!("-{c}: unknown option")))?;
+                let Some(&(switch, _, _, arg)) = OPTIONS.iter().find(|(_, _, s, _)| *s == c) else {
+                    pushed = Err(popt_error(a, "unknown option"));
+                    break;
+                };
                 if arg == Arg::None {
-                    opts.push((switch, None));
+                    pushed = push(switch, arg, None);
                     continue;
                 }
                 let rest = &shorts[at + c.len_utf8()..];
@@ -378,18 +406,21 @@ fn tokenize(args: &[String]) -> Result<(Options, Vec<String>), CliError> {
                 } else {
                     Some(rest.to_owned())
                 };
-                if arg == Arg::Required && value.is_none() {
-                    return Err(malformed(format!("-{c}: missing argument")));
-                }
-                opts.push((switch, value));
+                pushed = push(switch, arg, value);
                 break;
             }
+            pushed
         } else {
-            positional.push(a.clone());
+            tokens.positional.push(a.to_owned());
+            Ok(())
+        };
+        if let Err(e) = pushed {
+            tokens.refused = Some(e);
+            break;
         }
         i += 1;
     }
-    Ok((opts, positional))
+    tokens
 }
 
 fn number(s: &str, min: u32, max: u32) -> Option<u32> {
@@ -485,8 +516,26 @@ impl Seen {
 
 /// Parses xdpvsadm's arguments (without the program name).
 pub fn parse(args: &[String]) -> Result<Invocation, CliError> {
-    let (opts, positional) = tokenize(args)?;
-    let mut cmd: Option<Cmd> = None;
+    // As ipvsadm: no arguments lists the table.
+    if args.is_empty() {
+        return Ok(plain(Action::List(None)));
+    }
+    let Tokens {
+        opts,
+        positional,
+        refused,
+    } = tokenize(args);
+    // popt's first option is the command.
+    let Some((first, opts)) = opts.split_first() else {
+        return Err(try_help());
+    };
+    let cmd = match first.switch {
+        Switch::Command(c) => c,
+        Switch::Help => return Ok(plain(Action::Help)),
+        Switch::Version => return Ok(plain(Action::Version)),
+        Switch::SyncDaemon => return Err(sync_daemons()),
+        _ => return Err(try_help()),
+    };
     let mut seen = Seen::default();
     let mut format = Format::default();
     let mut json = false;
@@ -503,33 +552,23 @@ pub fn parse(args: &[String]) -> Result<Invocation, CliError> {
         u_threshold: 0,
         l_threshold: 0,
     };
-    for (i, (switch, value)) in opts.iter().enumerate() {
-        if i == 0 && !switch.is_command() {
-            return Err(malformed(
-                "Try `xdpvsadm -h' or 'xdpvsadm --help' for more information.",
-            ));
-        }
-        let value = value.as_deref().unwrap_or_default();
-        match *switch {
-            Switch::Command(c) => {
-                if cmd.is_some() {
-                    return Err(malformed("multiple commands specified"));
-                }
-                cmd = Some(c);
+    for token in opts {
+        let value = token.value.as_deref().unwrap_or_default();
+        match token.switch {
+            // ipvsadm takes a command only first.
+            Switch::Command(_) | Switch::Help | Switch::Version | Switch::SyncDaemon => {
+                return Err(malformed(format!("invalid option `{}'", token.arg)));
             }
-            Switch::Help => return Ok(plain(Action::Help)),
-            Switch::Version => return Ok(plain(Action::Version)),
-            Switch::SyncDaemon | Switch::Daemon | Switch::McastInterface | Switch::SyncId => {
-                return Err(unsupported(
-                    "connection synchronization daemons are not supported by xdpvs",
-                ));
+            Switch::Daemon | Switch::McastInterface | Switch::SyncId => {
+                return Err(sync_daemons());
             }
             Switch::TcpService | Switch::UdpService => {
                 seen.set(Opt::Service)?;
-                protocol = match switch {
+                protocol = match token.switch {
                     Switch::UdpService => Protocol::Udp,
                     _ => Protocol::Tcp,
                 };
+                refuse_ipv6(value)?;
                 service =
                     Some(address(value).ok_or_else(|| {
                         malformed("illegal virtual server address[:port] specified")
@@ -555,6 +594,7 @@ pub fn parse(args: &[String]) -> Result<Invocation, CliError> {
             Switch::SchedFlags => flag_names.extend(value.split(',')),
             Switch::RealServer => {
                 seen.set(Opt::Server)?;
+                refuse_ipv6(value)?;
                 server = Some(
                     address(value)
                         .ok_or_else(|| malformed("illegal real server address[:port] specified"))?
@@ -566,8 +606,8 @@ pub fn parse(args: &[String]) -> Result<Invocation, CliError> {
             Switch::Ipip => return Err(direct_routing_only("ipip")),
             Switch::Weight => {
                 seen.set(Opt::Weight)?;
-                dest.weight =
-                    number(value, 0, 65535).ok_or_else(|| malformed("illegal weight specified"))?;
+                dest.weight = number(value, 0, MAX_WEIGHT)
+                    .ok_or_else(|| malformed("illegal weight specified"))?;
             }
             Switch::UThreshold => {
                 seen.set(Opt::UThreshold)?;
@@ -617,15 +657,9 @@ pub fn parse(args: &[String]) -> Result<Invocation, CliError> {
             }
         }
     }
-    let Some(cmd) = cmd else {
-        // As ipvsadm: no arguments lists the table.
-        if opts.is_empty() && positional.is_empty() {
-            return Ok(plain(Action::List(None)));
-        }
-        return Err(malformed(
-            "Try `xdpvsadm -h' or 'xdpvsadm --help' for more information.",
-        ));
-    };
+    if let Some(e) = refused {
+        return Err(e);
+    }
     let flags = sched_flags(&flag_names, scheduler)?;
     seen.check(cmd)?;
     let mut positional = positional.into_iter();
@@ -651,12 +685,8 @@ pub fn parse(args: &[String]) -> Result<Invocation, CliError> {
     });
     let settings = || -> Result<ServiceSpec, CliError> {
         let addr = svc_addr.expect("checked: the service is required");
-        if addr.port == 0 {
-            return Err(if persistent.is_some() {
-                unsupported("port-0 (all ports) services are not supported by xdpvs")
-            } else {
-                malformed("Zero port specified for non-persistent service")
-            });
+        if addr.port == 0 && persistent.is_none() {
+            return Err(malformed("Zero port specified for non-persistent service"));
         }
         let scheduler = match scheduler {
             None => DEFAULT_SCHEDULER,
@@ -709,6 +739,19 @@ pub fn parse(args: &[String]) -> Result<Invocation, CliError> {
         format,
         json,
     })
+}
+
+/// ipvsadm's `[v6addr]:port`: refused as ipvsadm's refusals by the kernel are (exit 255), as
+/// a kernel without IPv6 IPVS would; xdpvs balances IPv4 only for now.
+fn refuse_ipv6(value: &str) -> Result<(), CliError> {
+    if value.starts_with('[') {
+        return Err(unsupported("IPv6 services are not supported by xdpvs yet"));
+    }
+    Ok(())
+}
+
+fn sync_daemons() -> CliError {
+    unsupported("connection synchronization daemons are not supported by xdpvs")
 }
 
 fn direct_routing_only(option: &str) -> CliError {
@@ -854,7 +897,10 @@ mod tests {
     #[test]
     fn malformed_lines_exit_2_with_ipvsadm_messages() {
         let cases = [
-            ("-A -t 10.0.0.1:80 -D", "multiple commands specified"),
+            ("-A -t 10.0.0.1:80 -D", "invalid option `-D'"),
+            ("-A -a -t 10.0.0.1:83", "invalid option `-a'"),
+            ("-L --help", "invalid option `--help'"),
+            ("-Lv", "invalid option `-Lv'"),
             (
                 "-A -s rr",
                 "You need to supply the 'service-address' option for the 'add-service' command",
@@ -868,7 +914,11 @@ mod tests {
                 "Illegal 'weight' option with the 'add-service' command",
             ),
             (
-                "-a -t 10.0.0.1:80 -r 10.0.0.2 -w 70000",
+                "-a -t 10.0.0.1:80 -r 10.0.0.2 -w 2147483648",
+                "illegal weight specified",
+            ),
+            (
+                "-a -t 10.0.0.1:80 -r 10.0.0.2 -w -1",
                 "illegal weight specified",
             ),
             (
@@ -899,15 +949,74 @@ mod tests {
             ),
             ("-L extra", "unexpected argument extra"),
             (
-                "-n -L",
-                "Try `xdpvsadm -h' or 'xdpvsadm --help' for more information.",
+                "-E -t 10.0.0.1:0 -s rr",
+                "Zero port specified for non-persistent service",
             ),
-            ("-L --bogus", "--bogus: unknown option"),
-            ("-A -t", "-t: missing argument"),
         ];
         for (line, message) in cases {
             assert_eq!(err(line), (2, message.to_owned()), "{line}");
         }
+    }
+
+    #[test]
+    fn popt_refusals_exit_255() {
+        let try_help = "Try `xdpvsadm -h' or 'xdpvsadm --help' for more information.";
+        let cases = [
+            ("-A -t 10.0.0.1:87 -s rr --bogus", "--bogus: unknown option"),
+            ("-Lq", "-Lq: unknown option"),
+            ("-A -t", "-t: missing argument"),
+            (
+                "-L --numeric=yes",
+                "--numeric=yes: option does not take an argument",
+            ),
+            // popt refuses the first option, or finds none: ipvsadm's `tryhelp_exit(-1)`.
+            ("--bogus -L", try_help),
+            ("-n -L", try_help),
+            ("list", try_help),
+        ];
+        for (line, message) in cases {
+            assert_eq!(err(line), (255, message.to_owned()), "{line}");
+        }
+        // ipvsadm handles the options before popt's refusal, in order.
+        assert_eq!(
+            err("-a -t 10.0.0.1:80 -r 10.0.0.2 -w x --bogus"),
+            (2, "illegal weight specified".to_owned())
+        );
+    }
+
+    #[test]
+    fn ipv6_addresses_are_refused_with_255() {
+        for line in [
+            "-A -t [2001:db8::1]:80 -s rr",
+            "-a -t 10.0.0.1:80 -r [2001:db8::2]:80",
+            "-D -u [::1]:53",
+        ] {
+            assert_eq!(
+                err(line),
+                (
+                    255,
+                    "IPv6 services are not supported by xdpvs yet".to_owned()
+                ),
+                "{line}"
+            );
+        }
+    }
+
+    #[test]
+    fn takes_what_the_kernel_takes() {
+        let a = p("-a -t 10.0.0.1:80 -r 10.0.0.2 -w 70000").unwrap().action;
+        let Action::Edit(Edit::AddDest(_, d)) = a else {
+            panic!("{a:?}")
+        };
+        assert_eq!(d.weight, 70000);
+        assert_eq!(
+            p("-a -t 10.0.0.1:80 -r 10.0.0.2 -w 2147483647").map(|_| ()),
+            Ok(())
+        );
+        let all_ports = service("-A -t 10.0.0.1:0 -s rr -p");
+        assert_eq!(all_ports.addr, vip(0));
+        assert_eq!(all_ports.persistence.unwrap().timeout, DEFAULT_PERSISTENCE);
+        assert_eq!(service("-E -t 10.0.0.1:0 -p 60").addr, vip(0));
     }
 
     #[test]
@@ -1016,8 +1125,10 @@ mod tests {
                 if arg == Arg::Required {
                     args.push("1".into());
                 }
-                let (opts, _) = tokenize(&args).unwrap();
-                assert!(opts.len() == 1 && opts[0].0 == switch, "{spelling}");
+                let tokens = tokenize(&args);
+                assert!(tokens.refused.is_none(), "{spelling}");
+                let opts = tokens.opts;
+                assert!(opts.len() == 1 && opts[0].switch == switch, "{spelling}");
             }
         }
     }

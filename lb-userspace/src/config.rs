@@ -318,7 +318,7 @@ scheduler = "rr"
 address = "10.0.0.2"
 [[service.real_server]]
 address = "10.0.0.3:80"
-weight = 3
+weight = 70000
 [[service]]
 protocol = "udp"
 address = "10.0.0.100:53"
@@ -328,7 +328,7 @@ address = "10.0.0.100:53"
         assert_eq!(c.interface.as_deref(), Some("eth0"));
         assert_eq!(c.services.len(), 2);
         assert_eq!(c.services[0].dests[0].weight, 1);
-        assert_eq!(c.services[0].dests[1].weight, 3);
+        assert_eq!(c.services[0].dests[1].weight, 70000, "as the kernel takes");
         assert_eq!(c.services[0].scheduler, Scheduler::Rr);
         assert_eq!(c.services[1].scheduler, Scheduler::Wlc);
         assert_eq!(c.services[1].addr.protocol, Protocol::Udp);

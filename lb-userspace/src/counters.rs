@@ -1,6 +1,7 @@
 //! Traffic counters as the operator sees them: the program's cumulative per-CPU sums minus a
 //! baseline the daemon keeps (taken by `-Z` and when a slot gets a new holder), so the daemon
-//! never writes a map the program counts in; and rates smoothed as IPVS's estimator does.
+//! never writes a map the program counts in; rates smoothed as IPVS's estimator does; and
+//! what the totals keep of services that no longer show it.
 
 use std::collections::HashMap;
 
@@ -60,6 +61,15 @@ impl TrafficStatus {
             bytes: self.bytes.saturating_sub(base.bytes),
         }
     }
+
+    /// `self + other`, per counter.
+    pub fn plus(&self, other: &TrafficStatus) -> TrafficStatus {
+        TrafficStatus {
+            conns: self.conns + other.conns,
+            packets: self.packets + other.packets,
+            bytes: self.bytes + other.bytes,
+        }
+    }
 }
 
 /// Baselines and estimators of every service and real server, and of the global counters.
@@ -68,6 +78,7 @@ pub struct Counters {
     bases: HashMap<Owner, TrafficStatus>,
     estimators: HashMap<Owner, Estimator>,
     global_bases: HashMap<String, u64>,
+    retired: TrafficStatus,
 }
 
 /// The part of [`Counters`] a restarted daemon keeps.
@@ -77,6 +88,9 @@ pub struct Baselines {
     pub owners: Vec<(Owner, TrafficStatus)>,
     /// Global counters by name.
     pub globals: Vec<(String, u64)>,
+    /// What the totals keep of services that no longer show it.
+    #[serde(default)]
+    pub retired: TrafficStatus,
 }
 
 impl Counters {
@@ -86,6 +100,7 @@ impl Counters {
             bases: b.owners.into_iter().collect(),
             estimators: HashMap::new(),
             global_bases: b.globals.into_iter().collect(),
+            retired: b.retired,
         }
     }
 
@@ -98,6 +113,7 @@ impl Counters {
                 .iter()
                 .map(|(n, v)| (n.clone(), *v))
                 .collect(),
+            retired: self.retired,
         }
     }
 
@@ -138,6 +154,22 @@ impl Counters {
             .unwrap_or_default()
     }
 
+    /// Keeps in the totals the traffic a service shows before it is removed or zeroed alone:
+    /// IPVS's totals keep counting it until everything is zeroed.
+    pub fn retire(&mut self, shown: TrafficStatus) {
+        self.retired = self.retired.plus(&shown);
+    }
+
+    /// `-Z` of everything: the totals start from zero too.
+    pub fn zero_retired(&mut self) {
+        self.retired = TrafficStatus::default();
+    }
+
+    /// The totals, given the traffic the services show now, summed.
+    pub fn total(&self, shown: TrafficStatus) -> TrafficStatus {
+        self.retired.plus(&shown)
+    }
+
     /// The global counter `name` since its baseline.
     pub fn global(&self, name: &str, raw: u64) -> u64 {
         raw.saturating_sub(self.global_bases.get(name).copied().unwrap_or(0))
@@ -166,6 +198,17 @@ mod tests {
         let c = Counters::restore(c.baselines());
         assert_eq!(c.traffic(o, t(7, 60, 800)), t(2, 10, 300));
         assert_eq!(c.traffic(Owner::Service(3), t(1, 1, 1)), t(1, 1, 1));
+    }
+
+    #[test]
+    fn totals_keep_retired_traffic_until_zeroed() {
+        let mut c = Counters::default();
+        c.retire(t(2, 20, 200));
+        c.retire(t(1, 10, 100));
+        let c2 = Counters::restore(c.baselines());
+        assert_eq!(c2.total(t(1, 1, 1)), t(4, 31, 301));
+        c.zero_retired();
+        assert_eq!(c.total(t(1, 1, 1)), t(1, 1, 1));
     }
 
     #[test]

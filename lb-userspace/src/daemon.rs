@@ -212,7 +212,7 @@ impl Daemon {
     /// The periodic work, now.
     pub fn tick(&mut self) -> Result<()> {
         let table = neigh::table(&self.interface);
-        for addr in self.engine.tick(table)? {
+        for addr in self.engine.tick(monotonic_ns(), table)? {
             neigh::probe(addr);
         }
         Ok(())

@@ -2,7 +2,7 @@
 //! daemon is their only writer.
 
 use std::{
-    fs,
+    fs, io,
     path::{Path, PathBuf},
 };
 
@@ -24,6 +24,7 @@ use lb_common::{
     expiry::TemplateRule,
     flow::{Flow, FlowKey, Persist, PersistKey},
     map_names as names, program_names,
+    sched::locality::{Locality, LocalityKey},
     service::{SchedState, Service, ServiceKey},
     state::{STATE_COUNT, Timeouts},
     stats::{Global, Traffic},
@@ -58,6 +59,7 @@ struct MapSet {
     templates: HashMap<MapData, PersistKey, Persist>,
     timeouts: Array<MapData, Timeouts>,
     template_rules: Array<MapData, TemplateRule>,
+    localities: HashMap<MapData, LocalityKey, Locality>,
     service_stats: PerCpuArray<MapData, Traffic>,
     dest_stats: PerCpuArray<MapData, Traffic>,
     globals: PerCpuArray<MapData, u64>,
@@ -88,6 +90,7 @@ impl MapSet {
             templates: take(ebpf, names::PERSIST)?,
             timeouts: take(ebpf, names::TIMEOUTS)?,
             template_rules: take(ebpf, names::TEMPLATE_RULES)?,
+            localities: take(ebpf, names::LOCALITY)?,
             service_stats: take(ebpf, names::SERVICE_STATS)?,
             dest_stats: take(ebpf, names::DEST_STATS)?,
             globals: take(ebpf, names::GLOBAL_STATS)?,
@@ -104,6 +107,9 @@ pub struct DataPlane {
     maps: MapSet,
     pin_dir: Option<PathBuf>,
 }
+
+/// How often a program load the verifier gave up on because of a signal is tried again.
+const LOAD_RETRIES: u32 = 4;
 
 /// Names a failed map operation.
 fn map_err(name: &str) -> impl FnOnce(aya::maps::MapError) -> anyhow::Error + '_ {
@@ -136,8 +142,21 @@ impl DataPlane {
                 .program_mut(name)
                 .with_context(|| format!("program {name} missing"))?
                 .try_into()?;
-            prog.load()
-                .with_context(|| format!("loading program {name} (verifier)"))?;
+            // The verifier gives up with EAGAIN when a signal (a child's SIGCHLD, say) reaches
+            // the thread during its pass, which takes seconds on a busy machine; libbpf tries
+            // again too.
+            let mut retries = LOAD_RETRIES;
+            loop {
+                match prog.load() {
+                    Err(ProgramError::LoadError { io_error, .. })
+                        if io_error.kind() == io::ErrorKind::WouldBlock && retries > 0 =>
+                    {
+                        retries -= 1;
+                    }
+                    loaded => break loaded,
+                }
+            }
+            .with_context(|| format!("loading program {name} (verifier)"))?;
         }
         let mut maps = MapSet::take(&mut ebpf)?;
         let timeouts = maps.timeouts.get(&0, 0).map_err(map_err(names::TIMEOUTS))?;
@@ -348,10 +367,17 @@ impl Maps for DataPlane {
         Ok(())
     }
 
-    fn reset_sched(&mut self, id: u32) -> Result<()> {
+    fn sched(&self, id: u32) -> Result<SchedState> {
         self.maps
             .sched
-            .set(id, SchedState::default(), 0)
+            .get(&id, 0)
+            .map_err(map_err(names::SERVICE_SCHED))
+    }
+
+    fn write_sched(&mut self, id: u32, state: &SchedState) -> Result<()> {
+        self.maps
+            .sched
+            .set(id, state, 0)
             .map_err(map_err(names::SERVICE_SCHED))
     }
 
@@ -422,6 +448,18 @@ impl Maps for DataPlane {
             .test_run(opts)
             .context("running the sweeper")?;
         Ok(())
+    }
+
+    fn localities(&self) -> Result<Vec<(LocalityKey, Locality)>> {
+        self.maps
+            .localities
+            .iter()
+            .collect::<Result<_, _>>()
+            .map_err(map_err(names::LOCALITY))
+    }
+
+    fn remove_locality(&mut self, key: &LocalityKey) -> Result<()> {
+        missing(self.maps.localities.remove(key), names::LOCALITY).map(drop)
     }
 
     fn service_traffic(&self, id: u32) -> Result<Traffic> {

@@ -18,9 +18,9 @@ pub enum Edit {
     EditService(ServiceSpec),
     /// `-D`.
     DeleteService(ServiceAddr),
-    /// `-a`.
+    /// `-a`: the new real server goes to the head of the list, as IPVS links it.
     AddDest(ServiceAddr, DestSpec),
-    /// `-e`: new weight and thresholds.
+    /// `-e`: new weight and thresholds; the real server keeps its place.
     EditDest(ServiceAddr, DestSpec),
     /// `-d`.
     DeleteDest(ServiceAddr, Ipv4Addr),
@@ -41,6 +41,8 @@ pub enum EditError {
     DestExists,
     /// `-e`/`-d` of a real server the service lacks.
     NoSuchDest,
+    /// `-a`/`-e` with a lower threshold above the upper one (the kernel's `-ERANGE`).
+    ThresholdRange,
     /// The resulting table breaks a limit of xdpvs.
     Invalid(SpecError),
 }
@@ -53,6 +55,7 @@ impl fmt::Display for EditError {
             Self::ServiceNotDefined => "Service not defined",
             Self::DestExists => "Destination already exists",
             Self::NoSuchDest => "No such destination",
+            Self::ThresholdRange => "Numerical result out of range",
             Self::Invalid(e) => return write!(f, "{e}"),
         })
     }
@@ -97,10 +100,14 @@ fn apply_one(table: &mut Vec<ServiceSpec>, edit: &Edit) -> Result<(), EditError>
         }
         Edit::AddDest(addr, dest) | Edit::EditDest(addr, dest) => {
             let i = find(table, addr).ok_or(EditError::ServiceNotDefined)?;
+            // The kernel checks the values before it looks for the real server.
+            if !dest.thresholds_ordered() {
+                return Err(EditError::ThresholdRange);
+            }
             let dests = &mut table[i].dests;
             match (dests.iter().position(|d| d.addr == dest.addr), edit) {
                 (Some(_), Edit::AddDest(..)) => return Err(EditError::DestExists),
-                (None, Edit::AddDest(..)) => dests.push(*dest),
+                (None, Edit::AddDest(..)) => dests.insert(0, *dest),
                 (Some(j), _) => dests[j] = *dest,
                 (None, _) => return Err(EditError::NoSuchDest),
             }
@@ -216,10 +223,55 @@ mod tests {
             err(Edit::DeleteDest(addr(80), dest(9, 1).addr)),
             "No such destination"
         );
+        let inverted = DestSpec {
+            u_threshold: 10,
+            l_threshold: 20,
+            ..dest(2, 1)
+        };
+        for edit in [
+            Edit::AddDest(addr(80), inverted),
+            Edit::EditDest(addr(80), inverted),
+            Edit::AddDest(
+                addr(80),
+                DestSpec {
+                    addr: dest(9, 1).addr,
+                    ..inverted
+                },
+            ),
+        ] {
+            assert_eq!(err(edit), "Numerical result out of range");
+        }
         assert!(
-            err(Edit::EditDest(addr(80), dest(2, 70000))).contains("illegal weight"),
+            err(Edit::EditDest(addr(80), dest(2, u32::MAX))).contains("illegal weight"),
             "the whole table is validated"
         );
         assert_eq!(with_dest[0].dests, vec![dest(2, 1)]);
+    }
+
+    #[test]
+    fn real_servers_are_listed_newest_first_as_ipvs_links_them() {
+        let add = |last| Edit::AddDest(addr(80), dest(last, 1));
+        let t = apply(
+            &[],
+            &[
+                Edit::AddService(svc(80, Scheduler::Rr)),
+                add(2),
+                add(3),
+                add(4),
+            ],
+        )
+        .unwrap();
+        let order = |t: &[ServiceSpec]| {
+            t[0].dests
+                .iter()
+                .map(|d| d.addr.octets()[3])
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(order(&t), [4, 3, 2]);
+        let t = apply(&t, &[Edit::EditDest(addr(80), dest(3, 7))]).unwrap();
+        assert_eq!(order(&t), [4, 3, 2], "-e keeps the place");
+        assert_eq!(t[0].dests[1].weight, 7);
+        let t = apply(&t, &[Edit::DeleteDest(addr(80), dest(2, 1).addr), add(2)]).unwrap();
+        assert_eq!(order(&t), [2, 4, 3], "a re-added server goes to the head");
     }
 }

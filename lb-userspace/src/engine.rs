@@ -7,7 +7,7 @@
 //! and a health transition each re-plan the same overlay.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     net::{Ipv4Addr, SocketAddrV4},
 };
 
@@ -16,7 +16,8 @@ use lb_common::{
     dest::{DEST_F_RESOLVED, Dest},
     event::EventKind,
     expiry::{NS, TOMBSTONE, TemplateRule},
-    state::{ConnState, STATE_COUNT, Timeouts},
+    service::SchedState,
+    state::{STATE_COUNT, Timeouts},
 };
 
 use crate::{
@@ -25,6 +26,7 @@ use crate::{
     edit::{self, Edit},
     health::{model::ServiceHealth, monitor::Monitor, runner::Report},
     listing::{Connection, DestStatus, Listing, ServiceStatus, TrafficStatus},
+    locality,
     maps::{Maps, live_conns},
     model::{DestSpec, ServiceAddr, ServiceSpec},
     neigh::{self, Neighbour},
@@ -250,14 +252,27 @@ impl<M: Maps> Engine<M> {
                 if *new {
                     self.zero_counters(Owner::Service(s.id))?;
                 }
-                self.maps.reset_sched(s.id)?;
                 let value = s.spec.map_value(s.id, s.list.offset, s.table.offset);
                 let rule = TemplateRule {
                     timeout: value.persist_timeout,
                     mask: value.persist_mask,
                 };
                 self.maps.write_template_rule(s.id, &rule)?;
-                self.maps.write_service(&s.spec.addr.map_key(), &value)?;
+                // The state carries over, as IPVS's does, unless the service or its scheduler
+                // is new.
+                let key = s.spec.addr.map_key();
+                let kept = !*new
+                    && self
+                        .maps
+                        .service(&key)?
+                        .is_some_and(|old| old.scheduler == value.scheduler);
+                let state = if kept {
+                    self.maps.sched(s.id)?
+                } else {
+                    SchedState::default()
+                };
+                self.maps.write_sched(s.id, &state.dests_changed(&value))?;
+                self.maps.write_service(&key, &value)?;
                 log::info!(
                     "service {} ({}) with {} real servers",
                     s.spec.addr,
@@ -282,8 +297,10 @@ impl<M: Maps> Engine<M> {
             }
             Step::Remove { addr } => {
                 self.maps.remove_service(&addr.map_key())?;
-                if let Some(s) = self.installed.get(addr) {
-                    self.counters.forget(Owner::Service(s.id));
+                if let Some(id) = self.installed.get(addr).map(|s| s.id) {
+                    let shown = self.traffic(Owner::Service(id))?;
+                    self.counters.retire(shown);
+                    self.counters.forget(Owner::Service(id));
                 }
                 log::info!("service {addr} removed");
                 Ok(())
@@ -313,12 +330,17 @@ impl<M: Maps> Engine<M> {
         }
         let failed = |e: anyhow::Error| format!("{e:#}");
         for owner in chosen {
+            if only.is_some() && matches!(owner, Owner::Service(_)) {
+                let shown = self.traffic(owner).map_err(failed)?;
+                self.counters.retire(shown);
+            }
             self.zero_counters(owner).map_err(failed)?;
         }
         if only.is_none() {
             for (g, raw) in self.maps.globals().map_err(failed)? {
                 self.counters.zero_global(g.name(), raw);
             }
+            self.counters.zero_retired();
         }
         Ok(())
     }
@@ -363,9 +385,9 @@ impl<M: Maps> Engine<M> {
         Ok(probes)
     }
 
-    /// The periodic work with the kernel's neighbour `table`: MACs, counter samples, the
-    /// program's events, expiry. Returns the addresses to probe.
-    pub fn tick(&mut self, table: HashMap<Ipv4Addr, Neighbour>) -> Result<Vec<Ipv4Addr>> {
+    /// The periodic work at monotonic time `now` with the kernel's neighbour `table`: MACs,
+    /// counter samples, the program's events, expiry. Returns the addresses to probe.
+    pub fn tick(&mut self, now: u64, table: HashMap<Ipv4Addr, Neighbour>) -> Result<Vec<Ipv4Addr>> {
         self.ticks = self.ticks.wrapping_add(1);
         let probes = self.set_neighbours(table, self.ticks.is_multiple_of(REPROBE_TICKS))?;
         if self.ticks.is_multiple_of(SAMPLE_TICKS) {
@@ -373,6 +395,14 @@ impl<M: Maps> Engine<M> {
         }
         self.log_events()?;
         self.maps.expire()?;
+        let caching: HashSet<u32> = self
+            .installed
+            .services
+            .iter()
+            .filter(|s| s.spec.scheduler.caches_destinations())
+            .map(|s| s.id)
+            .collect();
+        locality::expire(&mut self.maps, &caching, now)?;
         Ok(probes)
     }
 
@@ -486,10 +516,14 @@ impl<M: Maps> Engine<M> {
             .into_iter()
             .map(|(g, v)| (g.name().to_owned(), self.counters.global(g.name(), v)))
             .collect();
+        let shown = services
+            .iter()
+            .fold(TrafficStatus::default(), |sum, s| sum.plus(&s.traffic));
         Ok(Listing {
             flow_table_size: self.flow_table_size,
             services,
             counters,
+            total: self.counters.total(shown),
             ha: None,
         })
     }
@@ -544,7 +578,7 @@ impl<M: Maps> Engine<M> {
                 client: endpoint(Ipv4Addr::from(key.client.to_ne_bytes()), 0),
                 service: endpoint(svc.addr.addr, svc.addr.port),
                 dest: endpoint(*dest, svc.addr.port),
-                state: ConnState::None.name().into(),
+                state: t.state_name().into(),
                 expires: u64::from(p.timeout).saturating_sub(idle) as u32,
             });
         }

@@ -12,14 +12,18 @@ use crate::{
 /// IPVS version printed in the header, for scripts that parse ipvsadm's output.
 pub const IPVS_VERSION: &str = "1.2.1";
 
+/// The header's `size=`: the kernel's `ip_vs_conn_tab_size`, the number of buckets of IPVS's
+/// connection hash table (`1 << CONFIG_IP_VS_TAB_BITS`, 12 bits in distribution kernels). It
+/// limits nothing, so it is printed whatever the flow table's capacity.
+pub const CONN_TAB_SIZE: u32 = 4096;
+
 /// `-L` of all services (`only` = None) or of one, in `format`.
 pub fn list(l: &Listing, only: Option<&ServiceAddr>, format: &Format) -> String {
     let mut out = String::new();
     if only.is_none() {
         let _ = writeln!(
             out,
-            "IP Virtual Server version {IPVS_VERSION} (size={})",
-            l.flow_table_size
+            "IP Virtual Server version {IPVS_VERSION} (size={CONN_TAB_SIZE})"
         );
     }
     out.push_str(title(format));
@@ -268,9 +272,11 @@ mod tests {
 
     fn listing(services: Vec<ServiceStatus>) -> Listing {
         Listing {
-            flow_table_size: 4096,
+            // The flow table's capacity, which the header's `size=` does not show.
+            flow_table_size: 65536,
             services,
             counters: vec![],
+            total: TrafficStatus::default(),
             ha: None,
         }
     }

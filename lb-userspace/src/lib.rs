@@ -18,6 +18,7 @@ mod input_properties;
 pub mod ipvsadm_format;
 pub mod keepalived;
 pub mod listing;
+pub mod locality;
 pub mod maps;
 pub mod metrics;
 pub mod model;

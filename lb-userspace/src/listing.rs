@@ -11,12 +11,17 @@ use crate::model::{Protocol, ServiceAddr, ServiceSpec, scheduler_name};
 /// Everything `-L` shows.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Listing {
-    /// Capacity of the connection table (ipvsadm's `size=`).
+    /// Capacity of the flow table (JSON only: ipvsadm's `size=` is IPVS's
+    /// [`CONN_TAB_SIZE`](crate::ipvsadm_format::CONN_TAB_SIZE)).
     pub flow_table_size: u32,
     /// Services in configuration order.
     pub services: Vec<ServiceStatus>,
     /// Global counters by name.
     pub counters: Vec<(String, u64)>,
+    /// Traffic of every service since the last `-Z` of everything, also of services since
+    /// removed or zeroed alone: IPVS's totals (/proc/net/ip_vs_stats).
+    #[serde(default)]
+    pub total: TrafficStatus,
     /// The director pair's state, when xdpvsd follows keepalived (not in ipvsadm's text).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ha: Option<crate::ha::HaStatus>,
@@ -58,6 +63,7 @@ impl Listing {
             flow_table_size: 0,
             services,
             counters: Vec::new(),
+            total: TrafficStatus::default(),
             ha: None,
         }
     }
@@ -182,7 +188,7 @@ pub struct Connection {
     pub service: SocketAddrV4,
     /// The real server.
     pub dest: SocketAddrV4,
-    /// IPVS state name (`NONE` for a template).
+    /// IPVS state name (`NONE` or `ASSURED` for a template).
     pub state: String,
     /// Seconds until it expires if idle.
     pub expires: u32,

@@ -8,7 +8,8 @@ use lb_common::{
     event::Event,
     expiry::TemplateRule,
     flow::{Flow, FlowKey, Persist, PersistKey},
-    service::{Service, ServiceKey},
+    sched::locality::{Locality, LocalityKey},
+    service::{SchedState, Service, ServiceKey},
     state::Timeouts,
     stats::{Global, Traffic},
 };
@@ -35,8 +36,10 @@ pub trait Maps {
     fn write_list(&mut self, offset: u32, ids: &[u32]) -> Result<()>;
     /// Writes bucket entries (dest ids, `u32::MAX` for none) into the table pool from `offset`.
     fn write_table(&mut self, offset: u32, buckets: &[u32]) -> Result<()>;
-    /// Restarts the rr/wrr state of service `id` at the list head.
-    fn reset_sched(&mut self, id: u32) -> Result<()>;
+    /// The rr/wrr state of service `id`.
+    fn sched(&self, id: u32) -> Result<SchedState>;
+    /// Writes the rr/wrr state of service `id`.
+    fn write_sched(&mut self, id: u32, state: &SchedState) -> Result<()>;
 
     /// The service under `key`, if the map has it.
     fn service(&self, key: &ServiceKey) -> Result<Option<Service>>;
@@ -59,6 +62,10 @@ pub trait Maps {
     /// Removes the flows and templates idle past their timeouts, counting the flows out of
     /// their real servers (the program's sweeper, at the kernel's current time).
     fn expire(&mut self) -> Result<()>;
+    /// Every lblc/lblcr cache entry.
+    fn localities(&self) -> Result<Vec<(LocalityKey, Locality)>>;
+    /// Removes an lblc/lblcr cache entry.
+    fn remove_locality(&mut self, key: &LocalityKey) -> Result<()>;
 
     /// Traffic of service `id`, summed over CPUs.
     fn service_traffic(&self, id: u32) -> Result<Traffic>;
@@ -94,7 +101,8 @@ pub mod fake {
         event::Event,
         expiry::TemplateRule,
         flow::{Flow, FlowKey, Persist, PersistKey},
-        service::{Service, ServiceKey},
+        sched::locality::{Locality, LocalityKey},
+        service::{SchedState, Service, ServiceKey},
         state::Timeouts,
         stats::{Global, Traffic},
     };
@@ -116,6 +124,8 @@ pub mod fake {
         pub tables: BTreeMap<u32, u32>,
         /// SERVICES.
         pub services: BTreeMap<ServiceKey, Service>,
+        /// SERVICE_SCHED.
+        pub sched: BTreeMap<u32, SchedState>,
         /// FLOWS.
         pub flows: BTreeMap<FlowKey, Flow>,
         /// PERSIST.
@@ -126,6 +136,8 @@ pub mod fake {
         pub template_rules: BTreeMap<u32, TemplateRule>,
         /// Runs of the sweeper.
         pub expiries: usize,
+        /// LOCALITY.
+        pub localities: BTreeMap<LocalityKey, Locality>,
         /// SERVICE_STATS and DEST_STATS.
         pub traffic: BTreeMap<(bool, u32), Traffic>,
         /// Writes left before one fails (`None`: never).
@@ -202,8 +214,13 @@ pub mod fake {
             }
             Ok(())
         }
-        fn reset_sched(&mut self, _id: u32) -> Result<()> {
-            self.write()
+        fn sched(&self, id: u32) -> Result<SchedState> {
+            Ok(self.sched.get(&id).copied().unwrap_or_default())
+        }
+        fn write_sched(&mut self, id: u32, state: &SchedState) -> Result<()> {
+            self.write()?;
+            self.sched.insert(id, *state);
+            Ok(())
         }
         fn service(&self, key: &ServiceKey) -> Result<Option<Service>> {
             Ok(self.services.get(key).copied())
@@ -239,6 +256,14 @@ pub mod fake {
         }
         fn expire(&mut self) -> Result<()> {
             self.expiries += 1;
+            Ok(())
+        }
+        fn localities(&self) -> Result<Vec<(LocalityKey, Locality)>> {
+            Ok(self.localities.iter().map(|(k, v)| (*k, *v)).collect())
+        }
+        fn remove_locality(&mut self, key: &LocalityKey) -> Result<()> {
+            self.write()?;
+            self.localities.remove(key);
             Ok(())
         }
         fn service_traffic(&self, id: u32) -> Result<Traffic> {

@@ -1,5 +1,8 @@
-//! Prometheus text exposition of a listing, served on a loopback address when configured.
-//! Metric names and labels are stable: scrapers and dashboards depend on them.
+//! Prometheus text exposition of a listing, served on a loopback address when configured:
+//! our own families, then node_exporter's IPVS ones ([`node_ipvs`]). Metric names and labels
+//! are stable: scrapers and dashboards depend on them.
+
+mod node_ipvs;
 
 use std::fmt::Write;
 
@@ -89,7 +92,11 @@ fn family<V: std::fmt::Display>(
 ) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
     for (labels, v) in samples {
-        let _ = writeln!(out, "{name}{{{labels}}} {v}");
+        let _ = if labels.is_empty() {
+            writeln!(out, "{name} {v}")
+        } else {
+            writeln!(out, "{name}{{{labels}}} {v}")
+        };
     }
 }
 
@@ -151,6 +158,7 @@ pub fn exposition(l: &Listing) -> String {
             u64::from(ha.healthy)
         );
     }
+    node_ipvs::write(&mut out, l);
     out
 }
 
@@ -254,6 +262,7 @@ mod tests {
                 }),
             }],
             counters: vec![("passed".into(), 7)],
+            total: traffic,
             ha: Some(crate::ha::HaStatus {
                 role: Role::Backup,
                 instance: Some("VI_1".into()),
@@ -270,6 +279,8 @@ mod tests {
             "xdpvs_vrrp_role{role=\"master\"} 0",
             "xdpvs_vrrp_role{role=\"backup\"} 1",
             "xdpvs_director_healthy 1",
+            "node_ipvs_backend_weight{local_address=\"10.0.0.100\",local_mark=\"\",local_port=\"80\",proto=\"TCP\",remote_address=\"10.0.0.2\",remote_port=\"80\"} 2",
+            "node_ipvs_incoming_bytes_total 3000",
             "xdpvs_real_server_up{protocol=\"tcp\",vip=\"10.0.0.100\",port=\"80\",server=\"10.0.0.3\"} 0",
             "xdpvs_real_server_transitions_total{protocol=\"tcp\",vip=\"10.0.0.100\",port=\"80\",server=\"10.0.0.3\"} 1",
             "xdpvs_health_check_duration_seconds{protocol=\"tcp\",vip=\"10.0.0.100\",port=\"80\",server=\"10.0.0.3\",check=\"0\"} 0.25",

@@ -67,17 +67,29 @@ impl fmt::Display for ServiceAddr {
     }
 }
 
+/// The largest weight IPVS takes: the kernel keeps weights in an `int` and refuses negative
+/// ones (`-ERANGE`); ipvsadm 1.31 checks `0..=INT_MAX`.
+pub const MAX_WEIGHT: u32 = i32::MAX as u32;
+
 /// A real server's settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DestSpec {
     /// Real server address.
     pub addr: Ipv4Addr,
-    /// Weight, 0..=65535.
+    /// Weight, 0..=[`MAX_WEIGHT`].
     pub weight: u32,
     /// Upper connection threshold (0 = none).
     pub u_threshold: u32,
     /// Lower connection threshold (0 = none).
     pub l_threshold: u32,
+}
+
+impl DestSpec {
+    /// Whether IPVS takes the thresholds: the kernel refuses a lower threshold above the upper
+    /// one (`-ERANGE`), also when the upper is 0 (none).
+    pub const fn thresholds_ordered(&self) -> bool {
+        self.l_threshold <= self.u_threshold
+    }
 }
 
 /// A virtual service's settings and its real servers in list order.
@@ -101,7 +113,7 @@ pub struct ServiceSpec {
 /// `timeout` seconds after.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Persistence {
-    /// Seconds (ipvsadm's default 300).
+    /// Seconds (`-p` alone: 360, as ipvsadm 1.31).
     pub timeout: u32,
     /// Netmask applied to client addresses (default 255.255.255.255).
     pub netmask: Ipv4Addr,
@@ -253,9 +265,11 @@ pub enum SpecError {
     DuplicateService(ServiceAddr),
     /// Two real servers with the same address in one service.
     DuplicateDest(ServiceAddr, Ipv4Addr),
-    /// A weight above 65535.
+    /// A weight above [`MAX_WEIGHT`].
     Weight(ServiceAddr, Ipv4Addr),
-    /// Port 0.
+    /// A lower threshold above the upper one.
+    Thresholds(ServiceAddr, Ipv4Addr),
+    /// Port 0 (all ports) without persistence.
     ZeroPort(ServiceAddr),
     /// Scheduler flags the scheduler does not take.
     Flags(ServiceAddr, Scheduler, u8),
@@ -269,8 +283,15 @@ impl fmt::Display for SpecError {
             Self::DuplicateService(s) => write!(f, "service {s} is defined twice"),
             Self::DuplicateDest(s, d) => write!(f, "service {s}: real server {d} is listed twice"),
             Self::Weight(s, d) => {
-                write!(f, "service {s}: real server {d}: illegal weight (0..65535)")
+                write!(
+                    f,
+                    "service {s}: real server {d}: illegal weight (0..{MAX_WEIGHT})"
+                )
             }
+            Self::Thresholds(s, d) => write!(
+                f,
+                "service {s}: real server {d}: lower threshold above the upper one"
+            ),
             Self::ZeroPort(s) => write!(
                 f,
                 "service {s}: zero port specified for non-persistent service"
@@ -301,7 +322,7 @@ pub fn validate(services: &[ServiceSpec]) -> Result<(), SpecError> {
         if services[..i].iter().any(|o| o.addr == a) {
             return Err(SpecError::DuplicateService(a));
         }
-        if a.port == 0 {
+        if a.port == 0 && svc.persistence.is_none() {
             return Err(SpecError::ZeroPort(a));
         }
         if svc.flags & !SchedFlag::mask(svc.scheduler) != 0 {
@@ -317,8 +338,11 @@ pub fn validate(services: &[ServiceSpec]) -> Result<(), SpecError> {
             if svc.dests[..j].iter().any(|o| o.addr == d.addr) {
                 return Err(SpecError::DuplicateDest(a, d.addr));
             }
-            if d.weight > 65535 {
+            if d.weight > MAX_WEIGHT {
                 return Err(SpecError::Weight(a, d.addr));
+            }
+            if !d.thresholds_ordered() {
+                return Err(SpecError::Thresholds(a, d.addr));
             }
         }
     }
@@ -394,8 +418,26 @@ mod tests {
             Err(SpecError::ZeroPort(_))
         ));
         let mut heavy = svc(80, Scheduler::Rr, &["10.0.0.2"]);
-        heavy.dests[0].weight = 65536;
+        heavy.dests[0].weight = MAX_WEIGHT + 1;
         assert!(matches!(validate(&[heavy]), Err(SpecError::Weight(..))));
+        let mut inverted = svc(80, Scheduler::Rr, &["10.0.0.2"]);
+        inverted.dests[0].l_threshold = 5;
+        assert!(matches!(
+            validate(&[inverted]),
+            Err(SpecError::Thresholds(..))
+        ));
+    }
+
+    #[test]
+    fn takes_what_ipvs_takes() {
+        let mut all_ports = svc(0, Scheduler::Rr, &["10.0.0.2"]);
+        all_ports.persistence = Some(Persistence {
+            timeout: 360,
+            netmask: Ipv4Addr::BROADCAST,
+        });
+        let d = &mut all_ports.dests[0];
+        (d.weight, d.u_threshold, d.l_threshold) = (70000, 20, 10);
+        assert_eq!(validate(&[all_ports]), Ok(()));
     }
 
     #[test]

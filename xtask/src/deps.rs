@@ -86,15 +86,17 @@ pub fn bpf_linker() -> Result<PathBuf> {
     Ok(linker)
 }
 
-/// Debian packages the conformance run needs besides [`PACKAGES`]: the emulator, the
-/// initramfs's busybox and the tools that build it, and the reference ipvsadm.
-const CONFORMANCE_PACKAGES: &[(&str, &str)] = &[
+/// Debian packages the reference VM needs besides [`PACKAGES`]: the emulator, the
+/// initramfs's busybox and the tools that build it, the reference ipvsadm, and node_exporter
+/// (whose ipvs collector the conformance run's `metrics` steps scrape).
+const REFERENCE_VM_PACKAGES: &[(&str, &str)] = &[
     ("qemu-system-x86_64", "qemu-system-x86"),
     ("/bin/busybox", "busybox-static"),
     ("cpio", "cpio"),
     ("depmod", "kmod"),
     ("xz", "xz-utils"),
     ("ipvsadm", "ipvsadm"),
+    ("prometheus-node-exporter", "prometheus-node-exporter"),
 ];
 
 /// Installs the Debian packages the tests and the demo run, where missing.
@@ -102,10 +104,11 @@ pub fn runtime() -> Result<()> {
     install(PACKAGES)
 }
 
-/// Installs what `cargo xtask conformance` needs besides [`runtime`], where missing.
-pub fn conformance() -> Result<()> {
+/// Installs what the reference VM (`cargo xtask conformance`, `cargo xtask bench`) needs
+/// besides [`runtime`], where missing.
+pub fn reference_vm() -> Result<()> {
     runtime()?;
-    install(CONFORMANCE_PACKAGES)
+    install(REFERENCE_VM_PACKAGES)
 }
 
 /// Installs the packages of `packages` whose command or file is missing.

@@ -1,9 +1,11 @@
 //! Project tasks: `cargo xtask build`, `test`, `demo`. See the README.
 
+mod bench;
 mod conformance;
 mod deps;
 mod ebpf;
 mod link;
+mod vm;
 
 use std::{path::PathBuf, process::Command};
 
@@ -26,7 +28,8 @@ enum Task {
     Build,
     /// Check formatting and run clippy (warnings are errors) on every crate.
     Lint,
-    /// Lint, install what the tests need, build, and run every test (as root).
+    /// Lint, install what the tests need, build, run every test and the benchmark's smoke run
+    /// (as root).
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
         #[arg(trailing_var_arg = true)]
@@ -41,12 +44,15 @@ enum Task {
         #[arg(long)]
         last: bool,
     },
-    /// Measure xdpvs against its baselines and the L4 proxies (as root); writes
-    /// target/bench/bench.json and the plots.
+    /// Measure xdpvs against its baselines and the L4 proxies, and against the kernel's IPVS
+    /// in the reference VM (as root); writes target/bench/bench.json and the plots.
     Bench {
-        /// Fewer and shorter runs (CI smoke).
+        /// Fewer and shorter runs, without the reference VM (CI smoke).
         #[arg(long)]
         quick: bool,
+        /// Only the part in the reference VM: the kernel's IPVS against xdpvs.
+        #[arg(long, conflicts_with = "quick")]
+        vm_only: bool,
     },
 }
 
@@ -62,13 +68,15 @@ fn main() -> Result<()> {
             lint()?;
             let (passed, failed) = test(args)?;
             // The benchmark's quick mode as a smoke check: it must keep running.
-            bench(true)?;
+            bench::run(true, false)?;
+            // The kernel's IPVS and xdpvs through the same corpus, in the reference VM.
+            conformance::run(false)?;
             println!("xdpvs: {passed} passed, {failed} failed");
             Ok(())
         }
-        Task::Bench { quick } => {
+        Task::Bench { quick, vm_only } => {
             deps::runtime()?;
-            bench(quick)
+            bench::run(quick, vm_only)
         }
         Task::Conformance { last } => conformance::run(last),
         Task::Demo => {
@@ -133,14 +141,11 @@ fn run_bin(profile: &str, name: &str, args: &[&str]) -> Result<()> {
     Ok(())
 }
 
-fn bench(quick: bool) -> Result<()> {
-    let out = root().join("target/bench");
-    let out = out.to_str().context("path")?;
-    let args: &[&str] = if quick { &["--quick", out] } else { &[out] };
-    // Measured as shipped: the daemon and the harness optimised.
+/// Builds the objects, then every binary optimised with them embedded.
+fn build_release() -> Result<Objects> {
     let objects = ebpf::build()?;
     cargo(&["build", "--release", "--bins"], &objects)?;
-    run_bin("release", "xdpvs-bench", args)
+    Ok(objects)
 }
 
 fn lint() -> Result<()> {

@@ -33,8 +33,9 @@ const USAGE: &str = "Usage:
   xdpvsadm -h
 
 As ipvsadm, for the xdpvs daemon (xdpvsd): direct routing (-g) only, IPv4 TCP/UDP services.
-Schedulers: rr wrr lc wlc (default) sed nq sh dh mh. Scheduler flags (-b): sh-fallback,sh-port
-for sh, mh-fallback,mh-port for mh. --socket PATH selects the daemon's socket.
+Schedulers: rr wrr lc wlc (default) sed nq sh dh mh lblc lblcr fo ovf twos.
+Scheduler flags (-b): sh-fallback,sh-port for sh, mh-fallback,mh-port for mh.
+--socket PATH selects the daemon's socket.
 ";
 
 fn main() -> ExitCode {

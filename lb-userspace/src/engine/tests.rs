@@ -236,8 +236,8 @@ fn ticks_run_the_sweeper_and_listings_skip_what_it_claimed() {
     e.maps_mut()
         .flows
         .extend([flow(7, 10 * NS), flow(8, TOMBSTONE)]);
-    e.tick(HashMap::new()).unwrap();
-    e.tick(HashMap::new()).unwrap();
+    e.tick(0, HashMap::new()).unwrap();
+    e.tick(0, HashMap::new()).unwrap();
     assert_eq!(e.maps().expiries, 2);
     let conns = e.connections(910 * NS).unwrap();
     assert_eq!(conns.len(), 1, "the claimed flow is not listed");
@@ -376,4 +376,38 @@ fn health_transitions_overlay_the_configured_services_and_edits_change_the_confi
     let writes = e.maps().writes;
     assert!(!e.report(&again, 5 * NS).unwrap());
     assert_eq!(e.maps().writes, writes);
+}
+
+#[test]
+fn added_real_servers_go_to_the_list_head_and_carry_wrr_state_over() {
+    let mut e = engine(&[]);
+    let svc = spec(80, Scheduler::Wrr, &[]);
+    let key = svc.addr.map_key();
+    e.edit(&[crate::edit::Edit::AddService(svc.clone())])
+        .unwrap();
+    for (i, weight) in [(1, 4), (2, 3), (3, 2)] {
+        let dest = DestSpec {
+            weight,
+            ..spec(80, Scheduler::Wrr, &[i]).dests[0]
+        };
+        e.edit(&[crate::edit::Edit::AddDest(svc.addr, dest)])
+            .unwrap();
+    }
+    let m = e.maps();
+    let weights: Vec<u32> = m
+        .list_of(&key)
+        .iter()
+        .map(|id| m.dests[id].weight)
+        .collect();
+    assert_eq!(weights, [2, 3, 4], "newest first");
+    let id = m.services[&key].id;
+    // After -a 4 the round starts at 4 - (4 - 1) = 1, and the next adds keep it.
+    assert_eq!(
+        m.sched[&id],
+        SchedState {
+            last: u32::MAX,
+            cw: 1
+        }
+    );
+    assert_record_matches_maps(&e);
 }

@@ -12,7 +12,10 @@ use crate::{
         Check, CheckKind, DEFAULT_CONNECT_TIMEOUT, DEFAULT_DELAY_LOOP, DEFAULT_STATUS_CODES,
         HttpCheck, HttpProtocol, MiscCheck, RealServerHealth, ServiceHealth, UrlCheck,
     },
-    model::{self, DEFAULT_SCHEDULER, DestSpec, Persistence, Protocol, ServiceAddr, ServiceSpec},
+    model::{
+        self, DEFAULT_SCHEDULER, DestSpec, MAX_WEIGHT, Persistence, Protocol, ServiceAddr,
+        ServiceSpec,
+    },
 };
 
 /// Top-level blocks of keepalived's VRRP side (and of its other non-checker parts): skipped.
@@ -454,8 +457,8 @@ impl Converter {
             match s.keyword.as_str() {
                 "weight" => {
                     dest.weight = one(s)?;
-                    if dest.weight > 65535 {
-                        return Err(invalid(s, "outside 0..=65535"));
+                    if dest.weight > MAX_WEIGHT {
+                        return Err(invalid(s, &format!("outside 0..={MAX_WEIGHT}")));
                     }
                 }
                 "lvs_method" | "lb_kind" => {

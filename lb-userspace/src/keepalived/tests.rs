@@ -113,7 +113,7 @@ fn defaults_and_inheritance() {
                 }
             }
             real_server 10.0.0.3 {
-                weight 2
+                weight 70000
                 SSL_GET {
                     url {
                         path /
@@ -136,7 +136,7 @@ fn defaults_and_inheritance() {
     let c = &l.config;
     assert_eq!(c.services[1].addr.protocol, Protocol::Udp);
     assert_eq!(c.services[1].scheduler.name(), "wlc");
-    assert_eq!(c.services[0].dests[1].weight, 2);
+    assert_eq!(c.services[0].dests[1].weight, 70000, "as the kernel takes");
     assert_eq!(
         c.health.len(),
         1,
@@ -382,6 +382,19 @@ fn includes_are_relative_and_globbed() {
 }
 
 #[test]
+fn every_kernel_scheduler_is_taken() {
+    let names = [
+        "rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh",
+        "twos",
+    ];
+    for name in names {
+        let text = format!("virtual_server 10.0.0.1 80 {{\nlb_kind DR\nlb_algo {name}\n}}\n");
+        let l = load_text(&format!("sched-{name}"), &text).unwrap();
+        assert_eq!(l.config.services[0].scheduler.name(), name);
+    }
+}
+
+#[test]
 fn unsupported_is_an_error_naming_line_and_keyword() {
     let vs = |body: &str| format!("virtual_server 10.0.0.1 80 {{\nlb_kind DR\n{body}\n}}\n");
     let rs = |check: &str| vs(&format!("real_server 10.0.0.2 80 {{\n{check}\n}}"));
@@ -391,8 +404,8 @@ fn unsupported_is_an_error_naming_line_and_keyword() {
             ":3: `lb_kind`: TUN forwarding is not supported",
         ),
         (
-            vs("lvs_sched lblc"),
-            ":3: `lvs_sched`: scheduler \"lblc\" not supported",
+            vs("lvs_sched wfo"),
+            ":3: `lvs_sched`: scheduler \"wfo\" not supported",
         ),
         (
             vs("protocol SCTP"),
@@ -455,7 +468,10 @@ fn unsupported_is_an_error_naming_line_and_keyword() {
             rs("lvs_method NAT"),
             ":4: `lvs_method`: NAT forwarding is not supported",
         ),
-        (rs("weight 70000"), ":4: `weight`: outside 0..=65535"),
+        (
+            rs("weight 2147483648"),
+            ":4: `weight`: outside 0..=2147483647",
+        ),
         (
             rs("HTTP_GET {\nurl {\npath /\nregex x\n}\n}"),
             ":7: `regex`: matching the body is not supported",

@@ -8,6 +8,10 @@
 //! program's run time (BPF statistics) plus xdpvsd's own CPU time. Softirq work of the
 //! director's network stack that the kernel does not charge to a process is in neither; the
 //! whole machine's busy time per request is shown next to it for that reason.
+//!
+//! Inside the reference VM (kernel 6.1 under emulation) the same run compares xdpvs with the
+//! kernel's IPVS in direct routing, configured with ipvsadm. IPVS works in softirq only, so it
+//! has no director figure of its own: the machine's busy time is the one to compare.
 
 use std::{
     fs,
@@ -27,21 +31,27 @@ use xdpvs_testbed::{
     topology::{IFACE, Topology, VIP, real_server_ip},
 };
 
-/// The load balancers compared, the first being the baseline.
+/// A load balancer on the director.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Balancer {
+pub enum Balancer {
     Haproxy,
     NginxStream,
+    /// The kernel's IPVS, direct routing (needs `ip_vs`: the reference VM).
+    Ipvs,
     Xdpvs,
 }
 
 impl Balancer {
-    const ALL: [Balancer; 3] = [Balancer::Haproxy, Balancer::NginxStream, Balancer::Xdpvs];
+    /// What this machine compares, the baseline first.
+    pub const HOST: [Balancer; 3] = [Balancer::Haproxy, Balancer::NginxStream, Balancer::Xdpvs];
+    /// What the reference VM compares, the baseline first.
+    pub const REFERENCE_VM: [Balancer; 2] = [Balancer::Ipvs, Balancer::Xdpvs];
 
     fn name(self) -> &'static str {
         match self {
             Balancer::Haproxy => "haproxy 2.6 (mode tcp)",
             Balancer::NginxStream => "nginx 1.22 stream",
+            Balancer::Ipvs => "kernel IPVS (DR, same VM)",
             Balancer::Xdpvs => "xdpvs (DR)",
         }
     }
@@ -153,6 +163,8 @@ fn upstreams(n: usize) -> Vec<String> {
 /// A balancer running on the director.
 enum Running {
     Proxy(Process),
+    /// Services in the director's IPVS table.
+    Ipvs,
     Xdpvs(Daemon),
 }
 
@@ -210,6 +222,16 @@ impl Running {
                     &dir.join("stderr.log"),
                 )?)
             }
+            Balancer::Ipvs => {
+                let vip = format!("{VIP}:80");
+                topo.director
+                    .exec("ipvsadm", &["-A", "-t", &vip, "-s", "rr"])?;
+                for rs in upstreams(n) {
+                    topo.director
+                        .exec("ipvsadm", &["-a", "-t", &vip, "-r", &rs, "-g"])?;
+                }
+                Running::Ipvs
+            }
             Balancer::Xdpvs => {
                 let weights = vec![1; n];
                 let mut d = Daemon::paths(&default_bin_dir(), &unique_name("bench"))?;
@@ -224,23 +246,37 @@ impl Running {
     }
 
     /// What the balancer logged.
-    fn log(&self) -> String {
+    fn log(&self, topo: &Topology) -> String {
         match self {
             Running::Proxy(p) => fs::read_to_string(&p.log).unwrap_or_default(),
+            Running::Ipvs => topo.director.exec("ipvsadm", &["-Ln"]).map_or_else(
+                |e| format!("{e:#}"),
+                |o| String::from_utf8_lossy(&o.stdout).into_owned(),
+            ),
             Running::Xdpvs(d) => d.log(),
         }
     }
 
     /// CPU seconds the director spent so far: the proxy's processes, or xdpvsd and the
-    /// program's run time.
-    fn cpu_seconds(&self, topo: &Topology) -> Result<f64> {
-        match self {
-            Running::Proxy(p) => Ok(p.cpu_seconds()),
+    /// program's run time; none for IPVS, whose softirq work no process is charged with.
+    fn cpu_seconds(&self, topo: &Topology) -> Result<Option<f64>> {
+        Ok(match self {
+            Running::Proxy(p) => Some(p.cpu_seconds()),
+            Running::Ipvs => None,
             Running::Xdpvs(d) => {
                 let info = program_info(attached_program(&topo.director)?)?;
-                Ok(info.run_time().as_secs_f64() + d.pid().map_or(0.0, process_cpu_seconds))
+                Some(info.run_time().as_secs_f64() + d.pid().map_or(0.0, process_cpu_seconds))
             }
+        })
+    }
+
+    /// Stops the balancer: the proxy or xdpvsd ended (xdpvs detached, its pins removed), or
+    /// the IPVS table cleared, so that the next one has the VIP to itself.
+    fn stop(self, topo: &Topology) -> Result<()> {
+        if let Running::Ipvs = self {
+            topo.director.exec("ipvsadm", &["-C"])?;
         }
+        Ok(())
     }
 }
 
@@ -294,21 +330,23 @@ fn wrk(client: &Netns, plan: &Plan, close: bool) -> Result<(f64, u64, u64)> {
     Ok((rate, requests, non_2xx + socket_errors))
 }
 
-/// Requests per second of each balancer: (keep-alive, a new connection per request), each
-/// group with HAProxy first.
+/// Requests per second of each of `balancers`: (keep-alive, a new connection per request),
+/// each group in the order of `balancers`.
 pub fn http_rate(
     plan: &Plan,
+    balancers: &[Balancer],
     progress: &mut dyn FnMut(&Measured),
 ) -> Result<(Vec<Measured>, Vec<Measured>)> {
     let topo = Topology::build("bench-http", 2)?;
     let dir = std::env::temp_dir().join(unique_name("bench-http"));
-    let result = measure_all(plan, &topo, &dir, progress);
+    let result = measure_all(plan, balancers, &topo, &dir, progress);
     let _ = fs::remove_dir_all(&dir);
     result
 }
 
 fn measure_all(
     plan: &Plan,
+    balancers: &[Balancer],
     topo: &Topology,
     dir: &Path,
     progress: &mut dyn FnMut(&Measured),
@@ -334,7 +372,7 @@ fn measure_all(
     let mut groups = (Vec::new(), Vec::new());
     for close in [false, true] {
         let figures = if close { &mut groups.1 } else { &mut groups.0 };
-        for balancer in Balancer::ALL {
+        for &balancer in balancers {
             let running = Running::start(balancer, topo, dir)?;
             let ready = wait_until(Duration::from_secs(10), || {
                 topo.client
@@ -345,7 +383,7 @@ fn measure_all(
                 bail!(
                     "{} does not answer on {VIP}:80: {}",
                     balancer.name(),
-                    running.log()
+                    running.log(topo)
                 );
             }
             let mut runs = Vec::new();
@@ -355,10 +393,14 @@ fn measure_all(
                 let machine_before = cpu_times()?;
                 let (rate, requests, errs) = wrk(&topo.client, plan, close)?;
                 let machine_after = cpu_times()?;
-                let cpu = running.cpu_seconds(topo)? - cpu_before;
+                let cpu = running
+                    .cpu_seconds(topo)?
+                    .zip(cpu_before)
+                    .map(|(after, before)| after - before);
                 ensure!(requests > 0, "{}: no requests answered", balancer.name());
+                let requests = requests as f64;
                 let machine = (machine_after.0 - machine_before.0) as f64 / clock_ticks();
-                runs.push((rate, cpu / requests as f64, machine / requests as f64));
+                runs.push((rate, cpu.map(|c| c / requests), machine / requests));
                 errors += errs;
             }
             runs.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -373,8 +415,9 @@ fn measure_all(
                     Extra {
                         header: "director µs",
                         key: "director_cpu_us_per_request",
-                        value: median.1 * 1e6,
-                        text: format!("{:.2}", median.1 * 1e6),
+                        // JSON null where there is no figure.
+                        value: median.1.map_or(f64::NAN, |c| c * 1e6),
+                        text: median.1.map_or("-".into(), |c| format!("{:.2}", c * 1e6)),
                     },
                     Extra {
                         header: "machine µs",
@@ -392,8 +435,7 @@ fn measure_all(
             };
             progress(&f);
             figures.push(f);
-            // Stopped, and for xdpvs detached (its pins removed), before the next one binds.
-            drop(running);
+            running.stop(topo)?;
         }
     }
     Ok(groups)

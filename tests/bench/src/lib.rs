@@ -1,7 +1,8 @@
 //! The xdpvs benchmark (`cargo xtask bench`): per-packet costs in the kernel with
 //! BPF_PROG_TEST_RUN, each reported as a ratio to the MAC-swap baseline measured in the same
 //! run. Median of several runs, with min and max. Then the live forwarding rate ([`live`])
-//! and HTTP through the VIP against L4 proxies ([`http`]).
+//! and HTTP through the VIP against L4 proxies ([`http`]), and the same HTTP run against the
+//! kernel's IPVS measured inside the reference VM ([`run_reference_vm`]) joined to the report.
 //!
 //! New-flow cost is measured with a connection table of one entry that another flow already
 //! holds: every repetition then schedules anew (the walk, the counters, the table lookups) and
@@ -37,7 +38,7 @@ mod plot;
 mod report;
 
 pub use plot::Curve;
-pub use report::{Extra, Measured, Results, json, table};
+pub use report::{Extra, Measured, ReferenceVm, Results, json, table};
 
 use plot::Axes;
 
@@ -485,8 +486,22 @@ fn plots(plan: &Plan, r: &Results, mut new_flow: Vec<Curve>, out_dir: &Path) -> 
     )
 }
 
-/// Runs the benchmark, prints the tables and writes `out_dir/bench.json`.
-pub fn run(plan: &Plan, out_dir: &Path) -> Result<()> {
+/// The HTTP run of the kernel's IPVS against xdpvs, as run inside the reference VM: prints its
+/// tables and saves them with their figures into `out_dir` for [`run`] to join.
+pub fn run_reference_vm(plan: &Plan, out_dir: &Path) -> Result<()> {
+    let (keep_alive, new_connections) =
+        http::http_rate(plan, &http::Balancer::REFERENCE_VM, &mut |m| {
+            eprintln!("  {:<44} {:>10.1}", m.figure.name, m.figure.median);
+        })?;
+    let vm = ReferenceVm::new(&keep_alive, &new_connections);
+    print!("{}", vm.text);
+    vm.save(out_dir)
+}
+
+/// Runs the benchmark, prints the tables and writes `out_dir/bench.json`, with the reference
+/// VM's report that [`run_reference_vm`] saved into `reference_vm`, if given.
+pub fn run(plan: &Plan, out_dir: &Path, reference_vm: Option<&Path>) -> Result<()> {
+    let reference_vm = reference_vm.map(ReferenceVm::load).transpose()?;
     // A private namespace: the daemon's neighbour probes of the control-plane figures go
     // nowhere.
     let ns = Netns::create(unique_name("bench"))?;
@@ -502,7 +517,7 @@ pub fn run(plan: &Plan, out_dir: &Path) -> Result<()> {
     let control_plane = control_plane(plan, &mut progress)?;
     let live = live::live_rate(plan, &mut |f| progress(&f.figure))?;
     let (http_keep_alive, http_new_connections) =
-        http::http_rate(plan, &mut |f| progress(&f.figure))?;
+        http::http_rate(plan, &http::Balancer::HOST, &mut |f| progress(&f.figure))?;
     let results = Results {
         per_packet: per_packet.into_iter().map(Measured::from).collect(),
         flow_scaling: flow_scaling.into_iter().map(Measured::from).collect(),
@@ -511,6 +526,7 @@ pub fn run(plan: &Plan, out_dir: &Path) -> Result<()> {
         live,
         http_keep_alive,
         http_new_connections,
+        reference_vm,
     };
     print!("{}{}", results.tables(), results.notes());
     plots(plan, &results, new_flow, out_dir)?;

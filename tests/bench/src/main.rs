@@ -1,19 +1,33 @@
-//! The benchmark, as `cargo xtask bench` runs it: `xdpvs-bench [--quick] OUT_DIR`.
+//! The benchmark, as `cargo xtask bench` runs it:
+//! `xdpvs-bench [--quick] [--reference-vm VM_DIR] OUT_DIR` on this machine, joining the report
+//! the reference VM left in VM_DIR; `xdpvs-bench [--quick] --in-reference-vm OUT_DIR` inside
+//! the VM.
 
 use std::path::PathBuf;
 
+use anyhow::Context;
 use xdpvs_bench::Plan;
 
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let plan = if args.iter().any(|a| a == "--quick") {
-        Plan::QUICK
+    let mut args = std::env::args().skip(1);
+    let (mut plan, mut in_vm, mut reference_vm, mut out) = (Plan::FULL, false, None, None);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--quick" => plan = Plan::QUICK,
+            "--in-reference-vm" => in_vm = true,
+            "--reference-vm" => {
+                reference_vm = Some(PathBuf::from(
+                    args.next().context("--reference-vm needs a directory")?,
+                ));
+            }
+            _ if arg.starts_with("--") => anyhow::bail!("unknown option {arg}"),
+            _ => out = Some(PathBuf::from(arg)),
+        }
+    }
+    let out = out.unwrap_or_else(|| PathBuf::from("target/bench"));
+    if in_vm {
+        xdpvs_bench::run_reference_vm(&plan, &out)
     } else {
-        Plan::FULL
-    };
-    let out = args
-        .iter()
-        .find(|a| !a.starts_with("--"))
-        .map_or_else(|| PathBuf::from("target/bench"), PathBuf::from);
-    xdpvs_bench::run(&plan, &out)
+        xdpvs_bench::run(&plan, &out, reference_vm.as_deref())
+    }
 }

@@ -1,7 +1,9 @@
 //! What the benchmark reports: tables on stdout and one JSON document, every figure with
 //! its ratio to the first of its group (the baseline measured in the same run).
 
-use std::fmt::Write as _;
+use std::{fmt::Write as _, fs, path::Path};
+
+use anyhow::{Context, Result};
 
 use crate::Figure;
 
@@ -102,6 +104,85 @@ pub struct Results {
     pub http_keep_alive: Vec<Measured>,
     /// HTTP requests/s with a new connection per request; HAProxy first.
     pub http_new_connections: Vec<Measured>,
+    /// The kernel's IPVS against xdpvs in the reference VM, when it was run.
+    pub reference_vm: Option<ReferenceVm>,
+}
+
+/// The HTTP run of the kernel's IPVS against xdpvs inside the reference VM: its tables and
+/// its JSON, made in the VM and joined to the report of the run on this machine.
+pub struct ReferenceVm {
+    /// The tables and notes as printed.
+    pub text: String,
+    /// The figures and the VM's machine facts.
+    pub json: serde_json::Value,
+}
+
+impl ReferenceVm {
+    /// The files in which the VM hands its report over.
+    const TEXT: &str = "reference_vm.txt";
+    const JSON: &str = "reference_vm.json";
+
+    /// The report of the two groups, each with the kernel's IPVS first.
+    pub fn new(keep_alive: &[Measured], new_connections: &[Measured]) -> Self {
+        let machine = machine();
+        let label = format!(
+            "measured under qemu software emulation (TCG) on kernel {}: compare the two rows \
+             with each other only",
+            machine["kernel"].as_str().unwrap_or_default()
+        );
+        let groups = [
+            ("keep-alive", keep_alive),
+            ("new connection per request", new_connections),
+        ];
+        let mut text = format!("reference VM, {label}\n");
+        let mut notes = Vec::new();
+        for (kind, rows) in groups {
+            text += &table(&format!("HTTP in the VM, {kind}"), "req/s", rows);
+            if let [ipvs, xdpvs] = rows {
+                let per = |m: &Measured| m.extra("machine_cpu_us_per_request").unwrap_or(0.0);
+                notes.push(format!(
+                    "note: reference VM, HTTP {kind}: xdpvs / IPVS = {:.2}x requests/s, {:.2}x \
+                     machine CPU per request",
+                    xdpvs.figure.median / ipvs.figure.median,
+                    per(xdpvs) / per(ipvs)
+                ));
+            }
+        }
+        for note in &notes {
+            let _ = writeln!(text, "{note}");
+        }
+        let json = serde_json::json!({
+            "label": label,
+            "machine": machine,
+            "http_keep_alive": json_rows(keep_alive, "requests/s"),
+            "http_new_connections": json_rows(new_connections, "requests/s"),
+            "notes": notes,
+        });
+        Self { text, json }
+    }
+
+    /// Writes the report into `dir`, where [`ReferenceVm::load`] finds it.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        fs::create_dir_all(dir)?;
+        fs::write(dir.join(Self::TEXT), &self.text)?;
+        fs::write(
+            dir.join(Self::JSON),
+            serde_json::to_string_pretty(&self.json)?,
+        )?;
+        Ok(())
+    }
+
+    /// The report [`ReferenceVm::save`] wrote into `dir`.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let read = |name: &str| {
+            fs::read_to_string(dir.join(name))
+                .with_context(|| format!("the reference VM's {name} in {}", dir.display()))
+        };
+        Ok(Self {
+            text: read(Self::TEXT)?,
+            json: serde_json::from_str(&read(Self::JSON)?)?,
+        })
+    }
 }
 
 impl Measured {
@@ -171,14 +252,17 @@ impl Results {
                 "req/s",
                 &self.http_new_connections,
             ),
+            self.reference_vm
+                .as_ref()
+                .map_or(String::new(), |vm| vm.text.clone()),
         ]
         .concat()
     }
 }
 
-/// The figures and the machine facts as JSON.
-pub fn json(r: &Results) -> serde_json::Value {
-    let machine = |cmd: &str, args: &[&str]| {
+/// The facts of the machine this runs on.
+fn machine() -> serde_json::Value {
+    let run = |cmd: &str, args: &[&str]| {
         std::process::Command::new(cmd)
             .args(args)
             .output()
@@ -186,11 +270,16 @@ pub fn json(r: &Results) -> serde_json::Value {
             .unwrap_or_default()
     };
     serde_json::json!({
-        "machine": {
-            "kernel": machine("uname", &["-r"]),
-            "cpus": machine("nproc", &[]),
-            "cpu": machine("sh", &["-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"]),
-        },
+        "kernel": run("uname", &["-r"]),
+        "cpus": run("nproc", &[]),
+        "cpu": run("sh", &["-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"]),
+    })
+}
+
+/// The figures and the machine facts as JSON.
+pub fn json(r: &Results) -> serde_json::Value {
+    serde_json::json!({
+        "machine": machine(),
         "per_packet": json_rows(&r.per_packet, "ns"),
         "flow_scaling": json_rows(&r.flow_scaling, "ns"),
         "bytes_per_flow": r.bytes_per_flow,
@@ -199,5 +288,6 @@ pub fn json(r: &Results) -> serde_json::Value {
         "http_keep_alive": json_rows(&r.http_keep_alive, "requests/s"),
         "http_new_connections": json_rows(&r.http_new_connections, "requests/s"),
         "notes": r.notes().lines().collect::<Vec<_>>(),
+        "reference_vm": r.reference_vm.as_ref().map(|vm| &vm.json),
     })
 }

@@ -66,7 +66,8 @@ fn an_ipvsadm_script_configures_the_daemon_and_save_restores_it() {
             .map(|_| split(&http_get(vip(80)).unwrap()).0)
             .collect()
     });
-    assert_eq!(names, ["rs1", "rs2", "rs1", "rs2"]);
+    // IPVS keeps real servers newest first: rr starts at rs2, the last added.
+    assert_eq!(names, ["rs2", "rs1", "rs2", "rs1"]);
     // The closed connections' FINs arrive: each then counts as inactive.
     let inactive = || -> u32 {
         let l = c.daemon.listing().unwrap();
@@ -109,7 +110,51 @@ fn an_ipvsadm_script_configures_the_daemon_and_save_restores_it() {
     assert_eq!(text(&adm(&c, "-S", 0)), saved);
     c.daemon.wait_resolved().unwrap();
     let again = c.client(|| split(&http_get(vip(80)).unwrap()).0);
-    assert_eq!(again, "rs1", "the rebuilt rr service starts at its head");
+    assert_eq!(
+        again, "rs2",
+        "the rebuilt rr service starts at its head, the last real server -R added"
+    );
+}
+
+#[test]
+fn the_locality_and_weight_order_schedulers_are_taken_listed_and_saved() {
+    let c = Cluster::unconfigured("adm-sched", 2).unwrap();
+    for line in script(&[0, 1]).lines() {
+        adm(&c, line, 0);
+    }
+    let others = ["lblcr", "fo", "ovf", "twos"];
+    for (port, name) in (81..).zip(others) {
+        adm(&c, &format!("-A -t {VIP}:{port} -s {name}"), 0);
+    }
+    // lblc keeps every flow for one destination (here the VIP) on the server it cached.
+    adm(&c, &format!("-E -t {VIP}:80 -s lblc"), 0);
+    c.daemon.wait_resolved().unwrap();
+    let names: Vec<String> = c.client(|| {
+        (0..4)
+            .map(|_| split(&http_get(vip(80)).unwrap()).0)
+            .collect()
+    });
+    // The first pick is wlc's, whose tie goes to the head of the list: rs2, the newest.
+    assert_eq!(names, ["rs2"; 4]);
+    let listing = text(&adm(&c, "-Ln", 0));
+    let services: Vec<&str> = listing.lines().filter(|l| l.starts_with("TCP")).collect();
+    assert_eq!(
+        services,
+        [
+            "TCP  10.77.0.100:80 lblc",
+            "TCP  10.77.0.100:81 lblcr",
+            "TCP  10.77.0.100:82 fo",
+            "TCP  10.77.0.100:83 ovf",
+            "TCP  10.77.0.100:84 twos",
+        ]
+    );
+    let saved = text(&adm(&c, "-S -n", 0));
+    for (port, name) in (80..).zip(["lblc"].into_iter().chain(others)) {
+        assert!(
+            saved.contains(&format!("-A -t {VIP}:{port} -s {name}\n")),
+            "{saved}"
+        );
+    }
 }
 
 #[test]
@@ -155,7 +200,7 @@ fn refused_and_malformed_commands_exit_as_ipvsadm_and_change_nothing() {
         ),
         (format!("-Z -t {VIP}:81"), 255, "No such service"),
         (
-            format!("-a -t {VIP}:80 -r {rs} -w 70000"),
+            format!("-a -t {VIP}:80 -r {rs} -w 2147483648"),
             2,
             "illegal weight specified",
         ),
@@ -164,11 +209,7 @@ fn refused_and_malformed_commands_exit_as_ipvsadm_and_change_nothing() {
             2,
             "Zero port specified for non-persistent service",
         ),
-        (
-            format!("-A -t {VIP}:81 -D"),
-            2,
-            "multiple commands specified",
-        ),
+        (format!("-A -t {VIP}:81 -D"), 2, "invalid option `-D'"),
         (
             "-a -s rr".into(),
             2,
@@ -203,7 +244,8 @@ fn refused_and_malformed_commands_exit_as_ipvsadm_and_change_nothing() {
 #[test]
 fn stats_connections_and_zero() {
     let c = Cluster::unconfigured("admstat", 2).unwrap();
-    let out = c.daemon.adm_with_input(&["-R"], &script(&[0, 1])).unwrap();
+    // rs2 added first: newest first, as IPVS, rr starts at rs1.
+    let out = c.daemon.adm_with_input(&["-R"], &script(&[1, 0])).unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     c.daemon.wait_resolved().unwrap();
     let mut held = c.client(|| {

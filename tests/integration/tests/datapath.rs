@@ -2,7 +2,7 @@
 //! verdicts, exact output frames, flow stickiness and counters; and that object holds nothing
 //! but the load balancer.
 
-use std::net::Ipv4Addr;
+use std::{collections::HashSet, net::Ipv4Addr};
 
 use crate::expiry::expire_after;
 use aya::{
@@ -12,8 +12,9 @@ use aya::{
 use lb_common::{
     DEFAULT_MAX_TEMPLATES, map_names, program_names,
     sched::{
-        Scheduler,
+        self, Scheduler,
         flags::{SH_FALLBACK, SH_PORT},
+        locality,
     },
     state::{
         Timeouts,
@@ -23,8 +24,9 @@ use lb_common::{
     tools,
 };
 use lb_userspace::{
-    dataplane::DataPlane,
+    dataplane::{DataPlane, monotonic_ns},
     engine::Engine,
+    locality as locality_expiry,
     maps::{Maps, live_conns},
     model::{DestSpec, Persistence, Protocol, ServiceAddr, ServiceSpec},
     neigh::Neighbour,
@@ -113,6 +115,19 @@ fn loaded() -> DataPlane {
         .expect("the object loads and passes the verifier");
     dp.set_director(DIRECTOR_MAC, false).unwrap();
     dp
+}
+
+/// Expires the lblc/lblcr cache at `now`, as the daemon's tick does.
+fn expire_localities(dp: &mut DataPlane, now: u64) {
+    let caching: HashSet<u32> = dp
+        .service_keys()
+        .unwrap()
+        .iter()
+        .filter_map(|k| dp.service(k).unwrap())
+        .filter(|s| s.scheduler().is_some_and(Scheduler::caches_destinations))
+        .map(|s| s.id)
+        .collect();
+    locality_expiry::expire(dp, &caching, now).unwrap();
 }
 
 /// Round robin over two real servers of weight 1.
@@ -457,8 +472,82 @@ fn dh_sends_every_client_of_one_destination_to_one_server() {
     for last in 1..=10u8 {
         picks.extend(new_flows(&dp, Ipv4Addr::new(10, 77, 1, last), 50..52));
     }
-    let expected = (u32::from(VIP).wrapping_mul(2_654_435_761) & 255) as usize % 3;
+    let expected = sched::dh_bucket(u32::from(VIP)) as usize % 3;
     assert!(picks.iter().all(|p| *p == expected), "{picks:?}");
+}
+
+/// Establishes the flows from `CLIENT` with source ports `ports` (their ACK).
+fn establish(dp: &DataPlane, ports: std::ops::Range<u16>) {
+    for p in ports {
+        assert_eq!(run(dp, &tcp(p, 80, ACK).build(b"")).0, XDP_TX);
+    }
+}
+
+#[test]
+fn lblc_caches_the_destinations_server_until_the_lblc_rule_moves_it() {
+    let mut dp = dataplane_with("lblc", 0, &[1, 1, 1], true);
+    // Every flow here is for one destination, the VIP: wlc chooses rs1 and the cache keeps
+    // it, whatever the other clients (half-open flows add no active connection).
+    assert_eq!(new_flows(&dp, CLIENT, 1..4), [0, 0, 0]);
+    assert_eq!(new_flows(&dp, Ipv4Addr::new(10, 77, 1, 9), 1..3), [0, 0]);
+    let cached = dp.localities().unwrap();
+    assert_eq!(cached.len(), 1);
+    assert_eq!(cached[0].0.addr, u32::from(VIP).to_be());
+    assert_eq!(cached[0].1.members[0].id, 0);
+    // Two established on rs1 (above its weight 1) while rs2 is idle: the next flow goes to
+    // the wlc choice, rs2, and the destination stays there.
+    establish(&dp, 1..3);
+    assert_eq!(new_flows(&dp, CLIENT, 10..13), [1, 1, 1]);
+    assert_eq!(dp.localities().unwrap()[0].1.members[0].id, 1);
+    // Unused for a day, the entry expires.
+    expire_localities(&mut dp, monotonic_ns() + locality::EXPIRATION_NS);
+    assert!(dp.localities().unwrap().is_empty());
+}
+
+#[test]
+fn lblcr_adds_the_wlc_choice_to_an_overloaded_set() {
+    let dp = dataplane_with("lblcr", 0, &[1, 1, 1], true);
+    assert_eq!(new_flows(&dp, CLIENT, 1..3), [0, 0]);
+    establish(&dp, 1..3);
+    // rs1 is overloaded: rs2 joins the set, and as its least loaded member takes the next.
+    assert_eq!(new_flows(&dp, CLIENT, 10..12), [1, 1]);
+    let set = dp.localities().unwrap()[0].1;
+    let ids: Vec<u32> = set.members[..set.len as usize]
+        .iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(ids, [1, 0], "newest first");
+}
+
+#[test]
+fn fo_sends_every_flow_to_the_heaviest_server_and_fails_over() {
+    let mut dp = dataplane_with("fo", 0, &[1, 3, 3], true);
+    assert_eq!(new_flows(&dp, CLIENT, 1..5), [1, 1, 1, 1]);
+    let mut rs2 = dp.dest(1).unwrap();
+    rs2.weight = 0;
+    dp.write_dest(1, &rs2).unwrap();
+    assert_eq!(new_flows(&dp, CLIENT, 10..12), [2, 2]);
+}
+
+#[test]
+fn ovf_fills_the_heaviest_server_up_to_its_weight_then_overflows() {
+    let dp = dataplane_with("ovf", 0, &[1, 2], true);
+    // rs2 (weight 2) takes flows while it has at most 2 active, rs1 (weight 1) while it has at
+    // most 1; then nothing is usable.
+    let mut picks = vec![];
+    for p in 1..6 {
+        picks.extend(new_flows(&dp, CLIENT, p..p + 1));
+        establish(&dp, p..p + 1);
+    }
+    assert_eq!(picks, [1, 1, 1, 0, 0]);
+    assert_eq!(run(&dp, &tcp(6, 80, SYN).build(b"")).0, XDP_DROP);
+}
+
+#[test]
+fn twos_spreads_flows_over_every_server() {
+    let dp = dataplane_with("twos", 0, &[1, 1, 1], true);
+    let picks: std::collections::BTreeSet<_> = new_flows(&dp, CLIENT, 1..31).into_iter().collect();
+    assert_eq!(picks.len(), 3, "{picks:?}");
 }
 
 #[test]
@@ -530,19 +619,102 @@ fn persistence_keeps_a_client_and_its_netmask_on_one_server() {
     assert!(b.iter().all(|s| *s == b[0]) && b[0] != a[0], "{a:?} {b:?}");
     let t = dp.templates().unwrap();
     assert_eq!(t.len(), 2);
-    // The template's server drained: the client moves, and its new template sticks.
+    // The template's server drained: as IPVS (expire_quiescent_template=0), the client stays
+    // on it, while a client without a template goes elsewhere.
     let mut home = dp.dest(a[0] as u32).unwrap();
     home.weight = 0;
     dp.write_dest(a[0] as u32, &home).unwrap();
-    let moved = new_flows(&dp, CLIENT, 10..14);
-    assert!(
-        moved.iter().all(|s| *s == moved[0] && *s != a[0]),
-        "{moved:?}"
-    );
+    assert_eq!(new_flows(&dp, CLIENT, 10..14), [a[0]; 4]);
+    let fresh = new_flows(&dp, Ipv4Addr::new(10, 79, 0, 1), 1..3);
+    assert!(fresh.iter().all(|s| *s != a[0]), "{fresh:?}");
+    // A server that left (a new generation in its slot) is no template's server any more.
+    home.weight = 1;
+    home.generation = home.generation.wrapping_add(1);
+    dp.write_dest(a[0] as u32, &home).unwrap();
+    let moved = new_flows(&dp, CLIENT, 20..24);
+    assert!(moved.iter().all(|s| *s == moved[0]), "{moved:?}");
 }
 
 #[test]
-fn adding_or_removing_servers_moves_only_the_removed_servers_flows() {
+fn a_template_is_assured_once_a_flow_of_its_client_is_established() {
+    let p = Persistence {
+        timeout: 300,
+        netmask: Ipv4Addr::BROADCAST,
+    };
+    let dp = dataplane_from("rr", 0, Some(p), &[1, 1], true);
+    let assured = |dp: &DataPlane| {
+        let t = dp.templates().unwrap();
+        assert_eq!(t.len(), 1);
+        t[0].1.state_name()
+    };
+    new_flows(&dp, CLIENT, 1..3);
+    assert_eq!(assured(&dp), "NONE", "SYN_RECV flows leave it as made");
+    establish(&dp, 2..3);
+    assert_eq!(assured(&dp), "ASSURED");
+    // It stays assured while its flows close, as IPVS's flag does.
+    assert_eq!(run(&dp, &tcp(2, 80, FIN | ACK).build(b"")).0, XDP_TX);
+    assert_eq!(assured(&dp), "ASSURED");
+}
+
+#[test]
+fn a_port_zero_persistent_service_takes_the_vips_other_ports() {
+    let service = |port, persistence| ServiceSpec {
+        addr: ServiceAddr {
+            protocol: Protocol::Tcp,
+            addr: VIP,
+            port,
+        },
+        scheduler: Scheduler::Rr,
+        flags: 0,
+        persistence,
+        dests: (0..3)
+            .map(|i| DestSpec {
+                addr: rs_ip(i),
+                weight: 1,
+                u_threshold: 0,
+                l_threshold: 0,
+            })
+            .collect(),
+    };
+    let all_ports = Persistence {
+        timeout: 360,
+        netmask: Ipv4Addr::BROADCAST,
+    };
+    let specs = [service(80, None), service(0, Some(all_ports))];
+    let dp = direct::install(loaded(), &specs, |i| Some(RS_MACS[i])).unwrap();
+    let to = |sport, dport| {
+        let (verdict, out) = run(&dp, &tcp(sport, dport, SYN).build(b""));
+        assert_eq!(verdict, XDP_TX, "port {dport}");
+        rs_of(&out)
+    };
+    // Every port of the VIP but 80 goes to the port-0 service, whose one persistence
+    // template keeps the client on one server across ports; port 80 to its own service
+    // first, which round-robins.
+    let other_ports: Vec<usize> = [(40001, 443), (40002, 22), (40003, 8080), (40004, 443)]
+        .into_iter()
+        .map(|(sport, dport)| to(sport, dport))
+        .collect();
+    assert!(
+        other_ports.iter().all(|rs| *rs == other_ports[0]),
+        "{other_ports:?}"
+    );
+    let port_80: Vec<usize> = (50000..50003).map(|sport| to(sport, 80)).collect();
+    assert_eq!(port_80, [0, 1, 2]);
+    assert_eq!(dp.templates().unwrap().len(), 1);
+    // Only TCP: the VIP's UDP ports have no service.
+    let udp = Frame {
+        l4: L4::Udp {
+            sport: 5000,
+            dport: 443,
+        },
+        ..tcp(0, 0, 0)
+    }
+    .build(b"x");
+    assert_eq!(run(&dp, &udp), (XDP_PASS, udp.clone()));
+}
+
+#[test]
+fn adding_servers_moves_no_flow_and_a_removed_servers_flows_are_dropped() {
     let spec = |servers: &[usize]| ServiceSpec {
         addr: ServiceAddr {
             protocol: Protocol::Tcp,
@@ -582,11 +754,17 @@ fn adding_or_removing_servers_moves_only_the_removed_servers_flows() {
     engine.apply(&[spec(&[1, 2])]).unwrap();
     let dp = engine.maps();
     assert_eq!(flow(dp, 2), 1, "a flow of a kept server moved");
-    assert_ne!(
-        flow(dp, 1),
-        0,
-        "the removed server's flow is rescheduled to a live one"
-    );
+    // IPVS (expire_nodest_conn=0) drops the removed server's flow and counts nothing.
+    let traffic = |dp: &DataPlane| {
+        let id = engine.installed().services[0].id;
+        dp.service_traffic(id).unwrap()
+    };
+    let before = traffic(dp);
+    for _ in 0..2 {
+        assert_eq!(run(dp, &tcp(1, 80, ACK).build(b"")).0, XDP_DROP);
+    }
+    assert_eq!(global(dp, Global::DestRemoved), 2);
+    assert_eq!(traffic(dp), before, "a dropped packet counts in no service");
     let c = live_conns(dp, rs1).unwrap();
     assert_eq!(
         (c.active, c.inactive),

@@ -213,7 +213,7 @@ fn xdpvsadm_lists_in_ipvsadm_format_with_live_counts() {
     c.daemon.wait_resolved().unwrap();
     let expected = |tcp: [u32; 2]| {
         let mut s = String::from(
-            "IP Virtual Server version 1.2.1 (size=65536)\nProt LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n",
+            "IP Virtual Server version 1.2.1 (size=4096)\nProt LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n",
         );
         for (proto, port, inact) in [("TCP", 80, tcp), ("UDP", 53, [0, 0])] {
             s += &format!("{proto}  {VIP}:{port} rr\n");

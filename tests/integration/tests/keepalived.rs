@@ -121,11 +121,11 @@ fn check_prints_the_rules_and_warnings_or_the_error() {
     ] {
         assert!(stderr.contains(keyword), "{keyword}: {stderr}");
     }
-    let out = check(&seed().replace("lb_algo rr", "lb_algo lblcr"));
+    let out = check(&seed().replace("lb_algo rr", "lb_algo wfo"));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains(":46: `lb_algo`: scheduler \"lblcr\" not supported"),
+        stderr.contains(":46: `lb_algo`: scheduler \"wfo\" not supported"),
         "{stderr}"
     );
     assert!(out.stdout.is_empty());

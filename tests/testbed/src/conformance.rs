@@ -16,9 +16,14 @@
 //! | `udp N` | N datagrams, each from a new socket: the names |
 //! | `client IP` | gives the client a further address |
 //! | `settle` | waits until only the kept-alive connections are in SYN_RECV or ESTABLISHED and the counters show every connection made (IPVS folds its per-CPU counters every 2 s); records nothing unless it times out |
+//! | `metrics` | scrapes node_exporter's IPVS families: for IPVS from node_exporter itself (its ipvs collector alone, on the director's loopback: /proc/net/ip_vs* are the namespace's), for xdpvs from xdpvsd's endpoint; the `node_ipvs_*` samples, sorted |
 
 use std::{
-    collections::HashMap, fmt::Write as _, net::Ipv4Addr, process::Output, str::FromStr,
+    collections::HashMap,
+    fmt::Write as _,
+    net::Ipv4Addr,
+    process::{Child, Output, Stdio},
+    str::FromStr,
     time::Duration,
 };
 
@@ -27,7 +32,7 @@ use anyhow::{Context, Result, bail};
 use crate::{
     cluster::{split, vip, wait_until},
     daemon::{Daemon, default_bin_dir},
-    netns::unique_name,
+    netns::{Netns, unique_name},
     servers::{self, HttpClient, NamedServers},
     topology::{IFACE, Topology},
 };
@@ -52,6 +57,10 @@ impl FromStr for Backend {
         }
     }
 }
+
+/// Where the director serves its metrics (node_exporter's default port): xdpvsd for its whole
+/// run, node_exporter for one scrape.
+const METRICS: &str = "127.0.0.1:9100";
 
 /// One scenario of a corpus file.
 #[derive(Debug)]
@@ -115,12 +124,12 @@ impl Bed {
         let named = servers::on_real_servers(&topo)?;
         let director = match backend {
             Backend::Ipvs => Director::Ipvs,
-            Backend::Xdpvs => Director::Xdpvs(Daemon::start(
-                &default_bin_dir(),
-                &topo.director,
-                &unique_name("cf"),
-                None,
-            )?),
+            Backend::Xdpvs => {
+                let mut daemon = Daemon::paths(&default_bin_dir(), &unique_name("cf"))?;
+                daemon.args = vec!["--metrics".into(), METRICS.into()];
+                daemon.restart(&topo.director, None)?;
+                Director::Xdpvs(daemon)
+            }
         };
         Ok(Self {
             director,
@@ -155,6 +164,29 @@ impl Bed {
             .filter(|l| l.starts_with("TCP") || l.starts_with("UDP"))
             .filter_map(|l| l.split_whitespace().nth(2)?.parse::<u64>().ok())
             .sum())
+    }
+
+    /// The director's metrics page: xdpvsd's, or node_exporter's started for it.
+    fn scrape(&self) -> Result<String> {
+        let _exporter = match self.director {
+            Director::Ipvs => Some(NodeExporter::start(&self.topo.director)?),
+            Director::Xdpvs(_) => None,
+        };
+        let url = format!("http://{METRICS}/metrics");
+        let mut page = None;
+        wait_until(Duration::from_secs(10), || {
+            page = self
+                .topo
+                .director
+                .command("curl")
+                .args(["-sf", "--max-time", "5", &url])
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+            page.is_some()
+        });
+        page.with_context(|| format!("no answer from {url}"))
     }
 
     /// Runs one step and appends its record to `out`.
@@ -248,9 +280,51 @@ impl Bed {
                     writeln!(out, "> settle timed out")?;
                 }
             }
+            ["metrics"] => match self.scrape() {
+                Ok(page) => {
+                    let mut samples: Vec<&str> = page
+                        .lines()
+                        .filter(|l| l.starts_with("node_ipvs_"))
+                        .collect();
+                    samples.sort_unstable();
+                    for l in samples {
+                        writeln!(out, "> {l}")?;
+                    }
+                }
+                Err(e) => writeln!(out, "> error: {e:#}")?,
+            },
             _ => bail!("unknown step {line:?}"),
         }
         Ok(())
+    }
+}
+
+/// Prometheus node_exporter (Debian's `prometheus-node-exporter`) with its ipvs collector
+/// alone, listening on [`METRICS`] in a namespace; stopped on drop.
+struct NodeExporter(Child);
+
+impl NodeExporter {
+    fn start(ns: &Netns) -> Result<Self> {
+        let child = ns
+            .command("prometheus-node-exporter")
+            .args([
+                "--collector.disable-defaults",
+                "--collector.ipvs",
+                &format!("--web.listen-address={METRICS}"),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting prometheus-node-exporter")?;
+        Ok(Self(child))
+    }
+}
+
+impl Drop for NodeExporter {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 

@@ -4,7 +4,6 @@
 //! `conformance/allow.toml` naming the differences accepted for now.
 
 mod compare;
-mod vm;
 
 use std::{
     fs,
@@ -14,10 +13,13 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
-use crate::{deps, root};
+use crate::{deps, root, vm};
 
 /// The directors the runner drives, the reference first.
 const BACKENDS: [&str; 2] = ["ipvs", "xdpvs"];
+
+/// Runners per backend, at once: the VM's two CPUs are kept busy while a runner waits.
+const SHARDS: usize = 2;
 
 /// How long a whole run may take under emulation (about 17 minutes measured on 2 shared cores).
 const TIMEOUT: Duration = Duration::from_secs(45 * 60);
@@ -25,7 +27,7 @@ const TIMEOUT: Duration = Duration::from_secs(45 * 60);
 /// Runs the corpus in the VM (unless `last`: the transcripts of the last run) and compares;
 /// fails on a difference the allow-list lacks.
 pub fn run(last: bool) -> Result<()> {
-    let work = vm::work_dir();
+    let work = root().join("target/conformance");
     let io = work.join("io");
     let console = work.join("console.log");
     let elapsed = if last {
@@ -35,18 +37,22 @@ pub fn run(last: bool) -> Result<()> {
     };
     let mut transcripts = Vec::new();
     for b in BACKENDS {
-        let read = |ext: &str| fs::read_to_string(io.join(format!("{b}.{ext}")));
-        let rc = read("rc").with_context(|| {
-            format!(
-                "the {b} run left no exit code (console: {})",
-                console.display()
-            )
-        })?;
-        if rc.trim() != "0" {
-            eprintln!("xtask: the {b} runner exited {}", rc.trim());
+        let mut text = String::new();
+        for k in 0..SHARDS {
+            let read = |ext: &str| fs::read_to_string(io.join(format!("{b}.{k}.{ext}")));
+            let rc = read("rc").with_context(|| {
+                format!(
+                    "the {b} runner {k} left no exit code (console: {})",
+                    console.display()
+                )
+            })?;
+            if rc.trim() != "0" {
+                eprintln!("xtask: the {b} runner {k} exited {}", rc.trim());
+            }
+            eprint!("{}", read("log")?);
+            text += &read("txt")?;
         }
-        eprint!("{}", read("log")?);
-        transcripts.push(compare::parse(&read("txt")?));
+        transcripts.push(compare::parse(&text));
     }
     let allow_path = root().join("conformance/allow.toml");
     let allow = compare::AllowList::parse(&fs::read_to_string(&allow_path)?)?;
@@ -79,34 +85,38 @@ pub fn run(last: bool) -> Result<()> {
     Ok(())
 }
 
-/// Builds everything, boots the VM and runs the corpus there, leaving the transcripts, the
-/// runners' logs and exit codes in `io`; the time the VM took.
+/// Builds everything (release, as the benchmark: under emulation every instruction counts),
+/// boots the VM and runs the corpus there, each backend's scenarios shared by [`SHARDS`]
+/// runners at once, leaving the transcripts, the runners' logs and exit codes in `io`; the
+/// time the VM took.
 fn run_vm(io: &Path, console: &Path) -> Result<Duration> {
-    deps::conformance()?;
-    crate::build_all()?;
+    deps::reference_vm()?;
+    crate::build_release()?;
     let kernel = vm::kernel()?;
     let _ = fs::remove_dir_all(io);
     fs::create_dir_all(io)?;
     let corpus = corpus_files()?;
-    let runner = root().join("target/debug/xdpvs-conformance");
+    let runner = root().join("target/release/xdpvs-conformance");
     let files = corpus
         .iter()
         .map(|p| p.display().to_string())
         .collect::<Vec<_>>()
         .join(" ");
-    let script: String = BACKENDS
-        .iter()
-        .map(|b| {
-            let out = format!("{}/{b}", vm::IO_MOUNT);
-            format!(
-                "{} {b} {files} > {out}.txt 2> {out}.log; echo $? > {out}.rc\n",
+    let mut script = String::new();
+    for b in BACKENDS {
+        for k in 0..SHARDS {
+            let out = format!("{}/{b}.{k}", vm::IO_MOUNT);
+            script += &format!(
+                "({} {b} --shard {k}/{SHARDS} {files} > {out}.txt 2> {out}.log; echo $? > {out}.rc) &\n",
                 runner.display()
-            )
-        })
-        .collect();
+            );
+        }
+    }
+    script += "wait\n";
     eprintln!(
-        "xtask: booting the reference kernel under emulation ({} scenario files)",
-        corpus.len()
+        "xtask: booting the reference kernel under emulation ({} scenario files, {} runners)",
+        corpus.len(),
+        BACKENDS.len() * SHARDS
     );
     let started = Instant::now();
     vm::boot(&kernel, io, &script, console, TIMEOUT)

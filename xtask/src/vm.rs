@@ -2,8 +2,9 @@
 //! qemu's software emulation with no network card. A busybox initramfs loads the modules,
 //! mounts this machine's `/` read-only over 9p with a tmpfs on top and switches into it, so the
 //! VM runs this machine's tools and the project's binaries at their own paths; a second,
-//! writable 9p share brings the script in and the results out. See
-//! `/work/shared/notes/ipvs-reference-vm.md` for why it is built this way.
+//! writable 9p share brings the script in and the results out. `cargo xtask conformance` and
+//! `cargo xtask bench` run in it. See `/work/shared/notes/ipvs-reference-vm.md` for why it is
+//! built this way.
 
 use std::{
     fs,
@@ -61,7 +62,7 @@ mount -t devtmpfs dev /dev
 while read -r m; do insmod "/modules/$m" || echo "init: insmod $m failed"; done < /modules/order
 opts=trans=virtio,version=9p2000.L,msize=512000
 mkdir -p /lower /rw /newroot
-mount -t 9p -o "$opts,ro" @ROOT@ /lower
+mount -t 9p -o "$opts,ro,cache=loose" @ROOT@ /lower
 mount -t tmpfs tmpfs /rw
 mkdir -p /rw/upper /rw/work
 mount -t overlay overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work /newroot
@@ -71,7 +72,7 @@ for d in dev proc sys; do mount --move "/$d" "/newroot/$d"; done
 exec switch_root /newroot /bin/sh @IO@/run.sh
 "#;
 
-/// The reference kernel, unpacked and prepared under `target/conformance`.
+/// The reference kernel, unpacked and prepared in [`kernel_dir`].
 pub struct Kernel {
     /// The uncompressed ELF kernel (booted through its PVH entry, faster than the bzImage).
     pub vmlinux: PathBuf,
@@ -79,15 +80,16 @@ pub struct Kernel {
     pub initramfs: PathBuf,
 }
 
-/// `target/conformance`, where everything of this task lives.
-pub fn work_dir() -> PathBuf {
+/// `target/conformance`, where the reference kernel is downloaded and prepared (the
+/// conformance run was its first user).
+fn kernel_dir() -> PathBuf {
     root().join("target/conformance")
 }
 
 /// Downloads (once) the Debian kernel package, unpacks it, extracts `vmlinux` and builds the
 /// initramfs.
 pub fn kernel() -> Result<Kernel> {
-    let dir = work_dir();
+    let dir = kernel_dir();
     let unpacked = dir.join("kernel");
     if !unpacked.join("boot").exists() {
         download_kernel(&dir, &unpacked)?;
