@@ -32,6 +32,7 @@ use lb_userspace::{
     model::{DestSpec, Protocol, ServiceAddr, ServiceSpec},
 };
 
+mod expiry;
 mod http;
 mod live;
 mod plot;
@@ -66,6 +67,8 @@ pub struct Plan {
     pub flow_counts: &'static [u32],
     /// Services and real servers per service for the control-plane figures.
     pub control_plane: (u32, u32),
+    /// Live flows in the table for the expiry figures.
+    pub expiry_flows: &'static [u32],
     /// Frames per live-rate run.
     pub live_frames: u32,
     /// Length of one HTTP load run.
@@ -80,6 +83,7 @@ impl Plan {
         server_counts: &[2, 64, 1000],
         flow_counts: &[1, 10_000],
         control_plane: (100, 100),
+        expiry_flows: &[1_000, 10_000],
         live_frames: 200_000,
         http_time: Duration::from_secs(1),
     };
@@ -90,6 +94,7 @@ impl Plan {
         server_counts: &[2, 64, 1000],
         flow_counts: &[1, 10_000, 1_000_000],
         control_plane: (1000, 100),
+        expiry_flows: &[1_000, 100_000, 1_000_000],
         live_frames: 4_000_000,
         http_time: Duration::from_secs(5),
     };
@@ -178,11 +183,9 @@ fn balancer(dp: &DataPlane) -> &Xdp {
     dp.program(program_names::LOAD_BALANCER)
 }
 
-/// A private data plane with one TCP service on VIP:80 over `n` resolved real servers.
-fn dataplane(scheduler: Scheduler, n: u32, max_flows: u32) -> Result<DataPlane> {
-    let mut dp = DataPlane::load(None, max_flows, lb_common::DEFAULT_MAX_TEMPLATES)?;
-    dp.set_director(DIRECTOR_MAC, false)?;
-    let spec = ServiceSpec {
+/// One TCP service on VIP:80 over `n` real servers.
+fn spec(scheduler: Scheduler, n: u32) -> ServiceSpec {
+    ServiceSpec {
         addr: ServiceAddr {
             protocol: Protocol::Tcp,
             addr: VIP,
@@ -199,8 +202,16 @@ fn dataplane(scheduler: Scheduler, n: u32, max_flows: u32) -> Result<DataPlane> 
                 l_threshold: 0,
             })
             .collect(),
-    };
-    direct::install(dp, &[spec], |i| Some([2, 0, 0, 1, (i >> 8) as u8, i as u8]))
+    }
+}
+
+/// A private data plane with [`spec`]'s service over `n` resolved real servers.
+fn dataplane(scheduler: Scheduler, n: u32, max_flows: u32) -> Result<DataPlane> {
+    let mut dp = DataPlane::load(None, max_flows, lb_common::DEFAULT_MAX_TEMPLATES)?;
+    dp.set_director(DIRECTOR_MAC, false)?;
+    direct::install(dp, &[spec(scheduler, n)], |i| {
+        Some([2, 0, 0, 1, (i >> 8) as u8, i as u8])
+    })
 }
 
 /// Every figure of the kernel per-packet benchmark, and the new-flow cost by number of real
@@ -500,6 +511,17 @@ pub fn run_reference_vm(plan: &Plan, out_dir: &Path) -> Result<()> {
 
 /// Runs the benchmark, prints the tables and writes `out_dir/bench.json`, with the reference
 /// VM's report that [`run_reference_vm`] saved into `reference_vm`, if given.
+/// Only the connection-table expiry figures, printed (`xdpvs-bench --only-expiry`).
+pub fn run_expiry(plan: &Plan) -> Result<()> {
+    let mut progress = |f: &Figure| eprintln!("  {:<44} {:>10.1}", f.name, f.median);
+    let rows = expiry::expiry(plan, &mut progress)?;
+    print!(
+        "{}",
+        table("connection table expiry (CPU, once a second)", "ms", &rows)
+    );
+    Ok(())
+}
+
 pub fn run(plan: &Plan, out_dir: &Path, reference_vm: Option<&Path>) -> Result<()> {
     let reference_vm = reference_vm.map(ReferenceVm::load).transpose()?;
     // A private namespace: the daemon's neighbour probes of the control-plane figures go
@@ -515,6 +537,7 @@ pub fn run(plan: &Plan, out_dir: &Path, reference_vm: Option<&Path>) -> Result<(
     let (mut flow_scaling, bytes_per_flow) = flow_scaling(plan, &mut progress)?;
     flow_scaling.insert(0, per_packet[0].clone());
     let control_plane = control_plane(plan, &mut progress)?;
+    let expiry = expiry::expiry(plan, &mut progress)?;
     let live = live::live_rate(plan, &mut |f| progress(&f.figure))?;
     let (http_keep_alive, http_new_connections) =
         http::http_rate(plan, &http::Balancer::HOST, &mut |f| progress(&f.figure))?;
@@ -523,6 +546,7 @@ pub fn run(plan: &Plan, out_dir: &Path, reference_vm: Option<&Path>) -> Result<(
         flow_scaling: flow_scaling.into_iter().map(Measured::from).collect(),
         bytes_per_flow,
         control_plane: control_plane.into_iter().map(Measured::from).collect(),
+        expiry,
         live,
         http_keep_alive,
         http_new_connections,

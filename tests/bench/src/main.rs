@@ -11,10 +11,12 @@ use xdpvs_bench::Plan;
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let (mut plan, mut in_vm, mut reference_vm, mut out) = (Plan::FULL, false, None, None);
+    let mut only_expiry = false;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--quick" => plan = Plan::QUICK,
             "--in-reference-vm" => in_vm = true,
+            "--only-expiry" => only_expiry = true,
             "--reference-vm" => {
                 reference_vm = Some(PathBuf::from(
                     args.next().context("--reference-vm needs a directory")?,
@@ -25,7 +27,9 @@ fn main() -> anyhow::Result<()> {
         }
     }
     let out = out.unwrap_or_else(|| PathBuf::from("target/bench"));
-    if in_vm {
+    if only_expiry {
+        xdpvs_bench::run_expiry(&plan)
+    } else if in_vm {
         xdpvs_bench::run_reference_vm(&plan, &out)
     } else {
         xdpvs_bench::run(&plan, &out, reference_vm.as_deref())

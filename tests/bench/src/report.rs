@@ -98,6 +98,9 @@ pub struct Results {
     pub bytes_per_flow: f64,
     /// Control-plane timings in ms; raw map writes first.
     pub control_plane: Vec<Measured>,
+    /// The daemon's tick in CPU ms by live flows in the table, an empty table first; then
+    /// one sweep expiring the fullest table.
+    pub expiry: Vec<Measured>,
     /// Live forwarding rates in Mpps; the MAC-swap program first.
     pub live: Vec<Measured>,
     /// HTTP requests/s over keep-alive connections; HAProxy first.
@@ -241,6 +244,11 @@ impl Results {
                 self.bytes_per_flow
             ),
             table("control plane", "ms", &self.control_plane),
+            table(
+                "connection table expiry (CPU, once a second)",
+                "ms",
+                &self.expiry,
+            ),
             table("live forwarding rate (XDP live frames)", "Mpps", &self.live),
             table(
                 "HTTP, keep-alive (wrk -t2 -c64)",
@@ -284,6 +292,7 @@ pub fn json(r: &Results) -> serde_json::Value {
         "flow_scaling": json_rows(&r.flow_scaling, "ns"),
         "bytes_per_flow": r.bytes_per_flow,
         "control_plane": json_rows(&r.control_plane, "ms"),
+        "expiry": json_rows(&r.expiry, "ms"),
         "live_rate": json_rows(&r.live, "Mpps"),
         "http_keep_alive": json_rows(&r.http_keep_alive, "requests/s"),
         "http_new_connections": json_rows(&r.http_new_connections, "requests/s"),
