@@ -273,11 +273,13 @@ pub fn boot(
     }
 }
 
-/// The start of `run.sh`: fresh `/run` and `/tmp` (the host's are not the VM's) and a bpffs
-/// for xdpvsd's pins.
+/// The start of `run.sh`: a fresh `/run` (the host's is not the VM's) with the temporary
+/// directory in it, and a bpffs for xdpvsd's pins. `/tmp` itself stays the host's, through the
+/// overlay: the checkout, and so the binaries the VM runs, may live there.
 const PRELUDE: &str = "#!/bin/sh
 mount -t tmpfs tmpfs /run
-mount -t tmpfs tmpfs /tmp
+mkdir /run/tmp
+export TMPDIR=/run/tmp
 mount -t bpf bpf /sys/fs/bpf
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
 ip link set lo up

@@ -46,13 +46,28 @@ pub fn run(last: bool) -> Result<()> {
                     console.display()
                 )
             })?;
-            if rc.trim() != "0" {
-                eprintln!("xtask: the {b} runner {k} exited {}", rc.trim());
-            }
             eprint!("{}", read("log")?);
+            // 1: a scenario could not run, which its transcript records; anything else: the
+            // runner itself did not.
+            match rc.trim() {
+                "0" => {}
+                "1" => eprintln!("xtask: the {b} runner {k} exited 1"),
+                rc => bail!(
+                    "the {b} runner {k} failed (exit {rc}); its log is above, the VM's console in {}",
+                    console.display()
+                ),
+            }
             text += &read("txt")?;
         }
-        transcripts.push(compare::parse(&text));
+        let transcript = compare::parse(&text);
+        let expected = corpus_scenarios()?;
+        if transcript.len() != expected {
+            bail!(
+                "the {b} transcript holds {} of the corpus's {expected} scenarios",
+                transcript.len()
+            );
+        }
+        transcripts.push(transcript);
     }
     let allow_path = root().join("conformance/allow.toml");
     let allow = compare::AllowList::parse(&fs::read_to_string(&allow_path)?)?;
@@ -122,6 +137,18 @@ fn run_vm(io: &Path, console: &Path) -> Result<Duration> {
     vm::boot(&kernel, io, &script, console, TIMEOUT)
         .with_context(|| format!("the VM's console is in {}", console.display()))?;
     Ok(started.elapsed())
+}
+
+/// How many scenarios the corpus holds.
+fn corpus_scenarios() -> Result<usize> {
+    let mut n = 0;
+    for file in corpus_files()? {
+        n += fs::read_to_string(file)?
+            .lines()
+            .filter(|l| l.starts_with("scenario "))
+            .count();
+    }
+    Ok(n)
 }
 
 /// The corpus files, in name order.
