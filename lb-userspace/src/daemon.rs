@@ -183,9 +183,7 @@ impl Daemon {
 
     fn refresh_neighbours(&mut self, reprobe: bool) -> Result<()> {
         let table = neigh::table(&self.interface);
-        for addr in self.engine.set_neighbours(table, reprobe)? {
-            neigh::probe(addr);
-        }
+        neigh::probe(&self.engine.set_neighbours(table, reprobe)?);
         Ok(())
     }
 
@@ -212,9 +210,7 @@ impl Daemon {
     /// The periodic work, now.
     pub fn tick(&mut self) -> Result<()> {
         let table = neigh::table(&self.interface);
-        for addr in self.engine.tick(monotonic_ns(), table)? {
-            neigh::probe(addr);
-        }
+        neigh::probe(&self.engine.tick(monotonic_ns(), table)?);
         Ok(())
     }
 

@@ -32,6 +32,8 @@ use lb_common::{
 
 use crate::{EBPF_OBJECT, iface, maps::Maps};
 
+mod batch;
+
 /// How the program ended up attached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AttachMode {
@@ -286,11 +288,25 @@ impl DataPlane {
 
 /// The sum over CPUs of entry `id` of a per-CPU traffic map.
 fn traffic_sum(map: &PerCpuArray<MapData, Traffic>, name: &str, id: u32) -> Result<Traffic> {
-    let per_cpu = map.get(&id, 0).map_err(map_err(name))?;
-    Ok(per_cpu.iter().fold(Traffic::default(), |mut sum, t| {
+    Ok(sum(&map.get(&id, 0).map_err(map_err(name))?))
+}
+
+/// The sum of one entry's per-CPU traffic values.
+fn sum(per_cpu: &[Traffic]) -> Traffic {
+    per_cpu.iter().fold(Traffic::default(), |mut sum, t| {
         sum.add(t);
         sum
-    }))
+    })
+}
+
+/// Names a failed batch operation.
+fn batch_err(name: &str) -> impl FnOnce(io::Error) -> anyhow::Error + '_ {
+    move |e| anyhow::anyhow!("map {name}: {e}")
+}
+
+/// The entries from `offset` on of an array map of `len` entries.
+fn indices(offset: u32, len: usize) -> Vec<u32> {
+    (offset..).take(len).collect()
 }
 
 /// Whether a lookup found nothing.
@@ -347,24 +363,39 @@ impl Maps for DataPlane {
             .map_err(map_err(names::DEST_RELEASED))
     }
 
+    fn dests_at(&self, ids: &[u32]) -> Result<Vec<Dest>> {
+        batch::lookup(self.maps.dests.map(), ids, 1).map_err(batch_err(names::DESTS))
+    }
+
+    fn write_dests_at(&mut self, ids: &[u32], dests: &[Dest]) -> Result<()> {
+        batch::update(self.maps.dests.map(), ids, dests).map_err(batch_err(names::DESTS))
+    }
+
+    fn counted_in_at(&self, ids: &[u32]) -> Result<Vec<DestConns>> {
+        batch::lookup(self.maps.counted_in.map(), ids, 1).map_err(batch_err(names::DEST_CONNS))
+    }
+
+    fn released_at(&self, ids: &[u32]) -> Result<Vec<DestConns>> {
+        batch::lookup(self.maps.released.map(), ids, 1).map_err(batch_err(names::DEST_RELEASED))
+    }
+
+    fn write_released_at(&mut self, ids: &[u32], released: &[DestConns]) -> Result<()> {
+        batch::update(self.maps.released.map(), ids, released)
+            .map_err(batch_err(names::DEST_RELEASED))
+    }
+
     fn write_list(&mut self, offset: u32, ids: &[u32]) -> Result<()> {
-        for (i, id) in (offset..).zip(ids) {
-            self.maps
-                .lists
-                .set(i, id, 0)
-                .map_err(map_err(names::SERVICE_DESTS))?;
-        }
-        Ok(())
+        batch::update(self.maps.lists.map(), &indices(offset, ids.len()), ids)
+            .map_err(batch_err(names::SERVICE_DESTS))
     }
 
     fn write_table(&mut self, offset: u32, buckets: &[u32]) -> Result<()> {
-        for (i, b) in (offset..).zip(buckets) {
-            self.maps
-                .tables
-                .set(i, b, 0)
-                .map_err(map_err(names::SERVICE_TABLES))?;
-        }
-        Ok(())
+        batch::update(
+            self.maps.tables.map(),
+            &indices(offset, buckets.len()),
+            buckets,
+        )
+        .map_err(batch_err(names::SERVICE_TABLES))
     }
 
     fn sched(&self, id: u32) -> Result<SchedState> {
@@ -468,6 +499,13 @@ impl Maps for DataPlane {
 
     fn dest_traffic(&self, id: u32) -> Result<Traffic> {
         traffic_sum(&self.maps.dest_stats, names::DEST_STATS, id)
+    }
+
+    fn dest_traffic_at(&self, ids: &[u32]) -> Result<Vec<Traffic>> {
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| batch_err(names::DEST_STATS)(e))?;
+        let per_cpu: Vec<Traffic> = batch::lookup(self.maps.dest_stats.map(), ids, cpus)
+            .map_err(batch_err(names::DEST_STATS))?;
+        Ok(per_cpu.chunks_exact(cpus).map(sum).collect())
     }
 
     fn globals(&self) -> Result<Vec<(Global, u64)>> {

@@ -27,7 +27,7 @@ use crate::{
     health::{model::ServiceHealth, monitor::Monitor, runner::Report},
     listing::{Connection, DestStatus, Listing, ServiceStatus, TrafficStatus},
     locality,
-    maps::{Maps, live_conns},
+    maps::{Maps, live_conns_at},
     model::{DestSpec, ServiceAddr, ServiceSpec},
     neigh::{self, Neighbour},
     reconcile::{self, Installed, InstalledService, Step},
@@ -216,31 +216,55 @@ impl<M: Maps> Engine<M> {
         self.configured = configured;
         self.monitor = monitor;
         self.notifications.extend(notify);
-        for step in &plan {
-            self.carry_out(step)?;
-            self.installed.record(step);
+        // A run of claimed slots is carried out together, one map call per map.
+        for steps in plan.chunk_by(|a, b| claim(a).is_some() && claim(b).is_some()) {
+            let claims: Vec<_> = steps.iter().filter_map(claim).collect();
+            if claims.is_empty() {
+                for step in steps {
+                    self.carry_out(step)?;
+                    self.installed.record(step);
+                }
+            } else {
+                self.claim_dests(&claims)?;
+                steps.iter().for_each(|step| self.installed.record(step));
+            }
         }
         self.installed.order_as(&effective);
         Ok(())
     }
 
-    fn carry_out(&mut self, step: &Step) -> Result<()> {
-        match step {
-            Step::ClaimDest { id, spec } => {
-                let generation = self.maps.dest(*id)?.generation.wrapping_add(1);
-                // The slot's live counts start from zero.
-                let counted_in = self.maps.counted_in(*id)?;
-                self.maps.write_released(*id, &counted_in)?;
-                self.zero_counters(Owner::Dest(*id))?;
+    /// Gives slots to new real servers ([`Step::ClaimDest`]s): a new generation each, live
+    /// counts and counters from zero.
+    fn claim_dests(&mut self, claims: &[(u32, &DestSpec)]) -> Result<()> {
+        let ids: Vec<u32> = claims.iter().map(|(id, _)| *id).collect();
+        let old = self.maps.dests_at(&ids)?;
+        // The slots' live counts start from zero.
+        let counted_in = self.maps.counted_in_at(&ids)?;
+        self.maps.write_released_at(&ids, &counted_in)?;
+        for (id, raw) in ids.iter().zip(self.maps.dest_traffic_at(&ids)?) {
+            self.counters.zero(Owner::Dest(*id), raw.into());
+        }
+        let dests: Vec<Dest> = claims
+            .iter()
+            .zip(old)
+            .map(|((_, spec), old)| {
                 let mut dest = Dest {
                     addr: u32::from_ne_bytes(spec.addr.octets()),
-                    generation,
+                    generation: old.generation.wrapping_add(1),
                     ..Dest::default()
                 };
                 set_spec(&mut dest, spec);
                 set_neighbour(&mut dest, self.neighbours.get(&spec.addr));
-                self.maps.write_dest(*id, &dest)
-            }
+                dest
+            })
+            .collect();
+        self.maps.write_dests_at(&ids, &dests)
+    }
+
+    /// Carries out one step.
+    fn carry_out(&mut self, step: &Step) -> Result<()> {
+        match step {
+            Step::ClaimDest { id, spec } => self.claim_dests(&[(*id, spec)]),
             Step::UpdateDest { id, spec } => {
                 let mut dest = self.maps.dest(*id)?;
                 set_spec(&mut dest, spec);
@@ -364,10 +388,11 @@ impl<M: Maps> Engine<M> {
         reprobe: bool,
     ) -> Result<Vec<Ipv4Addr>> {
         self.neighbours = table;
+        let (addrs, ids): (Vec<Ipv4Addr>, Vec<u32>) = self.installed_dests().unzip();
+        let (mut changed, mut written) = (Vec::new(), Vec::new());
         let mut probes = Vec::new();
-        let dests: Vec<_> = self.installed_dests().collect();
-        for (addr, id) in dests {
-            let mut dest = self.maps.dest(id)?;
+        let dests = self.maps.dests_at(&ids)?;
+        for ((addr, id), mut dest) in addrs.into_iter().zip(ids).zip(dests) {
             let before = dest;
             let found = self.neighbours.get(&addr);
             set_neighbour(&mut dest, found);
@@ -376,12 +401,17 @@ impl<M: Maps> Engine<M> {
                     Some(n) => log::info!("real server {addr} is at {}", neigh::format_mac(&n.mac)),
                     None => log::warn!("real server {addr}: MAC address unknown, not scheduled"),
                 }
-                self.maps.write_dest(id, &dest)?;
+                changed.push(id);
+                written.push(dest);
             }
-            if !dest.is_resolved() || reprobe {
+            if found.is_none() || reprobe {
                 probes.push(addr);
             }
         }
+        self.maps.write_dests_at(&changed, &written)?;
+        // A real server of several services is probed once.
+        probes.sort_unstable();
+        probes.dedup();
         Ok(probes)
     }
 
@@ -441,10 +471,15 @@ impl<M: Maps> Engine<M> {
     }
 
     fn sample_counters(&mut self) -> Result<()> {
-        let all: Vec<Owner> = self.installed.services.iter().flat_map(owners).collect();
-        for owner in all {
+        let services: Vec<u32> = self.installed.services.iter().map(|s| s.id).collect();
+        for id in services {
+            let owner = Owner::Service(id);
             let raw = self.raw_traffic(owner)?;
             self.counters.sample(owner, raw);
+        }
+        let ids: Vec<u32> = self.installed_dests().map(|(_, id)| id).collect();
+        for (id, raw) in ids.iter().zip(self.maps.dest_traffic_at(&ids)?) {
+            self.counters.sample(Owner::Dest(*id), raw.into());
         }
         Ok(())
     }
@@ -477,12 +512,18 @@ impl<M: Maps> Engine<M> {
                 *persistent.entry(t.dest).or_default() += 1;
             }
         }
+        // Every slot's entries at once, in the services' order.
+        let ids: Vec<u32> = self.installed_dests().map(|(_, id)| id).collect();
+        let mut slots = ids
+            .iter()
+            .zip(self.maps.dests_at(&ids)?)
+            .zip(live_conns_at(&self.maps, &ids)?)
+            .zip(self.maps.dest_traffic_at(&ids)?);
         let mut services = Vec::with_capacity(self.installed.services.len());
         for s in &self.installed.services {
             let mut dests = Vec::with_capacity(s.dest_ids.len());
-            for (spec, id) in s.spec.dests.iter().zip(&s.dest_ids) {
-                let dest = self.maps.dest(*id)?;
-                let conns = live_conns(&self.maps, *id)?;
+            // `zip` asks `slots` only while the service has real servers left.
+            for (spec, (((id, dest), conns), raw)) in s.spec.dests.iter().zip(slots.by_ref()) {
                 let owner = Owner::Dest(*id);
                 dests.push(DestStatus {
                     addr: spec.addr,
@@ -494,7 +535,7 @@ impl<M: Maps> Engine<M> {
                     active: conns.active,
                     inactive: conns.inactive,
                     mac: dest.is_resolved().then(|| neigh::format_mac(&dest.mac)),
-                    traffic: self.traffic(owner)?,
+                    traffic: self.counters.traffic(owner, raw.into()),
                     rates: self.counters.rates(owner),
                 });
             }
@@ -618,6 +659,14 @@ impl<M: Maps> Engine<M> {
 /// The counter owners of a service: itself and its real servers.
 fn owners(s: &InstalledService) -> impl Iterator<Item = Owner> + '_ {
     std::iter::once(Owner::Service(s.id)).chain(s.dest_ids.iter().map(|d| Owner::Dest(*d)))
+}
+
+/// The slot and settings of a [`Step::ClaimDest`].
+fn claim(step: &Step) -> Option<(u32, &DestSpec)> {
+    match step {
+        Step::ClaimDest { id, spec } => Some((*id, spec)),
+        _ => None,
+    }
 }
 
 fn set_spec(dest: &mut Dest, spec: &DestSpec) {

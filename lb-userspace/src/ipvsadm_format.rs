@@ -1,7 +1,10 @@
 //! ipvsadm's text formats, byte for byte: `-L` with its listing options, `-S`, `-Lc` and
 //! `-L --timeout`. Addresses are always printed numerically (as with `-n`).
 
-use std::{fmt::Write, net::Ipv4Addr};
+use std::{
+    fmt::{self, Write},
+    net::Ipv4Addr,
+};
 
 use crate::{
     cli::Format,
@@ -156,6 +159,15 @@ fn largenum(out: &mut String, i: u64, exact: bool) {
     };
 }
 
+/// Writes what `write` writes (ASCII), then spaces up to `width` columns: `{:<width}`
+/// without a `String` of its own.
+fn padded(out: &mut String, width: usize, write: impl FnOnce(&mut String) -> fmt::Result) {
+    let start = out.len();
+    let _ = write(out);
+    let written = out.len() - start;
+    out.extend(std::iter::repeat_n(' ', width.saturating_sub(written)));
+}
+
 fn service_entry(out: &mut String, s: &ServiceStatus, f: &Format) {
     let name = format!(
         "{}  {}:{}",
@@ -189,9 +201,9 @@ fn service_entry(out: &mut String, s: &ServiceStatus, f: &Format) {
     }
     out.push('\n');
     for d in sorted_dests(s, f) {
-        let dname = format!("{}:{}", d.addr, d.port);
+        out.push_str("  -> ");
+        padded(out, 28, |out| write!(out, "{}:{}", d.addr, d.port));
         if f.stats {
-            let _ = write!(out, "  -> {dname:<28}");
             let t = &d.traffic;
             for v in [t.conns, t.packets, 0, t.bytes, 0] {
                 largenum(out, v, f.exact);
@@ -199,30 +211,37 @@ fn service_entry(out: &mut String, s: &ServiceStatus, f: &Format) {
             out.push('\n');
         } else if f.rate {
             let r = &d.rates;
-            let _ = write!(out, "  -> {dname:<28} {:>8} {:>8} {:>8}", r.cps, r.pps, 0);
+            let _ = write!(out, " {:>8} {:>8} {:>8}", r.cps, r.pps, 0);
             largenum(out, r.bps, f.exact);
             largenum(out, 0, f.exact);
             out.push('\n');
         } else if f.thresholds {
-            let _ = writeln!(
-                out,
-                "  -> {dname:<28} {:<10} {:<10} {:<10} {:<10}",
-                d.u_threshold, d.l_threshold, d.active, d.inactive
-            );
+            let (u, l) = (&d.u_threshold, &d.l_threshold);
+            columns(out, &[(10, u), (10, l), (10, &d.active), (10, &d.inactive)]);
         } else if f.persistent_conn {
-            let _ = writeln!(
-                out,
-                "  -> {dname:<28} {:<9} {:<11} {:<10} {:<10}",
-                d.weight, d.persistent, d.active, d.inactive
-            );
+            let (w, p) = (&d.weight, &d.persistent);
+            columns(out, &[(9, w), (11, p), (10, &d.active), (10, &d.inactive)]);
         } else {
-            let _ = writeln!(
+            columns(
                 out,
-                "  -> {dname:<28} {:<7} {:<6} {:<10} {:<10}",
-                "Route", d.weight, d.active, d.inactive
+                &[
+                    (7, &"Route"),
+                    (6, &d.weight),
+                    (10, &d.active),
+                    (10, &d.inactive),
+                ],
             );
         }
     }
+}
+
+/// ` {:<width}` of each `(width, value)`, then the end of the line.
+fn columns(out: &mut String, values: &[(usize, &dyn fmt::Display)]) {
+    for (width, value) in values {
+        out.push(' ');
+        padded(out, *width, |out| write!(out, "{value}"));
+    }
+    out.push('\n');
 }
 
 #[cfg(test)]

@@ -32,6 +32,32 @@ pub trait Maps {
     /// Sets what slot `id` had counted when it was given to its current holder.
     fn write_released(&mut self, id: u32, released: &DestConns) -> Result<()>;
 
+    /// The real servers in slots `ids`. The many-slot operations cost the data plane one
+    /// system call per run of consecutive slots; by default they loop over the one-slot ones.
+    fn dests_at(&self, ids: &[u32]) -> Result<Vec<Dest>> {
+        ids.iter().map(|id| self.dest(*id)).collect()
+    }
+    /// Writes `dests[i]` into slot `ids[i]`, in order; on failure the earlier ones are written.
+    fn write_dests_at(&mut self, ids: &[u32], dests: &[Dest]) -> Result<()> {
+        ids.iter()
+            .zip(dests)
+            .try_for_each(|(id, d)| self.write_dest(*id, d))
+    }
+    /// Connections the program counted in for slots `ids`.
+    fn counted_in_at(&self, ids: &[u32]) -> Result<Vec<DestConns>> {
+        ids.iter().map(|id| self.counted_in(*id)).collect()
+    }
+    /// What slots `ids` had counted when they were given to their current holders.
+    fn released_at(&self, ids: &[u32]) -> Result<Vec<DestConns>> {
+        ids.iter().map(|id| self.released(*id)).collect()
+    }
+    /// Sets `released[i]` for slot `ids[i]`, in order; on failure the earlier ones are set.
+    fn write_released_at(&mut self, ids: &[u32], released: &[DestConns]) -> Result<()> {
+        ids.iter()
+            .zip(released)
+            .try_for_each(|(id, r)| self.write_released(*id, r))
+    }
+
     /// Writes real server ids into the list pool from `offset`.
     fn write_list(&mut self, offset: u32, ids: &[u32]) -> Result<()>;
     /// Writes bucket entries (dest ids, `u32::MAX` for none) into the table pool from `offset`.
@@ -71,6 +97,10 @@ pub trait Maps {
     fn service_traffic(&self, id: u32) -> Result<Traffic>;
     /// Traffic of real server slot `id`, summed over CPUs.
     fn dest_traffic(&self, id: u32) -> Result<Traffic>;
+    /// Traffic of real server slots `ids`, each summed over CPUs.
+    fn dest_traffic_at(&self, ids: &[u32]) -> Result<Vec<Traffic>> {
+        ids.iter().map(|id| self.dest_traffic(*id)).collect()
+    }
     /// The global counters, summed over CPUs.
     fn globals(&self) -> Result<Vec<(Global, u64)>>;
     /// The decisions the program reported since the last call.
@@ -86,6 +116,17 @@ pub trait Maps {
 /// slot had counted when its current holder got it.
 pub fn live_conns(maps: &impl Maps, id: u32) -> Result<DestConns> {
     Ok(maps.counted_in(id)?.minus(&maps.released(id)?))
+}
+
+/// [`live_conns`] of slots `ids`.
+pub fn live_conns_at(maps: &impl Maps, ids: &[u32]) -> Result<Vec<DestConns>> {
+    let released = maps.released_at(ids)?;
+    Ok(maps
+        .counted_in_at(ids)?
+        .iter()
+        .zip(&released)
+        .map(|(c, r)| c.minus(r))
+        .collect())
 }
 
 #[cfg(test)]

@@ -55,10 +55,8 @@ pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
 
 /// Formats a MAC as `aa:bb:cc:dd:ee:ff`.
 pub fn format_mac(mac: &[u8; 6]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
+    let [a, b, c, d, e, f] = mac;
+    format!("{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}")
 }
 
 /// The complete neighbour entries on `device` in the caller's network namespace.
@@ -68,10 +66,16 @@ pub fn table(device: &str) -> HashMap<Ipv4Addr, Neighbour> {
         .unwrap_or_default()
 }
 
-/// Makes the kernel resolve `addr`: one empty datagram to its discard port.
-pub fn probe(addr: Ipv4Addr) {
+/// Makes the kernel resolve `addrs`: one empty datagram to each one's discard port, all from
+/// one socket.
+pub fn probe(addrs: &[Ipv4Addr]) {
+    if addrs.is_empty() {
+        return;
+    }
     if let Ok(sock) = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)) {
-        let _ = sock.send_to(&[], (addr, PROBE_PORT));
+        for addr in addrs {
+            let _ = sock.send_to(&[], (*addr, PROBE_PORT));
+        }
     }
 }
 

@@ -315,12 +315,19 @@ pub fn flow_scaling(plan: &Plan, progress: &mut dyn FnMut(&Figure)) -> Result<(V
     Ok((figures, bytes as f64 / f64::from(max_flows)))
 }
 
-/// One control-plane timing in milliseconds (median, min, max over the runs).
-fn timed(name: String, runs: usize, mut f: impl FnMut() -> Result<()>) -> Result<Figure> {
+/// One control-plane timing in milliseconds (median, min, max over the runs) of `f`, given
+/// what an untimed `setup` made for its run.
+fn timed<S>(
+    name: String,
+    runs: usize,
+    mut setup: impl FnMut() -> Result<S>,
+    mut f: impl FnMut(S) -> Result<()>,
+) -> Result<Figure> {
     let mut samples = Vec::with_capacity(runs);
     for _ in 0..runs {
+        let prepared = setup()?;
         let start = std::time::Instant::now();
-        f()?;
+        f(prepared)?;
         samples.push(start.elapsed().as_secs_f64() * 1e3);
     }
     Ok(Figure::of(name, samples, 0))
@@ -366,7 +373,8 @@ pub fn control_plane(plan: &Plan, progress: &mut dyn FnMut(&Figure)) -> Result<V
     push(timed(
         format!("baseline: {} real server map writes", services * servers),
         runs,
-        || {
+        || Ok(()),
+        |()| {
             for id in 0..services * servers {
                 dp.write_dest(id, &Dest::default())?;
             }
@@ -379,11 +387,10 @@ pub fn control_plane(plan: &Plan, progress: &mut dyn FnMut(&Figure)) -> Result<V
     push(timed(
         format!("apply {services} services x {servers} real servers"),
         runs,
-        || {
-            let mut d = Daemon::new(
-                DataPlane::load(None, 1024, lb_common::DEFAULT_MAX_TEMPLATES)?,
-                &opts,
-            );
+        // A freshly loaded data plane each time; loading (the verifier) is not applying.
+        || DataPlane::load(None, 1024, lb_common::DEFAULT_MAX_TEMPLATES),
+        |dp| {
+            let mut d = Daemon::new(dp, &opts);
             d.install(&opts, None)?;
             daemon = Some(d);
             Ok(())
@@ -394,7 +401,8 @@ pub fn control_plane(plan: &Plan, progress: &mut dyn FnMut(&Figure)) -> Result<V
     push(timed(
         format!("xdpvsadm -Ln of {services} x {servers}"),
         runs,
-        || {
+        || Ok(()),
+        |()| {
             let l = daemon.listing()?;
             lines = ipvsadm_format::list(&l, None, &Format::default())
                 .lines()
@@ -509,8 +517,6 @@ pub fn run_reference_vm(plan: &Plan, out_dir: &Path) -> Result<()> {
     vm.save(out_dir)
 }
 
-/// Runs the benchmark, prints the tables and writes `out_dir/bench.json`, with the reference
-/// VM's report that [`run_reference_vm`] saved into `reference_vm`, if given.
 /// Only the connection-table expiry figures, printed (`xdpvs-bench --only-expiry`).
 pub fn run_expiry(plan: &Plan) -> Result<()> {
     let mut progress = |f: &Figure| eprintln!("  {:<44} {:>10.1}", f.name, f.median);
@@ -521,6 +527,23 @@ pub fn run_expiry(plan: &Plan) -> Result<()> {
     );
     Ok(())
 }
+
+/// Only the control-plane figures, printed (`xdpvs-bench --only-control-plane`), in a private
+/// namespace as in [`run`].
+pub fn run_control_plane(plan: &Plan) -> Result<()> {
+    let ns = Netns::create(unique_name("bench"))?;
+    enter_current_thread(&ns.path())?;
+    let mut progress = |f: &Figure| eprintln!("  {:<44} {:>10.1}", f.name, f.median);
+    let rows: Vec<Measured> = control_plane(plan, &mut progress)?
+        .into_iter()
+        .map(Measured::from)
+        .collect();
+    print!("{}", table("control plane", "ms", &rows));
+    Ok(())
+}
+
+/// Runs the benchmark, prints the tables and writes `out_dir/bench.json`, with the reference
+/// VM's report that [`run_reference_vm`] saved into `reference_vm`, if given.
 
 pub fn run(plan: &Plan, out_dir: &Path, reference_vm: Option<&Path>) -> Result<()> {
     let reference_vm = reference_vm.map(ReferenceVm::load).transpose()?;

@@ -10,7 +10,9 @@ use aya::{
     programs::{TestRun, TestRunOptions},
 };
 use lb_common::{
-    DEFAULT_MAX_TEMPLATES, map_names, program_names,
+    DEFAULT_MAX_TEMPLATES, MAX_DESTS,
+    dest::{Dest, DestConns},
+    map_names, program_names,
     sched::{
         self, Scheduler,
         flags::{SH_FALLBACK, SH_PORT},
@@ -361,6 +363,58 @@ fn traffic_counters_match_what_was_sent() {
     let s = dp.service_traffic(0).unwrap();
     assert_eq!((s.conns, s.packets, s.bytes), (1, 5, 40 + 4 * 140));
     assert_eq!(dp.dest_traffic(1).unwrap().packets, 0);
+}
+
+#[test]
+fn many_slot_reads_and_writes_match_the_one_slot_ones() {
+    let mut dp = dataplane(true);
+    run(&dp, &tcp(3000, 80, SYN).build(b""));
+    run(&dp, &tcp(3000, 80, ACK).build(&[7u8; 100]));
+    // Runs of consecutive slots, gaps, out of order, both ends of the array.
+    let ids = [MAX_DESTS - 1, 5, 6, 7, 0, 1, 9];
+    let one_by_one = |dp: &DataPlane| -> Vec<_> {
+        ids.iter()
+            .map(|id| (dp.dest(*id).unwrap(), dp.counted_in(*id).unwrap()))
+            .collect()
+    };
+    let traffic = dp.dest_traffic_at(&ids).unwrap();
+    assert_eq!(traffic[4].packets, 2, "slot 0's packets, summed over CPUs");
+    let single: Vec<_> = ids.iter().map(|id| dp.dest_traffic(*id).unwrap()).collect();
+    assert_eq!(traffic, single);
+    let batch = |dp: &DataPlane| -> Vec<_> {
+        let conns = dp.counted_in_at(&ids).unwrap();
+        dp.dests_at(&ids).unwrap().into_iter().zip(conns).collect()
+    };
+    assert_eq!(batch(&dp), one_by_one(&dp));
+    assert_eq!(batch(&dp)[4].1.inactive + batch(&dp)[4].1.active, 1);
+
+    let dests: Vec<Dest> = ids
+        .iter()
+        .map(|id| Dest {
+            addr: *id,
+            weight: id % 7,
+            generation: id + 1,
+            ..Dest::default()
+        })
+        .collect();
+    let released: Vec<DestConns> = ids
+        .iter()
+        .map(|id| DestConns {
+            active: *id,
+            ..DestConns::default()
+        })
+        .collect();
+    dp.write_dests_at(&ids, &dests).unwrap();
+    dp.write_released_at(&ids, &released).unwrap();
+    let written: Vec<Dest> = ids.iter().map(|id| dp.dest(*id).unwrap()).collect();
+    assert_eq!(written, dests);
+    assert_eq!(dp.dests_at(&ids).unwrap(), dests);
+    assert_eq!(dp.released_at(&ids).unwrap(), released);
+    assert_eq!(dp.dest(8).unwrap(), Dest::default(), "the gap is untouched");
+
+    assert!(dp.dests_at(&[MAX_DESTS - 1, MAX_DESTS]).is_err());
+    assert!(dp.write_dests_at(&[MAX_DESTS], &[Dest::default()]).is_err());
+    assert!(dp.dests_at(&[]).unwrap().is_empty());
 }
 
 #[test]
