@@ -53,7 +53,7 @@ fn batch(cmd: libc::c_long, attr: &mut BatchAttr) -> (u32, io::Result<()>) {
 /// a per-CPU map, whose values the kernel pads to 8 bytes, else 1). One system call per run of
 /// consecutive ids.
 pub fn lookup<V: Pod>(map: &MapData, ids: &[u32], per_id: usize) -> io::Result<Vec<V>> {
-    if per_id > 1 && size_of::<V>() % 8 != 0 {
+    if per_id > 1 && !size_of::<V>().is_multiple_of(8) {
         return Err(io::Error::from(io::ErrorKind::InvalidInput));
     }
     let mut values: Vec<V> = Vec::with_capacity(ids.len() * per_id);

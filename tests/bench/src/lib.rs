@@ -544,7 +544,6 @@ pub fn run_control_plane(plan: &Plan) -> Result<()> {
 
 /// Runs the benchmark, prints the tables and writes `out_dir/bench.json`, with the reference
 /// VM's report that [`run_reference_vm`] saved into `reference_vm`, if given.
-
 pub fn run(plan: &Plan, out_dir: &Path, reference_vm: Option<&Path>) -> Result<()> {
     let reference_vm = reference_vm.map(ReferenceVm::load).transpose()?;
     // A private namespace: the daemon's neighbour probes of the control-plane figures go
