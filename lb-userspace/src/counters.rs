@@ -7,6 +7,8 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
+use lb_common::{MAX_DESTS, MAX_SERVICES};
+
 use crate::listing::{Rates, TrafficStatus};
 
 /// Whose counters.
@@ -72,11 +74,90 @@ impl TrafficStatus {
     }
 }
 
+/// Values by owner, in vectors indexed by service id and by slot: both are small dense
+/// numbers, and a listing of 100,000 real servers reads their slots in order, which a hash
+/// table would turn into as many cache misses.
+#[derive(Debug)]
+struct ByOwner<V> {
+    services: Vec<Option<V>>,
+    dests: Vec<Option<V>>,
+}
+
+impl<V> Default for ByOwner<V> {
+    fn default() -> Self {
+        Self {
+            services: Vec::new(),
+            dests: Vec::new(),
+        }
+    }
+}
+
+impl<V> ByOwner<V> {
+    fn get(&self, owner: Owner) -> Option<&V> {
+        let (values, i) = match owner {
+            Owner::Service(id) => (&self.services, id),
+            Owner::Dest(id) => (&self.dests, id),
+        };
+        values.get(i as usize)?.as_ref()
+    }
+
+    /// `owner`'s entry, made room for; `None` for an id no service or slot can have (a
+    /// saved state from elsewhere), whose value is never asked for.
+    fn entry(&mut self, owner: Owner) -> Option<&mut Option<V>> {
+        let (values, i, max) = match owner {
+            Owner::Service(id) => (&mut self.services, id, MAX_SERVICES),
+            Owner::Dest(id) => (&mut self.dests, id, MAX_DESTS),
+        };
+        if i >= max {
+            return None;
+        }
+        let i = i as usize;
+        if values.len() <= i {
+            values.resize_with(i + 1, || None);
+        }
+        values.get_mut(i)
+    }
+
+    fn insert(&mut self, owner: Owner, value: V) {
+        if let Some(e) = self.entry(owner) {
+            *e = Some(value);
+        }
+    }
+
+    fn remove(&mut self, owner: Owner) {
+        if let Some(e) = self.entry(owner) {
+            *e = None;
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (Owner, &V)> {
+        fn each<V>(
+            values: &[Option<V>],
+            owner: fn(u32) -> Owner,
+        ) -> impl Iterator<Item = (Owner, &V)> {
+            (0..)
+                .zip(values)
+                .filter_map(move |(i, v)| Some((owner(i), v.as_ref()?)))
+        }
+        each(&self.services, Owner::Service).chain(each(&self.dests, Owner::Dest))
+    }
+}
+
+impl<V> FromIterator<(Owner, V)> for ByOwner<V> {
+    fn from_iter<I: IntoIterator<Item = (Owner, V)>>(iter: I) -> Self {
+        let mut map = Self::default();
+        for (owner, value) in iter {
+            map.insert(owner, value);
+        }
+        map
+    }
+}
+
 /// Baselines and estimators of every service and real server, and of the global counters.
 #[derive(Debug, Default)]
 pub struct Counters {
-    bases: HashMap<Owner, TrafficStatus>,
-    estimators: HashMap<Owner, Estimator>,
+    bases: ByOwner<TrafficStatus>,
+    estimators: ByOwner<Estimator>,
     global_bases: HashMap<String, u64>,
     retired: TrafficStatus,
 }
@@ -98,7 +179,7 @@ impl Counters {
     pub fn restore(b: Baselines) -> Self {
         Self {
             bases: b.owners.into_iter().collect(),
-            estimators: HashMap::new(),
+            estimators: ByOwner::default(),
             global_bases: b.globals.into_iter().collect(),
             retired: b.retired,
         }
@@ -107,7 +188,7 @@ impl Counters {
     /// What a successor needs.
     pub fn baselines(&self) -> Baselines {
         Baselines {
-            owners: self.bases.iter().map(|(o, t)| (*o, *t)).collect(),
+            owners: self.bases.iter().map(|(o, t)| (o, *t)).collect(),
             globals: self
                 .global_bases
                 .iter()
@@ -121,7 +202,7 @@ impl Counters {
     /// or `-Z`).
     pub fn zero(&mut self, owner: Owner, raw: TrafficStatus) {
         self.bases.insert(owner, raw);
-        self.estimators.remove(&owner);
+        self.estimators.remove(owner);
     }
 
     /// Starts the global counter `name` from zero at `raw`.
@@ -131,25 +212,27 @@ impl Counters {
 
     /// Forgets `owner` (its slot is free).
     pub fn forget(&mut self, owner: Owner) {
-        self.bases.remove(&owner);
-        self.estimators.remove(&owner);
+        self.bases.remove(owner);
+        self.estimators.remove(owner);
     }
 
     /// Feeds `owner`'s estimator with the sums `raw` (every [`SAMPLE_TICKS`]).
     pub fn sample(&mut self, owner: Owner, raw: TrafficStatus) {
         let shown = self.traffic(owner, raw);
-        self.estimators.entry(owner).or_default().sample(shown);
+        if let Some(e) = self.estimators.entry(owner) {
+            e.get_or_insert_default().sample(shown);
+        }
     }
 
     /// `owner`'s counters since its baseline.
     pub fn traffic(&self, owner: Owner, raw: TrafficStatus) -> TrafficStatus {
-        self.bases.get(&owner).map_or(raw, |b| raw.minus(b))
+        self.bases.get(owner).map_or(raw, |b| raw.minus(b))
     }
 
     /// `owner`'s smoothed rates.
     pub fn rates(&self, owner: Owner) -> Rates {
         self.estimators
-            .get(&owner)
+            .get(owner)
             .map(Estimator::rates)
             .unwrap_or_default()
     }
@@ -198,6 +281,27 @@ mod tests {
         let c = Counters::restore(c.baselines());
         assert_eq!(c.traffic(o, t(7, 60, 800)), t(2, 10, 300));
         assert_eq!(c.traffic(Owner::Service(3), t(1, 1, 1)), t(1, 1, 1));
+    }
+
+    #[test]
+    fn services_and_slots_of_one_number_are_apart_and_impossible_ids_are_ignored() {
+        let mut c = Counters::default();
+        c.zero(Owner::Service(7), t(1, 1, 1));
+        c.zero(Owner::Dest(7), t(2, 2, 2));
+        c.zero(Owner::Dest(u32::MAX), t(3, 3, 3));
+        c.forget(Owner::Dest(MAX_DESTS));
+        assert_eq!(c.traffic(Owner::Service(7), t(5, 5, 5)), t(4, 4, 4));
+        assert_eq!(c.traffic(Owner::Dest(7), t(5, 5, 5)), t(3, 3, 3));
+        assert_eq!(c.traffic(Owner::Dest(u32::MAX), t(5, 5, 5)), t(5, 5, 5));
+        assert_eq!(
+            c.baselines().owners,
+            vec![
+                (Owner::Service(7), t(1, 1, 1)),
+                (Owner::Dest(7), t(2, 2, 2))
+            ]
+        );
+        c.forget(Owner::Dest(7));
+        assert_eq!(c.baselines().owners, vec![(Owner::Service(7), t(1, 1, 1))]);
     }
 
     #[test]

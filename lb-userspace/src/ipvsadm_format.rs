@@ -1,10 +1,7 @@
 //! ipvsadm's text formats, byte for byte: `-L` with its listing options, `-S`, `-Lc` and
 //! `-L --timeout`. Addresses are always printed numerically (as with `-n`).
 
-use std::{
-    fmt::{self, Write},
-    net::Ipv4Addr,
-};
+use std::{fmt::Write, net::Ipv4Addr};
 
 use crate::{
     cli::Format,
@@ -161,11 +158,35 @@ fn largenum(out: &mut String, i: u64, exact: bool) {
 
 /// Writes what `write` writes (ASCII), then spaces up to `width` columns: `{:<width}`
 /// without a `String` of its own.
-fn padded(out: &mut String, width: usize, write: impl FnOnce(&mut String) -> fmt::Result) {
+fn padded(out: &mut String, width: usize, write: impl FnOnce(&mut String)) {
     let start = out.len();
-    let _ = write(out);
+    write(out);
     let written = out.len() - start;
     out.extend(std::iter::repeat_n(' ', width.saturating_sub(written)));
+}
+
+/// `addr:port`, its numbers written through [`itoa`] rather than the formatting machinery (up
+/// to 100,000 real server lines).
+fn endpoint(out: &mut String, addr: Ipv4Addr, port: u16) {
+    let mut digits = itoa::Buffer::new();
+    for (i, octet) in addr.octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        out.push_str(digits.format(octet));
+    }
+    out.push(':');
+    out.push_str(digits.format(port));
+}
+
+/// ` {:<width}` of each `(width, value)`, then the end of the line.
+fn columns(out: &mut String, values: &[(usize, u32)]) {
+    let mut digits = itoa::Buffer::new();
+    for (width, value) in values {
+        out.push(' ');
+        padded(out, *width, |out| out.push_str(digits.format(*value)));
+    }
+    out.push('\n');
 }
 
 fn service_entry(out: &mut String, s: &ServiceStatus, f: &Format) {
@@ -202,7 +223,7 @@ fn service_entry(out: &mut String, s: &ServiceStatus, f: &Format) {
     out.push('\n');
     for d in sorted_dests(s, f) {
         out.push_str("  -> ");
-        padded(out, 28, |out| write!(out, "{}:{}", d.addr, d.port));
+        padded(out, 28, |out| endpoint(out, d.addr, d.port));
         if f.stats {
             let t = &d.traffic;
             for v in [t.conns, t.packets, 0, t.bytes, 0] {
@@ -216,32 +237,16 @@ fn service_entry(out: &mut String, s: &ServiceStatus, f: &Format) {
             largenum(out, 0, f.exact);
             out.push('\n');
         } else if f.thresholds {
-            let (u, l) = (&d.u_threshold, &d.l_threshold);
-            columns(out, &[(10, u), (10, l), (10, &d.active), (10, &d.inactive)]);
+            let (u, l) = (d.u_threshold, d.l_threshold);
+            columns(out, &[(10, u), (10, l), (10, d.active), (10, d.inactive)]);
         } else if f.persistent_conn {
-            let (w, p) = (&d.weight, &d.persistent);
-            columns(out, &[(9, w), (11, p), (10, &d.active), (10, &d.inactive)]);
+            let (w, p) = (d.weight, d.persistent);
+            columns(out, &[(9, w), (11, p), (10, d.active), (10, d.inactive)]);
         } else {
-            columns(
-                out,
-                &[
-                    (7, &"Route"),
-                    (6, &d.weight),
-                    (10, &d.active),
-                    (10, &d.inactive),
-                ],
-            );
+            out.push_str(" Route  ");
+            columns(out, &[(6, d.weight), (10, d.active), (10, d.inactive)]);
         }
     }
-}
-
-/// ` {:<width}` of each `(width, value)`, then the end of the line.
-fn columns(out: &mut String, values: &[(usize, &dyn fmt::Display)]) {
-    for (width, value) in values {
-        out.push(' ');
-        padded(out, *width, |out| write!(out, "{value}"));
-    }
-    out.push('\n');
 }
 
 #[cfg(test)]
