@@ -32,12 +32,14 @@ pub trait Maps {
     /// Sets what slot `id` had counted when it was given to its current holder.
     fn write_released(&mut self, id: u32, released: &DestConns) -> Result<()>;
 
-    /// The real servers in slots `ids`. The many-slot operations cost the data plane one
-    /// system call per run of consecutive slots; by default they loop over the one-slot ones.
+    /// The real servers in slots `ids`. The data plane does the `_at` operations in batches
+    /// (a read in one system call per run of consecutive slots, a write in one); by default
+    /// they loop over the one-slot operations.
     fn dests_at(&self, ids: &[u32]) -> Result<Vec<Dest>> {
         ids.iter().map(|id| self.dest(*id)).collect()
     }
-    /// Writes `dests[i]` into slot `ids[i]`, in order; on failure the earlier ones are written.
+    /// Writes `dests[i]` into slot `ids[i]` (as many of each), in order; on failure the earlier
+    /// ones are written.
     fn write_dests_at(&mut self, ids: &[u32], dests: &[Dest]) -> Result<()> {
         ids.iter()
             .zip(dests)
