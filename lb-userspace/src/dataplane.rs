@@ -364,38 +364,33 @@ impl Maps for DataPlane {
     }
 
     fn dests_at(&self, ids: &[u32]) -> Result<Vec<Dest>> {
-        batch::lookup(self.maps.dests.map(), ids, 1).map_err(batch_err(names::DESTS))
+        batch::lookup(&self.maps.dests, ids).map_err(batch_err(names::DESTS))
     }
 
     fn write_dests_at(&mut self, ids: &[u32], dests: &[Dest]) -> Result<()> {
-        batch::update(self.maps.dests.map(), ids, dests).map_err(batch_err(names::DESTS))
+        batch::update(&self.maps.dests, ids, dests).map_err(batch_err(names::DESTS))
     }
 
     fn counted_in_at(&self, ids: &[u32]) -> Result<Vec<DestConns>> {
-        batch::lookup(self.maps.counted_in.map(), ids, 1).map_err(batch_err(names::DEST_CONNS))
+        batch::lookup(&self.maps.counted_in, ids).map_err(batch_err(names::DEST_CONNS))
     }
 
     fn released_at(&self, ids: &[u32]) -> Result<Vec<DestConns>> {
-        batch::lookup(self.maps.released.map(), ids, 1).map_err(batch_err(names::DEST_RELEASED))
+        batch::lookup(&self.maps.released, ids).map_err(batch_err(names::DEST_RELEASED))
     }
 
     fn write_released_at(&mut self, ids: &[u32], released: &[DestConns]) -> Result<()> {
-        batch::update(self.maps.released.map(), ids, released)
-            .map_err(batch_err(names::DEST_RELEASED))
+        batch::update(&self.maps.released, ids, released).map_err(batch_err(names::DEST_RELEASED))
     }
 
     fn write_list(&mut self, offset: u32, ids: &[u32]) -> Result<()> {
-        batch::update(self.maps.lists.map(), &indices(offset, ids.len()), ids)
+        batch::update(&self.maps.lists, &indices(offset, ids.len()), ids)
             .map_err(batch_err(names::SERVICE_DESTS))
     }
 
     fn write_table(&mut self, offset: u32, buckets: &[u32]) -> Result<()> {
-        batch::update(
-            self.maps.tables.map(),
-            &indices(offset, buckets.len()),
-            buckets,
-        )
-        .map_err(batch_err(names::SERVICE_TABLES))
+        batch::update(&self.maps.tables, &indices(offset, buckets.len()), buckets)
+            .map_err(batch_err(names::SERVICE_TABLES))
     }
 
     fn sched(&self, id: u32) -> Result<SchedState> {
@@ -502,8 +497,7 @@ impl Maps for DataPlane {
     }
 
     fn dest_traffic_at(&self, ids: &[u32]) -> Result<Vec<Traffic>> {
-        let cpus = aya::util::nr_cpus().map_err(|(_, e)| batch_err(names::DEST_STATS)(e))?;
-        let per_cpu: Vec<Traffic> = batch::lookup(self.maps.dest_stats.map(), ids, cpus)
+        let (cpus, per_cpu) = batch::lookup_per_cpu(&self.maps.dest_stats, ids)
             .map_err(batch_err(names::DEST_STATS))?;
         Ok(per_cpu.chunks_exact(cpus).map(sum).collect())
     }

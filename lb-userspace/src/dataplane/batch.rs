@@ -9,7 +9,10 @@ use std::{
     os::fd::{AsFd, AsRawFd},
 };
 
-use aya::{Pod, maps::MapData};
+use aya::{
+    Pod,
+    maps::{Array, IterableMap, MapData, PerCpuArray},
+};
 
 /// `enum bpf_cmd`.
 const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
@@ -30,9 +33,13 @@ struct BatchAttr {
 }
 
 /// Runs one batch command; the number of entries it handled, with the error that stopped it.
-fn batch(cmd: libc::c_long, attr: &mut BatchAttr) -> (u32, io::Result<()>) {
-    // SAFETY: `attr` is a valid `bpf_attr` prefix of the size given; the buffers it points at
-    // are the callers', sized for `count` keys and values, and outlive the call.
+///
+/// # Safety
+/// The buffers `attr` points at hold (or have room for) `count` keys and `count` entries of
+/// the map's values.
+unsafe fn batch(cmd: libc::c_long, attr: &mut BatchAttr) -> (u32, io::Result<()>) {
+    // SAFETY: `attr` is a `bpf_attr` prefix of the size given, and the kernel touches only the
+    // buffers it points at, within what the caller promised.
     let r = unsafe {
         libc::syscall(
             libc::SYS_bpf,
@@ -49,13 +56,32 @@ fn batch(cmd: libc::c_long, attr: &mut BatchAttr) -> (u32, io::Result<()>) {
     (attr.count, result)
 }
 
-/// Entries `ids` of an array map, each `per_id` values of `V` (the number of possible CPUs for
-/// a per-CPU map, whose values the kernel pads to 8 bytes, else 1). One system call per run of
-/// consecutive ids.
-pub fn lookup<V: Pod>(map: &MapData, ids: &[u32], per_id: usize) -> io::Result<Vec<V>> {
-    if per_id > 1 && !size_of::<V>().is_multiple_of(8) {
+/// Entries `ids` of an array map. One system call per run of consecutive ids.
+pub fn lookup<V: Pod>(map: &Array<MapData, V>, ids: &[u32]) -> io::Result<Vec<V>> {
+    // SAFETY: aya checked that the map's values are `V`s.
+    unsafe { lookup_raw(map.map(), ids, 1) }
+}
+
+/// Entries `ids` of a per-CPU array map: the number of possible CPUs, and each entry's value
+/// on every one of them, entry by entry. One system call per run of consecutive ids.
+pub fn lookup_per_cpu<V: Pod>(
+    map: &PerCpuArray<MapData, V>,
+    ids: &[u32],
+) -> io::Result<(usize, Vec<V>)> {
+    // The kernel pads each CPU's value to 8 bytes.
+    if !size_of::<V>().is_multiple_of(8) {
         return Err(io::Error::from(io::ErrorKind::InvalidInput));
     }
+    let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
+    // SAFETY: aya checked that the map's values are `V`s, which need no padding.
+    Ok((cpus, unsafe { lookup_raw(map.map(), ids, cpus) }?))
+}
+
+/// Entries `ids` of an array map, each `per_id` values of `V`.
+///
+/// # Safety
+/// Each entry of the map is `per_id` values of `V`, back to back.
+unsafe fn lookup_raw<V: Pod>(map: &MapData, ids: &[u32], per_id: usize) -> io::Result<Vec<V>> {
     let mut values: Vec<V> = Vec::with_capacity(ids.len() * per_id);
     let mut keys = vec![0u32; ids.len()];
     let mut rest = ids;
@@ -82,7 +108,9 @@ pub fn lookup<V: Pod>(map: &MapData, ids: &[u32], per_id: usize) -> io::Result<V
             map_fd: map.fd().as_fd().as_raw_fd() as u32,
             ..BatchAttr::default()
         };
-        let (count, result) = batch(BPF_MAP_LOOKUP_BATCH, &mut attr);
+        // SAFETY: `keys` has room for `run` ids, `values` for `run` entries of `per_id` values
+        // of `V`, which are the map's entries (the caller's promise).
+        let (count, result) = unsafe { batch(BPF_MAP_LOOKUP_BATCH, &mut attr) };
         result?;
         if count as usize != run || last != first + (run as u32 - 1) {
             return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
@@ -95,9 +123,9 @@ pub fn lookup<V: Pod>(map: &MapData, ids: &[u32], per_id: usize) -> io::Result<V
     Ok(values)
 }
 
-/// Writes `values[i]` into entry `ids[i]` of an array map whose values are `V`, in one system
-/// call. On failure the entries before the one that failed are written.
-pub fn update<V: Pod>(map: &MapData, ids: &[u32], values: &[V]) -> io::Result<()> {
+/// Writes `values[i]` into entry `ids[i]` of an array map, in one system call. On failure the
+/// entries before the one that failed are written.
+pub fn update<V: Pod>(map: &Array<MapData, V>, ids: &[u32], values: &[V]) -> io::Result<()> {
     if ids.len() != values.len() {
         return Err(io::Error::from(io::ErrorKind::InvalidInput));
     }
@@ -108,8 +136,9 @@ pub fn update<V: Pod>(map: &MapData, ids: &[u32], values: &[V]) -> io::Result<()
         keys: ids.as_ptr() as u64,
         values: values.as_ptr() as u64,
         count: ids.len() as u32,
-        map_fd: map.fd().as_fd().as_raw_fd() as u32,
+        map_fd: map.map().fd().as_fd().as_raw_fd() as u32,
         ..BatchAttr::default()
     };
-    batch(BPF_MAP_UPDATE_BATCH, &mut attr).1
+    // SAFETY: aya checked that the map's values are `V`s; `ids` and `values` hold `count`.
+    unsafe { batch(BPF_MAP_UPDATE_BATCH, &mut attr) }.1
 }
