@@ -7,8 +7,8 @@ pub const DEST_F_RESOLVED: u16 = 1;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Dest {
-    /// IPv4 address, network byte order.
-    pub addr: u32,
+    /// The real server's address.
+    pub addr: crate::addr::Addr,
     /// IPVS weight; 0 means no new connections.
     pub weight: u32,
     /// Changes whenever the slot is given to another real server; flows remember it.

@@ -36,7 +36,7 @@ pub struct Event {
     /// The real server's dest id (`u32::MAX` when none).
     pub dest: u32,
     /// Client address.
-    pub src_addr: u32,
+    pub src_addr: crate::addr::Addr,
     /// Client port.
     pub src_port: u16,
     /// IP protocol number.

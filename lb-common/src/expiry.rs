@@ -1,7 +1,7 @@
 //! When a flow or a persistence template has expired: the rule the kernel's sweeper (lb-ebpf's
 //! `xdpvs_expire`) applies, kept here so that the host tests exactly what the kernel runs.
 
-use crate::flow::PersistKey;
+use crate::{addr::Addr, flow::PersistKey};
 
 /// Nanoseconds in a second.
 pub const NS: u64 = 1_000_000_000;
@@ -24,20 +24,20 @@ pub const fn expired(last_seen: u64, now: u64, timeout: u32) -> bool {
 pub struct TemplateRule {
     /// Persistence timeout in seconds (0: not persistent).
     pub timeout: u32,
-    /// Persistence netmask, network byte order.
-    pub mask: u32,
+    /// Persistence mask of the client address.
+    pub mask: Addr,
 }
 
 impl TemplateRule {
-    /// The template that controls a flow of service `service` from client `src_addr` (network
-    /// byte order), if the service is persistent.
-    pub const fn template(&self, service: u32, src_addr: u32) -> Option<PersistKey> {
+    /// The template that controls a flow of service `service` from client `src_addr`, if the
+    /// service is persistent.
+    pub const fn template(&self, service: u32, src_addr: &Addr) -> Option<PersistKey> {
         if self.timeout == 0 {
             return None;
         }
         Some(PersistKey {
             service,
-            client: src_addr & self.mask,
+            client: src_addr.masked(&self.mask),
         })
     }
 }
@@ -74,16 +74,16 @@ mod tests {
     fn template_of_a_flow_masks_the_client() {
         let rule = TemplateRule {
             timeout: 300,
-            mask: u32::from_be_bytes([255, 255, 255, 0]).to_be(),
+            mask: Addr::v4_netmask(u32::from_ne_bytes([255, 255, 255, 0])),
         };
-        let client = u32::from_be_bytes([10, 0, 0, 7]).to_be();
+        let client = Addr::v4(u32::from_ne_bytes([10, 0, 0, 7]));
         assert_eq!(
-            rule.template(4, client),
+            rule.template(4, &client),
             Some(PersistKey {
                 service: 4,
-                client: u32::from_be_bytes([10, 0, 0, 0]).to_be(),
+                client: Addr::v4(u32::from_ne_bytes([10, 0, 0, 0])),
             })
         );
-        assert_eq!(TemplateRule::default().template(4, client), None);
+        assert_eq!(TemplateRule::default().template(4, &client), None);
     }
 }

@@ -1,15 +1,15 @@
 //! The connection table: every flow stays on the real server it was first given.
 
-use crate::state::ConnState;
+use crate::{addr::Addr, state::ConnState};
 
 /// A flow as the client sends it (addresses and ports in network byte order).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FlowKey {
     /// Client address.
-    pub src_addr: u32,
+    pub src_addr: Addr,
     /// Virtual address.
-    pub dst_addr: u32,
+    pub dst_addr: Addr,
     /// Client port.
     pub src_port: u16,
     /// Virtual port.
@@ -70,8 +70,8 @@ impl Flow {
 pub struct PersistKey {
     /// The service's id.
     pub service: u32,
-    /// Client address & netmask, network byte order.
-    pub client: u32,
+    /// Client address & the service's persistence mask.
+    pub client: Addr,
 }
 
 /// A persistence template: new flows of the client go to `dest` while it is usable. The data

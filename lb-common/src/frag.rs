@@ -4,20 +4,23 @@
 /// Entries in the fragment table (an LRU map: the oldest datagrams make room).
 pub const MAX_FRAGMENTED_DATAGRAMS: u32 = 8192;
 
-/// One datagram, as IPv4 reassembly identifies it (addresses in network byte order).
+use crate::addr::Addr;
+
+/// One datagram, as reassembly identifies it (addresses in network byte order).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FragKey {
     /// Source (client) address.
-    pub src_addr: u32,
+    pub src_addr: Addr,
     /// Destination (virtual) address.
-    pub dst_addr: u32,
-    /// IP identification, network byte order.
-    pub id: u16,
-    /// IP protocol number.
+    pub dst_addr: Addr,
+    /// Identification, network byte order: IPv4's 16 bits widened, or the IPv6 fragment
+    /// header's 32.
+    pub id: u32,
+    /// IP protocol number (IPv6: the fragment header's next header).
     pub proto: u8,
     /// Explicit padding.
-    pub _pad: u8,
+    pub _pad: [u8; 3],
 }
 
 /// The real server a datagram's first fragment was forwarded to. Written whole by the data

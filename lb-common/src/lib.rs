@@ -3,6 +3,7 @@
 //! comparisons) so that the host can unit-test exactly what the kernel executes.
 #![cfg_attr(not(test), no_std)]
 
+pub mod addr;
 pub mod config;
 pub mod dest;
 pub mod event;
@@ -11,6 +12,7 @@ pub mod flow;
 pub mod frag;
 pub mod generator;
 pub mod ipv4;
+pub mod ipv6;
 pub mod maglev;
 pub mod sched;
 pub mod service;
@@ -59,8 +61,12 @@ pub mod map_names {
     pub const DIRECTOR: &str = "DIRECTOR";
     /// Ring buffer of [`crate::event::Event`]s (not pinned: each daemon reads its own).
     pub const EVENTS: &str = "EVENTS";
+    /// Program array: slot [`crate::program_names::IPV6_SLOT`] holds the IPv6 balancer, which
+    /// the IPv4 one passes IPv6 frames to. Pinned, as the link is: the kernel empties a program
+    /// array once no file holds it, and the attached program outlives the daemon.
+    pub const FAMILIES: &str = "FAMILIES";
     /// Every pinned map, for pinning and cleaning up.
-    pub const ALL: [&str; 17] = [
+    pub const ALL: [&str; 18] = [
         SERVICES,
         SERVICE_DESTS,
         SERVICE_SCHED,
@@ -78,13 +84,20 @@ pub mod map_names {
         DEST_STATS,
         GLOBAL_STATS,
         DIRECTOR,
+        FAMILIES,
     ];
 }
 
 /// Names of the programs in the daemon's object (the helpers' are in [`tools`]).
 pub mod program_names {
-    /// The load balancer.
+    /// The load balancer: the program attached to the interface, which balances IPv4 and
+    /// passes IPv6 frames on to [`LOAD_BALANCER_V6`] by a tail call. Each family is a program
+    /// of its own so that the verifier checks each within its budget.
     pub const LOAD_BALANCER: &str = "xdpvs";
+    /// The IPv6 load balancer, reached from [`LOAD_BALANCER`] only.
+    pub const LOAD_BALANCER_V6: &str = "xdpvs6";
+    /// Where [`LOAD_BALANCER_V6`] sits in [`crate::map_names::FAMILIES`].
+    pub const IPV6_SLOT: u32 = 0;
     /// The sweeper: removes idle flows and templates (the daemon runs it once a second).
     pub const EXPIRE: &str = "xdpvs_expire";
 }

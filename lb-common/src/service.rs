@@ -1,13 +1,13 @@
 //! Virtual services: the (VIP, protocol, port) triples the data path balances.
 
-use crate::sched::Scheduler;
+use crate::{addr::Addr, sched::Scheduler};
 
 /// Key of a virtual service.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ServiceKey {
-    /// Virtual IPv4 address, network byte order.
-    pub addr: u32,
+    /// Virtual address.
+    pub addr: Addr,
     /// Port, network byte order.
     pub port: u16,
     /// IP protocol number ([`crate::ip_proto`]).
@@ -38,8 +38,8 @@ pub struct Service {
     pub table_size: u32,
     /// Persistence timeout in seconds (0: not persistent).
     pub persist_timeout: u32,
-    /// Persistence netmask, network byte order (applied to the client address).
-    pub persist_mask: u32,
+    /// Persistence mask of the client address ([`Addr::v4_netmask`], [`Addr::v6_prefix`]).
+    pub persist_mask: Addr,
     /// The scheduler ([`Scheduler`] as u8).
     pub scheduler: u8,
     /// Scheduler flags ([`crate::sched::flags`]).

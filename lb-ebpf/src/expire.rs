@@ -14,6 +14,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use lb_common::{
+    addr::Addr,
     expiry,
     flow::{Flow, FlowKey, Persist, PersistKey},
     state::Timeouts,
@@ -93,7 +94,7 @@ unsafe extern "C" fn expire_flow(
     let seen = stamp.load();
     let timeout = walk.timeouts.of(Flow::decode_state(state.load()));
     if !expiry::expired(seen, walk.now, timeout) {
-        mark_template(service, key.src_addr, walk.now);
+        mark_template(service, &key.src_addr, walk.now);
         return 0;
     }
     // A packet since `seen` keeps the flow; once claimed, its state no longer changes.
@@ -106,7 +107,7 @@ unsafe extern "C" fn expire_flow(
 
 /// Marks the template that controls a live flow of `service` from `src_addr` used at `now`.
 #[inline(always)]
-fn mark_template(service: u32, src_addr: u32, now: u64) {
+fn mark_template(service: u32, src_addr: &Addr, now: u64) {
     let Some(template) = TEMPLATE_RULES
         .get(service)
         .and_then(|rule| rule.template(service, src_addr))

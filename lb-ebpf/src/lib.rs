@@ -24,21 +24,35 @@ use lb_common::{
     event::{Event, EventKind},
     flow::FlowKey,
     ipv4::{self, Fragment},
+    ipv6,
     service::{Service, ServiceKey},
 };
-use maps::{DEST_STATS, DIRECTOR, EVENTS, SERVICE_STATS, SERVICES, account, count};
-use packet::{Ipv4, Packet};
+use maps::{DEST_STATS, DIRECTOR, EVENTS, FAMILIES, SERVICE_STATS, SERVICES, account, count};
+use packet::{Ip, Parsed};
 use verdict::{DropReason, Forwarded, Verdict};
 
+/// The attached program: IPv4, and IPv6 frames on to [`xdpvs6`].
 #[xdp]
 pub fn xdpvs(ctx: XdpContext) -> u32 {
-    let verdict = balance(&ctx);
+    run::<false>(&ctx)
+}
+
+/// IPv6, reached from [`xdpvs`] by a tail call: the same steps, verified on their own.
+#[xdp]
+pub fn xdpvs6(ctx: XdpContext) -> u32 {
+    run::<true>(&ctx)
+}
+
+#[inline(always)]
+fn run<const V6: bool>(ctx: &XdpContext) -> u32 {
+    let verdict = balance::<V6>(ctx);
     count(verdict.counter());
     verdict.action()
 }
 
-/// Reports a decision when the daemon asked for debug events.
-#[inline(always)]
+/// Reports a decision when the daemon asked for debug events. Out of line: the event is built
+/// in its own frame, not in the program's, whose stack the deepest scheduler call chain adds to.
+#[inline(never)]
 fn report(director: &Director, kind: EventKind, service: u32, dest: u32, key: &FlowKey) {
     if director.debug != 0 {
         let event = Event {
@@ -56,35 +70,42 @@ fn report(director: &Director, kind: EventKind, service: u32, dest: u32, key: &F
 
 /// Parse, then the packet's kind: a later fragment, an ICMP message, a flow's packet.
 #[inline(always)]
-fn balance(ctx: &XdpContext) -> Verdict {
-    let Some(ip) = Ipv4::parse(ctx) else {
-        return Verdict::PASS;
+fn balance<const V6: bool>(ctx: &XdpContext) -> Verdict {
+    let ip = match Ip::parse::<V6>(ctx) {
+        Parsed::Ip(ip) => ip,
+        Parsed::Ipv6 => {
+            // SAFETY: a tail call ends this program on success; on failure (no IPv6 program
+            // in the slot) it returns, and the frame passes.
+            unsafe { FAMILIES.tail_call(ctx, lb_common::program_names::IPV6_SLOT) };
+            return Verdict::PASS;
+        }
+        Parsed::Other => return Verdict::PASS,
     };
     let Some(director) = DIRECTOR.get(0) else {
         return Verdict::PASS;
     };
-    match (ip.fragment, ip.proto) {
-        (Fragment::Later, _) => frag::follow(&ip, director),
-        (_, ipv4::ICMP) => icmp::forward(ctx, &ip, director),
-        _ => balance_flow(ctx, &ip, director),
+    match (ip.fragment, ip.proto, V6) {
+        (Fragment::Later, _, _) => frag::follow(ctx, ip, director),
+        (_, ipv4::ICMP, false) | (_, ipv6::ICMPV6, true) => icmp::forward::<V6>(ctx, ip, director),
+        _ => balance_flow(ctx, ip, director),
     }
 }
 
 /// Service lookup, connection, rewrite; a first fragment's datagram is recorded for the
 /// fragments that follow.
 #[inline(always)]
-fn balance_flow(ctx: &XdpContext, ip: &Ipv4, director: &Director) -> Verdict {
-    let Some(pkt) = Packet::parse(ctx, ip) else {
+fn balance_flow(ctx: &XdpContext, ip: &mut Ip, director: &Director) -> Verdict {
+    let Some(tcp_flags) = ip.ports(ctx) else {
         return Verdict::PASS;
     };
-    let Some(svc) = service(&pkt.key) else {
+    let Some(svc) = service(&ip.key) else {
         return Verdict::PASS;
     };
-    let conn = match connect(&pkt, svc) {
+    let conn = match connect(&ip.key, tcp_flags, svc) {
         Ok(conn) => conn,
         Err(reason) => {
             if let Some(kind) = reason.event() {
-                report(director, kind, svc.id, u32::MAX, &pkt.key);
+                report(director, kind, svc.id, u32::MAX, &ip.key);
             }
             return Verdict::Drop(reason);
         }
@@ -95,10 +116,10 @@ fn balance_flow(ctx: &XdpContext, ip: &Ipv4, director: &Director) -> Verdict {
             EventKind::Scheduled,
             svc.id,
             conn.dest_id,
-            &pkt.key,
+            &ip.key,
         );
     }
-    if let Err(reason) = send(ip, director, svc.id, conn.dest_id, conn.dest, conn.new) {
+    if let Err(reason) = send(ctx, ip, director, svc.id, conn.dest_id, conn.dest, conn.new) {
         return Verdict::Drop(reason);
     }
     if ip.fragment == Fragment::First {
@@ -111,7 +132,8 @@ fn balance_flow(ctx: &XdpContext, ip: &Ipv4, director: &Director) -> Verdict {
 /// for the service and the real server (with a new connection when `new`).
 #[inline(always)]
 pub(crate) fn send(
-    ip: &Ipv4,
+    ctx: &XdpContext,
+    ip: &Ip,
     director: &Director,
     service: u32,
     dest_id: u32,
@@ -121,7 +143,7 @@ pub(crate) fn send(
     if !dest.is_resolved() {
         return Err(DropReason::DestUnresolved);
     }
-    ip.set_macs(&dest.mac, &director.mac);
+    packet::set_macs(ctx, &dest.mac, &director.mac);
     account(&SERVICE_STATS, service, ip.ip_len, new);
     account(&DEST_STATS, dest_id, ip.ip_len, new);
     Ok(())
@@ -154,11 +176,11 @@ pub(crate) fn service(key: &FlowKey) -> Option<&'static Service> {
 /// The packet's connection: its flow's live entry, else a new one on the real server the
 /// scheduler assigns (over a stale entry this CPU claims).
 #[inline(always)]
-fn connect(pkt: &Packet, svc: &Service) -> Result<Conn, DropReason> {
+fn connect(key: &FlowKey, tcp_flags: u8, svc: &Service) -> Result<Conn, DropReason> {
     // SAFETY: a helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
-    let (tracked, replace) = match conntrack::lookup(&pkt.key, svc.id) {
-        Lookup::Found(entry) => (entry.track(pkt.tcp_flags, now), false),
+    let (tracked, replace) = match conntrack::lookup(key, svc.id) {
+        Lookup::Found(entry) => (entry.track(tcp_flags, now), false),
         Lookup::Orphaned => return Err(DropReason::DestRemoved),
         Lookup::Stale(stale) => (None, stale.claim()),
         Lookup::Missing => (None, false),
@@ -167,12 +189,12 @@ fn connect(pkt: &Packet, svc: &Service) -> Result<Conn, DropReason> {
     let conn = match tracked {
         Some(conn) => conn,
         None => {
-            let dest = schedule::assign(svc, &pkt.key, now).ok_or(DropReason::NoDest)?;
-            conntrack::create(&pkt.key, svc.id, dest, pkt.tcp_flags, now, replace)?
+            let dest = schedule::assign(svc, key, now).ok_or(DropReason::NoDest)?;
+            conntrack::create(key, svc.id, dest, tcp_flags, now, replace)?
         }
     };
     if conn.established {
-        schedule::assure_template(svc, &pkt.key);
+        schedule::assure_template(svc, key);
     }
     Ok(conn)
 }

@@ -1,10 +1,11 @@
 //! The program's maps. The daemon pins them (see lb-userspace's dataplane) so that a restarted
 //! daemon finds them again.
 
+use crate::packet::Ip;
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
 };
 use lb_common::{
     DEFAULT_MAX_FLOWS, DEFAULT_MAX_TEMPLATES, LIST_POOL_SIZE, MAX_DESTS, MAX_SERVICES,
@@ -69,6 +70,12 @@ pub static LOCALITY: HashMap<LocalityKey, Locality> =
     HashMap::with_max_entries(locality::CAPACITY, BPF_F_NO_PREALLOC);
 
 /// One scratch entry per CPU: the copy of a LOCALITY entry a pick works on, off the stack.
+/// One scratch packet per CPU: the parsed headers, kept off the program's stack, which the
+/// deepest scheduler call chain adds to (an IPv6 flow's eight address words would take it
+/// past the verifier's 512 bytes).
+#[map(name = "PACKET_SCRATCH")]
+pub static PACKET_SCRATCH: PerCpuArray<Ip> = PerCpuArray::with_max_entries(1, 0);
+
 #[map(name = "LOCALITY_SCRATCH")]
 pub static LOCALITY_SCRATCH: PerCpuArray<Locality> = PerCpuArray::with_max_entries(1, 0);
 
@@ -88,6 +95,9 @@ pub static GLOBAL_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Global
 
 #[map(name = "EVENTS")]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 16, 0);
+
+#[map(name = "FAMILIES")]
+pub static FAMILIES: ProgramArray = ProgramArray::with_max_entries(1, 0);
 
 #[map(name = "DIRECTOR")]
 pub static DIRECTOR: Array<Director> = Array::with_max_entries(1, 0);

@@ -9,6 +9,7 @@ use aya_ebpf::{
 };
 use lb_common::{
     MAX_DESTS_PER_SERVICE,
+    addr::Addr,
     flow::{FlowKey, Persist, PersistKey},
     sched::{
         self, Addresses, Candidate, Params, Scheduler, Servers,
@@ -115,9 +116,9 @@ impl Servers for MapServers {
 #[inline(always)]
 pub fn addresses(key: &FlowKey) -> Addresses {
     Addresses {
-        src_addr: u32::from_be(key.src_addr),
+        src_addr: key.src_addr.fold(),
         src_port: u16::from_be(key.src_port),
-        dst_addr: u32::from_be(key.dst_addr),
+        dst_addr: key.dst_addr.fold(),
     }
 }
 
@@ -134,7 +135,7 @@ pub fn assign(svc: &Service, flow: &FlowKey, now: u64) -> Option<u32> {
         Some(Template::Unusable(stamp)) => stamp.claim(stamp.load()),
         Some(Template::Missing) | None => false,
     };
-    let dest = pick(svc, &addresses(flow), now)?;
+    let dest = pick(svc, flow, now)?;
     if !persistent {
         return Some(dest);
     }
@@ -163,13 +164,15 @@ pub fn assign(svc: &Service, flow: &FlowKey, now: u64) -> Option<u32> {
 fn template_key(svc: &Service, flow: &FlowKey) -> PersistKey {
     PersistKey {
         service: svc.id,
-        client: flow.src_addr & svc.persist_mask,
+        client: flow.src_addr.masked(&svc.persist_mask),
     }
 }
 
 /// Marks the template of `flow`'s client assured, as IPVS marks a connection's template when
 /// the connection becomes ESTABLISHED (`ip_vs_control_assure_ct`): `-Lnc` lists it ASSURED.
-#[inline(always)]
+/// Out of line: its key is built in its own frame, not in the program's, whose stack the
+/// deepest scheduler call chain adds to.
+#[inline(never)]
 pub fn assure_template(svc: &Service, flow: &FlowKey) {
     if svc.persist_timeout == 0 {
         return;
@@ -227,11 +230,11 @@ fn template_dest(key: &PersistKey, now: u64) -> Template {
 /// adds the frames of a call chain (the program, a pick, a `bpf_loop` callback) up against
 /// 512 bytes; one function for all would carry the largest locals of every scheduler at once.
 #[inline(always)]
-fn pick(svc: &Service, pkt: &Addresses, now: u64) -> Option<u32> {
+fn pick(svc: &Service, flow: &FlowKey, now: u64) -> Option<u32> {
     let id = match svc.scheduler()? {
-        Scheduler::Lblc => lblc_id(svc, pkt, now),
-        Scheduler::Lblcr => lblcr_id(svc, pkt, now),
-        _ => uncached_id(svc, pkt),
+        Scheduler::Lblc => lblc_id(svc, &flow.dst_addr, now),
+        Scheduler::Lblcr => lblcr_id(svc, &flow.dst_addr, now),
+        _ => uncached_id(svc, &addresses(flow)),
     };
     (id != NO_DEST).then_some(id)
 }
@@ -261,14 +264,14 @@ fn servers(svc: &Service) -> Option<MapServers> {
 /// lblc's pick as a BPF function (see [`pick`]). A BPF function returns one register, so the
 /// answer is a plain u32.
 #[inline(never)]
-fn lblc_id(svc: &Service, pkt: &Addresses, now: u64) -> u32 {
-    pick_local(Scheduler::Lblc, svc, pkt, now).unwrap_or(NO_DEST)
+fn lblc_id(svc: &Service, dst: &Addr, now: u64) -> u32 {
+    pick_local(Scheduler::Lblc, svc, dst, now).unwrap_or(NO_DEST)
 }
 
 /// lblcr, as [`lblc_id`].
 #[inline(never)]
-fn lblcr_id(svc: &Service, pkt: &Addresses, now: u64) -> u32 {
-    pick_local(Scheduler::Lblcr, svc, pkt, now).unwrap_or(NO_DEST)
+fn lblcr_id(svc: &Service, dst: &Addr, now: u64) -> u32 {
+    pick_local(Scheduler::Lblcr, svc, dst, now).unwrap_or(NO_DEST)
 }
 
 /// The pick of every scheduler without a cache, as one BPF function for its two callers (new
@@ -328,11 +331,11 @@ fn random_below(bound: u32) -> u32 {
 /// lblc or lblcr through the destination's entry in LOCALITY: a changed entry is written
 /// whole, an unchanged one only marked used.
 #[inline(always)]
-fn pick_local(scheduler: Scheduler, svc: &Service, pkt: &Addresses, now: u64) -> Option<u32> {
+fn pick_local(scheduler: Scheduler, svc: &Service, dst: &Addr, now: u64) -> Option<u32> {
     let servers = servers(svc)?;
     let key = LocalityKey {
         service: svc.id,
-        addr: pkt.dst_addr.to_be(),
+        addr: *dst,
     };
     let found = LOCALITY.get_ptr_mut(key);
     let scratch = LOCALITY_SCRATCH.get_ptr_mut(0)?;

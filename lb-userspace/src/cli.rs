@@ -2,15 +2,15 @@
 //! `--long=value`, `-p` with an optional value), checked against ipvsadm's table of legal
 //! command/option pairs, with its messages. Pure: xdpvsadm turns the result into requests.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use lb_common::sched::Scheduler;
 
 use crate::{
     edit::Edit,
     model::{
-        DEFAULT_SCHEDULER, DestSpec, MAX_WEIGHT, Persistence, Protocol, SchedFlag, ServiceAddr,
-        ServiceSpec,
+        ClientMask, DEFAULT_SCHEDULER, DestSpec, MAX_WEIGHT, Persistence, Protocol, SchedFlag,
+        ServiceAddr, ServiceSpec,
     },
 };
 
@@ -432,11 +432,35 @@ fn timeout(s: &str, min: u32) -> Result<u32, CliError> {
         .ok_or_else(|| malformed(format!("invalid timeout value `{s}' specified")))
 }
 
-/// `addr[:port]` (numeric IPv4): the address and the port if given.
-fn address(s: &str) -> Option<(Ipv4Addr, Option<u16>)> {
-    match s.rsplit_once(':') {
-        Some((a, p)) => Some((a.parse().ok()?, Some(p.parse().ok()?))),
-        None => Some((s.parse().ok()?, None)),
+/// `addr[:port]` (numeric IPv4) or `[addr]:port` (numeric IPv6, the port required, as
+/// ipvsadm 1.31 requires it): the address and the port if given.
+fn address(s: &str) -> Option<(IpAddr, Option<u16>)> {
+    let (addr, port) = match s.strip_prefix('[') {
+        Some(rest) => {
+            let (a, port) = rest.split_once("]:")?;
+            (IpAddr::V6(a.parse().ok()?), Some(port))
+        }
+        None => {
+            let (a, port) = s.rsplit_once(':').map_or((s, None), |(a, p)| (a, Some(p)));
+            (IpAddr::V4(a.parse().ok()?), port)
+        }
+    };
+    let port = port.map(str::parse).transpose().ok()?;
+    Some((addr, port))
+}
+
+/// ipvsadm's `-M` for a service of `addr`'s family: a netmask for IPv4, a prefix length
+/// (1..=128) for IPv6. As ipvsadm, the family is the one of the service given before `-M`,
+/// IPv4 if none was.
+fn client_mask(value: &str, addr: IpAddr) -> Result<ClientMask, CliError> {
+    match addr {
+        IpAddr::V4(_) => value
+            .parse()
+            .map(ClientMask::Netmask)
+            .map_err(|_| malformed("illegal virtual server persistent mask specified")),
+        IpAddr::V6(_) => number(value, 1, 128)
+            .map(|p| ClientMask::Prefix(p as u8))
+            .ok_or_else(|| malformed("illegal ipv6 netmask specified")),
     }
 }
 
@@ -540,14 +564,14 @@ pub fn parse(args: &[String]) -> Result<Invocation, CliError> {
     let mut format = Format::default();
     let mut json = false;
     let mut protocol = Protocol::Tcp;
-    let mut service: Option<(Ipv4Addr, Option<u16>)> = None;
+    let mut service: Option<(IpAddr, Option<u16>)> = None;
     let mut scheduler: Option<&str> = None;
     let mut persistent: Option<u32> = None;
-    let mut netmask = Ipv4Addr::BROADCAST;
+    let mut netmask: Option<ClientMask> = None;
     let mut flag_names: Vec<&str> = Vec::new();
-    let mut server: Option<Ipv4Addr> = None;
+    let mut server: Option<IpAddr> = None;
     let mut dest = DestSpec {
-        addr: Ipv4Addr::UNSPECIFIED,
+        addr: Ipv4Addr::UNSPECIFIED.into(),
         weight: 1,
         u_threshold: 0,
         l_threshold: 0,
@@ -568,7 +592,6 @@ pub fn parse(args: &[String]) -> Result<Invocation, CliError> {
                     Switch::UdpService => Protocol::Udp,
                     _ => Protocol::Tcp,
                 };
-                refuse_ipv6(value)?;
                 service =
                     Some(address(value).ok_or_else(|| {
                         malformed("illegal virtual server address[:port] specified")
@@ -587,14 +610,12 @@ pub fn parse(args: &[String]) -> Result<Invocation, CliError> {
             }
             Switch::Netmask => {
                 seen.set(Opt::Netmask)?;
-                netmask = value
-                    .parse()
-                    .map_err(|_| malformed("illegal virtual server persistent mask specified"))?;
+                let family = service.map_or(Ipv4Addr::UNSPECIFIED.into(), |(a, _)| a);
+                netmask = Some(client_mask(value, family)?);
             }
             Switch::SchedFlags => flag_names.extend(value.split(',')),
             Switch::RealServer => {
                 seen.set(Opt::Server)?;
-                refuse_ipv6(value)?;
                 server = Some(
                     address(value)
                         .ok_or_else(|| malformed("illegal real server address[:port] specified"))?
@@ -647,7 +668,7 @@ pub fn parse(args: &[String]) -> Result<Invocation, CliError> {
             Switch::Json => json = true,
             Switch::FwmarkService | Switch::Ipv6 => {
                 return Err(unsupported(
-                    "firewall-mark and IPv6 services are not supported by xdpvs",
+                    "firewall-mark services (-f, -6) are not supported by xdpvs",
                 ));
             }
             Switch::Ops => {
@@ -698,12 +719,15 @@ pub fn parse(args: &[String]) -> Result<Invocation, CliError> {
             addr,
             scheduler,
             flags,
-            persistence: persistent.map(|timeout| Persistence { timeout, netmask }),
+            persistence: persistent.map(|timeout| Persistence {
+                timeout,
+                netmask: netmask.unwrap_or(ClientMask::host(addr.addr)),
+            }),
             dests: Vec::new(),
         })
     };
     let dest = DestSpec {
-        addr: server.unwrap_or(Ipv4Addr::UNSPECIFIED),
+        addr: server.unwrap_or(Ipv4Addr::UNSPECIFIED.into()),
         ..dest
     };
     let action = match cmd {
@@ -739,15 +763,6 @@ pub fn parse(args: &[String]) -> Result<Invocation, CliError> {
         format,
         json,
     })
-}
-
-/// ipvsadm's `[v6addr]:port`: refused as ipvsadm's refusals by the kernel are (exit 255), as
-/// a kernel without IPv6 IPVS would; xdpvs balances IPv4 only for now.
-fn refuse_ipv6(value: &str) -> Result<(), CliError> {
-    if value.starts_with('[') {
-        return Err(unsupported("IPv6 services are not supported by xdpvs yet"));
-    }
-    Ok(())
 }
 
 fn sync_daemons() -> CliError {
@@ -817,7 +832,7 @@ mod tests {
     fn vip(port: u16) -> ServiceAddr {
         ServiceAddr {
             protocol: Protocol::Tcp,
-            addr: Ipv4Addr::new(10, 0, 0, 1),
+            addr: std::net::IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
             port,
         }
     }
@@ -833,7 +848,7 @@ mod tests {
             s.persistence,
             Some(Persistence {
                 timeout: 20,
-                netmask: Ipv4Addr::new(255, 255, 255, 0)
+                netmask: crate::model::ClientMask::Netmask(Ipv4Addr::new(255, 255, 255, 0))
             })
         );
         let a = p("-A -t 10.0.0.1:80 -p").unwrap().action;
@@ -851,7 +866,7 @@ mod tests {
             Action::Edit(Edit::AddDest(
                 vip(80),
                 DestSpec {
-                    addr: Ipv4Addr::new(10, 0, 0, 7),
+                    addr: std::net::IpAddr::V4(Ipv4Addr::new(10, 0, 0, 7)),
                     weight: 3,
                     u_threshold: 10,
                     l_threshold: 5
@@ -860,7 +875,10 @@ mod tests {
         );
         assert_eq!(
             p("-d -t 10.0.0.1:80 -r 10.0.0.7").unwrap().action,
-            Action::Edit(Edit::DeleteDest(vip(80), Ipv4Addr::new(10, 0, 0, 7)))
+            Action::Edit(Edit::DeleteDest(
+                vip(80),
+                std::net::IpAddr::V4(Ipv4Addr::new(10, 0, 0, 7))
+            ))
         );
         assert_eq!(p("-C").unwrap().action, Action::Edit(Edit::Clear));
         assert_eq!(p("").unwrap().action, Action::List(None));
@@ -985,20 +1003,63 @@ mod tests {
     }
 
     #[test]
-    fn ipv6_addresses_are_refused_with_255() {
-        for line in [
-            "-A -t [2001:db8::1]:80 -s rr",
-            "-a -t 10.0.0.1:80 -r [2001:db8::2]:80",
-            "-D -u [::1]:53",
+    fn ipv6_services_take_bracketed_addresses_and_a_prefix_length() {
+        let a = p("-A -u [2001:db8::1]:53 -s sh -p 60 -M 64").unwrap();
+        let Action::Edit(Edit::AddService(s)) = a.action else {
+            panic!("{a:?}")
+        };
+        assert_eq!(s.addr.addr, "2001:db8::1".parse::<IpAddr>().unwrap());
+        assert_eq!((s.addr.protocol, s.addr.port), (Protocol::Udp, 53));
+        assert_eq!(
+            s.persistence.map(|p| p.netmask),
+            Some(ClientMask::Prefix(64))
+        );
+        let a = p("-a -t [2001:db8::1]:80 -r [2001:db8::2]:80 -w 3").unwrap();
+        let Action::Edit(Edit::AddDest(svc, d)) = a.action else {
+            panic!("{a:?}")
+        };
+        assert_eq!(svc.port, 80);
+        assert_eq!((d.addr, d.weight), ("2001:db8::2".parse().unwrap(), 3));
+        let a = p("-A -t [::1]:80 -p").unwrap();
+        let Action::Edit(Edit::AddService(s)) = a.action else {
+            panic!("{a:?}")
+        };
+        assert_eq!(s.persistence.unwrap().netmask, ClientMask::Prefix(128));
+        for (line, message) in [
+            (
+                "-A -t [2001:db8::1]:80 -p -M 129",
+                "illegal ipv6 netmask specified",
+            ),
+            (
+                "-A -t [2001:db8::1]:80 -p -M 255.255.255.0",
+                "illegal ipv6 netmask specified",
+            ),
+            (
+                "-A -t [2001:db8::1:80",
+                "illegal virtual server address[:port] specified",
+            ),
+            (
+                "-A -t 2001:db8::1:80",
+                "illegal virtual server address[:port] specified",
+            ),
+            (
+                "-A -t [10.0.0.1]:80",
+                "illegal virtual server address[:port] specified",
+            ),
+            (
+                "-a -t [2001:db8::1]:80 -r [2001:db8::2]x",
+                "illegal real server address[:port] specified",
+            ),
+            (
+                "-a -t [2001:db8::1]:80 -r [2001:db8::2]",
+                "illegal real server address[:port] specified",
+            ),
+            (
+                "-A -t [2001:db8::1]",
+                "illegal virtual server address[:port] specified",
+            ),
         ] {
-            assert_eq!(
-                err(line),
-                (
-                    255,
-                    "IPv6 services are not supported by xdpvs yet".to_owned()
-                ),
-                "{line}"
-            );
+            assert_eq!(err(line), (2, message.to_owned()), "{line}");
         }
     }
 

@@ -11,12 +11,13 @@
 //!
 //! [[service]]
 //! protocol = "tcp"              # tcp | udp
-//! address = "10.0.0.100:80"     # VIP:port
+//! address = "10.0.0.100:80"     # VIP:port ("[2001:db8::100]:80" for IPv6)
 //! scheduler = "rr"              # default wlc, as ipvsadm
 //! sched_flags = []              # ipvsadm -b: sh takes "sh-port", "sh-fallback";
 //!                               # mh takes "mh-port", "mh-fallback"
 //! persistence_timeout = 300     # optional: client persistence in seconds (ipvsadm -p)
-//! persistence_granularity = "255.255.255.0"  # optional netmask (ipvsadm -M), default /32
+//! persistence_granularity = "255.255.255.0"  # optional (ipvsadm -M): IPv4 netmask, or an
+//!                                             # IPv6 prefix length (64); default one address
 //!
 //! [[service.real_server]]
 //! address = "10.0.0.2"          # DR: the port is the service's; "10.0.0.2:80" is accepted
@@ -27,7 +28,7 @@
 
 use std::{
     fs,
-    net::SocketAddrV4,
+    net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
 };
 
@@ -39,8 +40,8 @@ use lb_common::{sched::Scheduler, state::Timeouts};
 mod health_check;
 
 use crate::model::{
-    self, DEFAULT_SCHEDULER, DestSpec, Persistence, Protocol, SchedFlag, ServiceAddr, ServiceSpec,
-    scheduler_name,
+    self, ClientMask, DEFAULT_SCHEDULER, DestSpec, Persistence, Protocol, SchedFlag, ServiceAddr,
+    ServiceSpec, scheduler_name,
 };
 
 /// A parsed and validated configuration.
@@ -120,13 +121,13 @@ struct File {
 #[serde(deny_unknown_fields)]
 struct ServiceEntry {
     protocol: Protocol,
-    address: SocketAddrV4,
+    address: SocketAddr,
     #[serde(default = "default_scheduler", with = "scheduler_name")]
     scheduler: Scheduler,
     #[serde(default)]
     sched_flags: Vec<SchedFlagName>,
     persistence_timeout: Option<u32>,
-    persistence_granularity: Option<std::net::Ipv4Addr>,
+    persistence_granularity: Option<ClientMask>,
     #[serde(default, rename = "real_server")]
     real_servers: Vec<RealServerEntry>,
     quorum: Option<u32>,
@@ -185,18 +186,20 @@ impl TryFrom<String> for SchedFlagName {
     }
 }
 
-/// `IP` or `IP:port`.
+/// `IP` or `IP:port`, IPv6 as `2001:db8::2`, `[2001:db8::2]` or `[2001:db8::2]:80`.
 #[derive(Deserialize)]
 #[serde(try_from = "String")]
-struct RealServerAddr(std::net::Ipv4Addr, Option<u16>);
+struct RealServerAddr(IpAddr, Option<u16>);
 
 impl TryFrom<String> for RealServerAddr {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
-        if let Ok(a) = s.parse::<SocketAddrV4>() {
-            return Ok(Self(*a.ip(), Some(a.port())));
+        if let Ok(a) = s.parse::<SocketAddr>() {
+            return Ok(Self(a.ip(), Some(a.port())));
         }
-        s.parse()
+        let bare = s.strip_prefix('[').and_then(|r| r.strip_suffix(']'));
+        bare.unwrap_or(&s)
+            .parse()
             .map(|ip| Self(ip, None))
             .map_err(|_| format!("invalid real server address {s:?}"))
     }
@@ -227,7 +230,7 @@ impl Config {
         for mut s in file.services {
             let addr = ServiceAddr {
                 protocol: s.protocol,
-                addr: *s.address.ip(),
+                addr: s.address.ip(),
                 port: s.address.port(),
             };
             let mut dests = Vec::with_capacity(s.real_servers.len());
@@ -275,7 +278,7 @@ impl Config {
                 timeout,
                 netmask: s
                     .persistence_granularity
-                    .unwrap_or(std::net::Ipv4Addr::BROADCAST),
+                    .unwrap_or(ClientMask::host(addr.addr)),
             });
             services.push(ServiceSpec {
                 addr,

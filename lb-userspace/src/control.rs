@@ -168,7 +168,7 @@ mod tests {
     #[test]
     fn a_request_longer_than_the_daemon_accepts_is_not_sent() {
         let dest = crate::model::DestSpec {
-            addr: std::net::Ipv4Addr::new(10, 1, 2, 3),
+            addr: std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, 1, 2, 3)),
             weight: 1,
             u_threshold: 0,
             l_threshold: 0,

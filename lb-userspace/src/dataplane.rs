@@ -9,7 +9,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, IterableMap, MapData, MapError, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, IterableMap, MapData, MapError, PerCpuArray, ProgramArray, RingBuf},
     programs::{
         ProgramError, TestRun, TestRunOptions, Xdp, XdpMode,
         links::{FdLink, PinnedLink},
@@ -139,7 +139,11 @@ impl DataPlane {
             }
         }
         let mut ebpf = loader.load(EBPF_OBJECT).context("loading the XDP object")?;
-        for name in [program_names::LOAD_BALANCER, program_names::EXPIRE] {
+        for name in [
+            program_names::LOAD_BALANCER,
+            program_names::LOAD_BALANCER_V6,
+            program_names::EXPIRE,
+        ] {
             let prog: &mut Xdp = ebpf
                 .program_mut(name)
                 .with_context(|| format!("program {name} missing"))?
@@ -160,6 +164,18 @@ impl DataPlane {
             }
             .with_context(|| format!("loading program {name} (verifier)"))?;
         }
+        let v6: &Xdp = ebpf
+            .program(program_names::LOAD_BALANCER_V6)
+            .context("the IPv6 program missing")?
+            .try_into()?;
+        let v6 = v6.fd()?.try_clone()?;
+        let mut families: ProgramArray<_> = ebpf
+            .map_mut(names::FAMILIES)
+            .context("map FAMILIES missing")?
+            .try_into()?;
+        families
+            .set(program_names::IPV6_SLOT, &v6, 0)
+            .map_err(map_err(names::FAMILIES))?;
         let mut maps = MapSet::take(&mut ebpf)?;
         let timeouts = maps.timeouts.get(&0, 0).map_err(map_err(names::TIMEOUTS))?;
         if timeouts.0 == [0; STATE_COUNT] {

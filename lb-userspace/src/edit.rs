@@ -2,7 +2,7 @@
 //! refusals. Pure: a batch is applied to a copy of the daemon's services and kept only if every
 //! edit and the resulting table are valid.
 
-use std::{fmt, net::Ipv4Addr};
+use std::{fmt, net::IpAddr};
 
 use serde::{Deserialize, Serialize};
 
@@ -23,7 +23,7 @@ pub enum Edit {
     /// `-e`: new weight and thresholds; the real server keeps its place.
     EditDest(ServiceAddr, DestSpec),
     /// `-d`.
-    DeleteDest(ServiceAddr, Ipv4Addr),
+    DeleteDest(ServiceAddr, IpAddr),
     /// `-C`: no services at all.
     Clear,
 }
@@ -128,6 +128,8 @@ fn apply_one(table: &mut Vec<ServiceSpec>, edit: &Edit) -> Result<(), EditError>
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use super::*;
     use lb_common::sched::Scheduler;
 
@@ -136,7 +138,7 @@ mod tests {
     fn addr(port: u16) -> ServiceAddr {
         ServiceAddr {
             protocol: Protocol::Tcp,
-            addr: Ipv4Addr::new(10, 0, 0, 1),
+            addr: std::net::IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
             port,
         }
     }
@@ -153,7 +155,7 @@ mod tests {
 
     fn dest(last: u8, weight: u32) -> DestSpec {
         DestSpec {
-            addr: Ipv4Addr::new(10, 0, 0, last),
+            addr: std::net::IpAddr::V4(Ipv4Addr::new(10, 0, 0, last)),
             weight,
             u_threshold: 0,
             l_threshold: 0,
@@ -172,12 +174,12 @@ mod tests {
                 Edit::EditService(ServiceSpec {
                     persistence: Some(Persistence {
                         timeout: 60,
-                        netmask: Ipv4Addr::BROADCAST,
+                        netmask: model::ClientMask::Netmask(Ipv4Addr::BROADCAST),
                     }),
                     ..svc(80, Scheduler::Wrr)
                 }),
                 Edit::AddService(svc(443, Scheduler::Wlc)),
-                Edit::DeleteDest(addr(80), Ipv4Addr::new(10, 0, 0, 2)),
+                Edit::DeleteDest(addr(80), std::net::IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2))),
                 Edit::DeleteService(addr(443)),
             ],
         )
@@ -264,7 +266,10 @@ mod tests {
         let order = |t: &[ServiceSpec]| {
             t[0].dests
                 .iter()
-                .map(|d| d.addr.octets()[3])
+                .map(|d| match d.addr {
+                    IpAddr::V4(a) => a.octets()[3],
+                    IpAddr::V6(a) => a.octets()[15],
+                })
                 .collect::<Vec<_>>()
         };
         assert_eq!(order(&t), [4, 3, 2]);

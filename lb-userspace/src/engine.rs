@@ -8,7 +8,7 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    net::{Ipv4Addr, SocketAddrV4},
+    net::{IpAddr, SocketAddr},
 };
 
 use anyhow::Result;
@@ -51,7 +51,7 @@ pub struct Engine<M: Maps> {
     installed: Installed,
     timeouts: Timeouts,
     counters: Counters,
-    neighbours: HashMap<Ipv4Addr, Neighbour>,
+    neighbours: HashMap<IpAddr, Neighbour>,
     flow_table_size: u32,
     ticks: u32,
 }
@@ -249,7 +249,7 @@ impl<M: Maps> Engine<M> {
             .zip(old)
             .map(|((_, spec), old)| {
                 let mut dest = Dest {
-                    addr: u32::from_ne_bytes(spec.addr.octets()),
+                    addr: spec.addr.into(),
                     generation: old.generation.wrapping_add(1),
                     ..Dest::default()
                 };
@@ -369,7 +369,7 @@ impl<M: Maps> Engine<M> {
         Ok(())
     }
 
-    fn installed_dests(&self) -> impl Iterator<Item = (Ipv4Addr, u32)> + '_ {
+    fn installed_dests(&self) -> impl Iterator<Item = (IpAddr, u32)> + '_ {
         self.installed.services.iter().flat_map(|s| {
             s.spec
                 .dests
@@ -384,11 +384,11 @@ impl<M: Maps> Engine<M> {
     /// their entries stay fresh.
     pub fn set_neighbours(
         &mut self,
-        table: HashMap<Ipv4Addr, Neighbour>,
+        table: HashMap<IpAddr, Neighbour>,
         reprobe: bool,
-    ) -> Result<Vec<Ipv4Addr>> {
+    ) -> Result<Vec<IpAddr>> {
         self.neighbours = table;
-        let (addrs, ids): (Vec<Ipv4Addr>, Vec<u32>) = self.installed_dests().unzip();
+        let (addrs, ids): (Vec<IpAddr>, Vec<u32>) = self.installed_dests().unzip();
         let (mut changed, mut written) = (Vec::new(), Vec::new());
         let mut probes = Vec::new();
         let dests = self.maps.dests_at(&ids)?;
@@ -417,7 +417,7 @@ impl<M: Maps> Engine<M> {
 
     /// The periodic work at monotonic time `now` with the kernel's neighbour `table`: MACs,
     /// counter samples, the program's events, expiry. Returns the addresses to probe.
-    pub fn tick(&mut self, now: u64, table: HashMap<Ipv4Addr, Neighbour>) -> Result<Vec<Ipv4Addr>> {
+    pub fn tick(&mut self, now: u64, table: HashMap<IpAddr, Neighbour>) -> Result<Vec<IpAddr>> {
         self.ticks = self.ticks.wrapping_add(1);
         let probes = self.set_neighbours(table, self.ticks.is_multiple_of(REPROBE_TICKS))?;
         if self.ticks.is_multiple_of(SAMPLE_TICKS) {
@@ -444,10 +444,7 @@ impl<M: Maps> Engine<M> {
                 let i = s.dest_ids.iter().position(|d| *d == e.dest)?;
                 Some(s.spec.dests[i].addr)
             });
-            let client = SocketAddrV4::new(
-                Ipv4Addr::from(e.src_addr.to_ne_bytes()),
-                u16::from_be(e.src_port),
-            );
+            let client = SocketAddr::new(e.src_addr.into(), u16::from_be(e.src_port));
             let svc = service.map_or_else(
                 || format!("service #{}", e.service),
                 |s| s.spec.addr.to_string(),
@@ -581,7 +578,7 @@ impl<M: Maps> Engine<M> {
             }
         }
         let mut out = Vec::new();
-        let endpoint = |addr: Ipv4Addr, port: u16| SocketAddrV4::new(addr, port);
+        let endpoint = |addr: IpAddr, port: u16| SocketAddr::new(addr, port);
         for (key, flow) in self.maps.flows()? {
             let (Some(svc), Some(dest)) = (services.get(&flow.service), dests.get(&flow.dest))
             else {
@@ -595,10 +592,7 @@ impl<M: Maps> Engine<M> {
             let idle = now.saturating_sub(flow.last_seen_ns) / NS;
             out.push(Connection {
                 protocol: svc.addr.protocol,
-                client: endpoint(
-                    Ipv4Addr::from(key.src_addr.to_ne_bytes()),
-                    u16::from_be(key.src_port),
-                ),
+                client: endpoint(key.src_addr.into(), u16::from_be(key.src_port)),
                 service: endpoint(svc.addr.addr, svc.addr.port),
                 dest: endpoint(*dest, svc.addr.port),
                 state: flow.state().name().into(),
@@ -616,7 +610,7 @@ impl<M: Maps> Engine<M> {
             let idle = now.saturating_sub(t.last_used_ns) / NS;
             out.push(Connection {
                 protocol: svc.addr.protocol,
-                client: endpoint(Ipv4Addr::from(key.client.to_ne_bytes()), 0),
+                client: endpoint(key.client.into(), 0),
                 service: endpoint(svc.addr.addr, svc.addr.port),
                 dest: endpoint(*dest, svc.addr.port),
                 state: t.state_name().into(),

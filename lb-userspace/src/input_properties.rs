@@ -37,7 +37,7 @@ fn service_addr() -> impl Strategy<Value = ServiceAddr> {
     )
         .prop_map(|(protocol, addr, port)| ServiceAddr {
             protocol,
-            addr,
+            addr: std::net::IpAddr::V4(addr),
             port,
         })
 }
@@ -50,7 +50,7 @@ fn dest() -> impl Strategy<Value = DestSpec> {
         small_or_any(),
     )
         .prop_map(|(addr, weight, u_threshold, l_threshold)| DestSpec {
-            addr,
+            addr: std::net::IpAddr::V4(addr),
             weight,
             u_threshold,
             l_threshold,
@@ -69,7 +69,10 @@ fn service() -> impl Strategy<Value = ServiceSpec> {
             addr,
             scheduler,
             flags,
-            persistence: persistence.map(|(timeout, netmask)| Persistence { timeout, netmask }),
+            persistence: persistence.map(|(timeout, netmask)| Persistence {
+                timeout,
+                netmask: model::ClientMask::Netmask(netmask),
+            }),
             dests,
         })
 }
@@ -81,7 +84,8 @@ fn edit() -> impl Strategy<Value = Edit> {
         service_addr().prop_map(Edit::DeleteService),
         (service_addr(), dest()).prop_map(|(s, d)| Edit::AddDest(s, d)),
         (service_addr(), dest()).prop_map(|(s, d)| Edit::EditDest(s, d)),
-        (service_addr(), ip(0x0a01_0001)).prop_map(|(s, d)| Edit::DeleteDest(s, d)),
+        (service_addr(), ip(0x0a01_0001))
+            .prop_map(|(s, d)| Edit::DeleteDest(s, std::net::IpAddr::V4(d))),
         Just(Edit::Clear),
     ]
 }

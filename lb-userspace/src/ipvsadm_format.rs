@@ -1,7 +1,10 @@
 //! ipvsadm's text formats, byte for byte: `-L` with its listing options, `-S`, `-Lc` and
 //! `-L --timeout`. Addresses are always printed numerically (as with `-n`).
 
-use std::{fmt::Write, net::Ipv4Addr};
+use std::{
+    fmt::Write,
+    net::{IpAddr, SocketAddr},
+};
 
 use crate::{
     cli::Format,
@@ -37,11 +40,15 @@ pub fn list(l: &Listing, only: Option<&ServiceAddr>, format: &Format) -> String 
 pub fn rules(l: &Listing) -> String {
     let mut out = String::new();
     for s in sorted(l, None, &Format::default()) {
-        let name = format!("{} {}:{}", switch(s), s.addr.addr, s.addr.port);
+        let name = format!(
+            "{} {}",
+            switch(s),
+            SocketAddr::new(s.addr.addr, s.addr.port)
+        );
         let _ = write!(out, "-A {name} -s {}", s.scheduler.name());
         if let Some(p) = s.persistence {
             let _ = write!(out, " -p {}", p.timeout);
-            if p.netmask != Ipv4Addr::BROADCAST {
+            if !p.netmask.is_host() {
                 let _ = write!(out, " -M {}", p.netmask);
             }
         }
@@ -51,7 +58,8 @@ pub fn rules(l: &Listing) -> String {
         }
         out.push('\n');
         for d in sorted_dests(s, &Format::default()) {
-            let _ = write!(out, "-a {name} -r {}:{} -g -w {}", d.addr, d.port, d.weight);
+            let rs = SocketAddr::new(d.addr, d.port);
+            let _ = write!(out, "-a {name} -r {rs} -g -w {}", d.weight);
             // ipvsadm 1.26 leaves thresholds out of -S; they are kept so that -R restores them.
             if d.u_threshold != 0 {
                 let _ = write!(out, " -x {}", d.u_threshold);
@@ -165,15 +173,22 @@ fn padded(out: &mut String, width: usize, write: impl FnOnce(&mut String)) {
     out.extend(std::iter::repeat_n(' ', width.saturating_sub(written)));
 }
 
-/// `addr:port`, its numbers written through [`itoa`] rather than the formatting machinery (up
-/// to 100,000 real server lines).
-fn endpoint(out: &mut String, addr: Ipv4Addr, port: u16) {
+/// `addr:port` (`[addr]:port` for IPv6), an IPv4 address's numbers written through [`itoa`]
+/// rather than the formatting machinery (up to 100,000 real server lines).
+fn endpoint(out: &mut String, addr: IpAddr, port: u16) {
     let mut digits = itoa::Buffer::new();
-    for (i, octet) in addr.octets().into_iter().enumerate() {
-        if i > 0 {
-            out.push('.');
+    match addr {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                out.push_str(digits.format(octet));
+            }
         }
-        out.push_str(digits.format(octet));
+        IpAddr::V6(v6) => {
+            let _ = write!(out, "[{v6}]");
+        }
     }
     out.push(':');
     out.push_str(digits.format(port));
@@ -191,10 +206,9 @@ fn columns(out: &mut String, values: &[(usize, u32)]) {
 
 fn service_entry(out: &mut String, s: &ServiceStatus, f: &Format) {
     let name = format!(
-        "{}  {}:{}",
+        "{}  {}",
         s.addr.protocol.label(),
-        s.addr.addr,
-        s.addr.port
+        SocketAddr::new(s.addr.addr, s.addr.port)
     );
     if f.stats || f.rate {
         let _ = write!(out, "{name:<33}");
@@ -215,7 +229,7 @@ fn service_entry(out: &mut String, s: &ServiceStatus, f: &Format) {
         }
         if let Some(p) = s.persistence {
             let _ = write!(out, " persistent {}", p.timeout);
-            if p.netmask != Ipv4Addr::BROADCAST {
+            if !p.netmask.is_host() {
                 let _ = write!(out, " mask {}", p.netmask);
             }
         }
@@ -251,7 +265,7 @@ fn service_entry(out: &mut String, s: &ServiceStatus, f: &Format) {
 
 #[cfg(test)]
 mod tests {
-    use std::net::SocketAddrV4;
+    use std::net::{Ipv4Addr, SocketAddrV4};
 
     use lb_common::sched::Scheduler;
 
@@ -263,7 +277,7 @@ mod tests {
 
     fn dest(last: u8, active: u32, inactive: u32) -> DestStatus {
         DestStatus {
-            addr: Ipv4Addr::new(192, 168, 88, last),
+            addr: Ipv4Addr::new(192, 168, 88, last).into(),
             port: 80,
             weight: 1,
             u_threshold: 0,
@@ -281,7 +295,7 @@ mod tests {
         ServiceStatus {
             addr: ServiceAddr {
                 protocol,
-                addr: Ipv4Addr::new(192, 168, 88, last),
+                addr: Ipv4Addr::new(192, 168, 88, last).into(),
                 port,
             },
             scheduler: Scheduler::Rr,
@@ -370,7 +384,7 @@ TCP  192.168.88.20:80 rr\n\
         s.flags = 3;
         s.persistence = Some(Persistence {
             timeout: 20,
-            netmask: Ipv4Addr::new(255, 255, 255, 0),
+            netmask: crate::model::ClientMask::Netmask(Ipv4Addr::new(255, 255, 255, 0)),
         });
         let l = listing(vec![s]);
         assert_eq!(
@@ -515,9 +529,9 @@ TCP  192.168.88.20:80 rr\n\
     fn connection_entries() {
         let c = Connection {
             protocol: Protocol::Tcp,
-            client: SocketAddrV4::new(Ipv4Addr::new(10, 77, 0, 10), 51234),
-            service: SocketAddrV4::new(Ipv4Addr::new(10, 77, 0, 100), 80),
-            dest: SocketAddrV4::new(Ipv4Addr::new(10, 77, 0, 21), 80),
+            client: SocketAddrV4::new(Ipv4Addr::new(10, 77, 0, 10), 51234).into(),
+            service: SocketAddrV4::new(Ipv4Addr::new(10, 77, 0, 100), 80).into(),
+            dest: SocketAddrV4::new(Ipv4Addr::new(10, 77, 0, 21), 80).into(),
             state: "ESTABLISHED".into(),
             expires: 899,
         };

@@ -1,7 +1,7 @@
 //! The daemon's state as xdpvsadm lists it (also its `--json` form); the text formats are in
 //! [`crate::ipvsadm_format`].
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 
 use lb_common::sched::Scheduler;
 use serde::{Deserialize, Serialize};
@@ -105,7 +105,7 @@ pub struct ServiceHealthStatus {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RealServerHealthStatus {
     /// Address.
-    pub addr: Ipv4Addr,
+    pub addr: IpAddr,
     /// Whether all its checkers pass.
     pub up: bool,
     /// Why it is in this state: the last transition's checker and its finding.
@@ -154,7 +154,7 @@ pub struct Rates {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DestStatus {
     /// Address.
-    pub addr: Ipv4Addr,
+    pub addr: IpAddr,
     /// Port (the service's, in direct routing).
     pub port: u16,
     /// Weight.
@@ -183,11 +183,11 @@ pub struct Connection {
     /// Protocol.
     pub protocol: Protocol,
     /// The client (port 0 for a persistence template).
-    pub client: SocketAddrV4,
+    pub client: SocketAddr,
     /// The virtual service.
-    pub service: SocketAddrV4,
+    pub service: SocketAddr,
     /// The real server.
-    pub dest: SocketAddrV4,
+    pub dest: SocketAddr,
     /// IPVS state name (`NONE` or `ASSURED` for a template).
     pub state: String,
     /// Seconds until it expires if idle.

@@ -43,7 +43,10 @@ mod tests {
 
     fn entry(addr: u32, last_used_ns: u64) -> (LocalityKey, Locality) {
         (
-            LocalityKey { service: 0, addr },
+            LocalityKey {
+                service: 0,
+                addr: lb_common::addr::Addr::v4(addr),
+            },
             Locality {
                 last_used_ns,
                 ..Locality::default()

@@ -228,14 +228,14 @@ mod tests {
             services: vec![ServiceStatus {
                 addr: ServiceAddr {
                     protocol: Protocol::Tcp,
-                    addr: Ipv4Addr::new(10, 0, 0, 100),
+                    addr: std::net::IpAddr::V4(Ipv4Addr::new(10, 0, 0, 100)),
                     port: 80,
                 },
                 scheduler: lb_common::sched::Scheduler::Rr,
                 flags: 0,
                 persistence: None,
                 dests: vec![DestStatus {
-                    addr: Ipv4Addr::new(10, 0, 0, 2),
+                    addr: std::net::IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
                     port: 80,
                     weight: 2,
                     u_threshold: 0,
@@ -252,7 +252,7 @@ mod tests {
                 health: Some(ServiceHealthStatus {
                     quorum: true,
                     real_servers: vec![RealServerHealthStatus {
-                        addr: Ipv4Addr::new(10, 0, 0, 3),
+                        addr: std::net::IpAddr::V4(Ipv4Addr::new(10, 0, 0, 3)),
                         up: false,
                         reason: "TCP_CHECK failed 2 times: refused".into(),
                         since_secs: 4,

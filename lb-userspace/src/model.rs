@@ -1,10 +1,15 @@
 //! What the operator configured: virtual services and their real servers, with the map ids
 //! the daemon gave them. Pure data; the daemon mirrors it into the maps.
 
-use std::{fmt, net::Ipv4Addr};
+use std::{
+    fmt,
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+};
 
 use lb_common::{
-    MAX_DESTS, MAX_DESTS_PER_SERVICE, MAX_SERVICES, ip_proto, maglev,
+    MAX_DESTS, MAX_DESTS_PER_SERVICE, MAX_SERVICES,
+    addr::Addr,
+    ip_proto, maglev,
     sched::{self, Scheduler, TABLE_SIZE},
     service::{Service, ServiceKey},
 };
@@ -43,8 +48,8 @@ impl Protocol {
 pub struct ServiceAddr {
     /// Protocol.
     pub protocol: Protocol,
-    /// Virtual IP.
-    pub addr: Ipv4Addr,
+    /// Virtual IP, either family.
+    pub addr: IpAddr,
     /// Port.
     pub port: u16,
 }
@@ -53,7 +58,7 @@ impl ServiceAddr {
     /// The key of this service in the SERVICES map.
     pub fn map_key(&self) -> ServiceKey {
         ServiceKey {
-            addr: u32::from_ne_bytes(self.addr.octets()),
+            addr: self.addr.into(),
             port: self.port.to_be(),
             proto: self.protocol.number(),
             _pad: 0,
@@ -63,7 +68,8 @@ impl ServiceAddr {
 
 impl fmt::Display for ServiceAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}:{}", self.protocol.label(), self.addr, self.port)
+        let endpoint = SocketAddr::new(self.addr, self.port);
+        write!(f, "{} {endpoint}", self.protocol.label())
     }
 }
 
@@ -74,8 +80,8 @@ pub const MAX_WEIGHT: u32 = i32::MAX as u32;
 /// A real server's settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DestSpec {
-    /// Real server address.
-    pub addr: Ipv4Addr,
+    /// Real server address, of the service's family.
+    pub addr: IpAddr,
     /// Weight, 0..=[`MAX_WEIGHT`].
     pub weight: u32,
     /// Upper connection threshold (0 = none).
@@ -115,8 +121,72 @@ pub struct ServiceSpec {
 pub struct Persistence {
     /// Seconds (`-p` alone: 360, as ipvsadm 1.31).
     pub timeout: u32,
-    /// Netmask applied to client addresses (default 255.255.255.255).
-    pub netmask: Ipv4Addr,
+    /// The client network a template stands for (ipvsadm `-M`; default one address).
+    pub netmask: ClientMask,
+}
+
+/// The part of a client's address its persistence template keeps, as ipvsadm's `-M` gives it:
+/// a netmask for an IPv4 service, a prefix length for an IPv6 one. Serialised as ipvsadm
+/// writes it (`"255.255.255.0"`, `64`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ClientMask {
+    /// IPv4 netmask.
+    Netmask(Ipv4Addr),
+    /// IPv6 prefix length, 1..=128.
+    Prefix(u8),
+}
+
+impl ClientMask {
+    /// One client address alone: ipvsadm's default for a service of `addr`'s family.
+    pub const fn host(addr: IpAddr) -> Self {
+        match addr {
+            IpAddr::V4(_) => Self::Netmask(Ipv4Addr::BROADCAST),
+            IpAddr::V6(_) => Self::Prefix(128),
+        }
+    }
+
+    /// Whether it keeps the whole address (ipvsadm then prints no mask).
+    pub fn is_host(&self) -> bool {
+        matches!(self, Self::Netmask(Ipv4Addr::BROADCAST) | Self::Prefix(128))
+    }
+
+    /// Whether it is of `addr`'s family.
+    pub const fn fits(&self, addr: IpAddr) -> bool {
+        matches!(
+            (self, addr),
+            (Self::Netmask(_), IpAddr::V4(_)) | (Self::Prefix(1..=128), IpAddr::V6(_))
+        )
+    }
+
+    /// The mask the maps apply to a client address.
+    pub fn map_mask(&self) -> Addr {
+        match *self {
+            Self::Netmask(m) => Addr::v4_netmask(u32::from_ne_bytes(m.octets())),
+            Self::Prefix(p) => Addr::v6_prefix(p),
+        }
+    }
+}
+
+impl std::str::FromStr for ClientMask {
+    type Err = std::net::AddrParseError;
+
+    /// A dotted netmask, or a prefix length.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.parse::<u8>() {
+            Ok(prefix) => Ok(Self::Prefix(prefix)),
+            Err(_) => s.parse().map(Self::Netmask),
+        }
+    }
+}
+
+impl fmt::Display for ClientMask {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Netmask(m) => m.fmt(f),
+            Self::Prefix(p) => p.fmt(f),
+        }
+    }
 }
 
 /// ipvsadm's scheduler when none is given (`DEF_SCHED`).
@@ -222,7 +292,8 @@ impl ServiceSpec {
             persist_timeout: self.persistence.map_or(0, |p| p.timeout),
             persist_mask: self
                 .persistence
-                .map_or(u32::MAX, |p| u32::from_ne_bytes(p.netmask.octets())),
+                .map_or(ClientMask::host(self.addr.addr), |p| p.netmask)
+                .map_mask(),
             flags: self.flags,
             _pad: [0; 2],
         }
@@ -247,7 +318,7 @@ impl ServiceSpec {
                 let backends: Vec<_> = self
                     .dests
                     .iter()
-                    .map(|d| (u32::from(d.addr), self.addr.port, d.weight))
+                    .map(|d| (Addr::from(d.addr).fold(), self.addr.port, d.weight))
                     .collect();
                 let mut table = vec![None; self.table_size() as usize];
                 maglev::populate(&backends, &mut table, &mut vec![0; backends.len()]);
@@ -264,11 +335,15 @@ pub enum SpecError {
     /// Two services with the same identity.
     DuplicateService(ServiceAddr),
     /// Two real servers with the same address in one service.
-    DuplicateDest(ServiceAddr, Ipv4Addr),
+    DuplicateDest(ServiceAddr, IpAddr),
+    /// A real server of the other address family (direct routing keeps the packet as it is).
+    Family(ServiceAddr, IpAddr),
+    /// A persistence mask of the other family, or an IPv6 prefix outside 1..=128.
+    Mask(ServiceAddr, ClientMask),
     /// A weight above [`MAX_WEIGHT`].
-    Weight(ServiceAddr, Ipv4Addr),
+    Weight(ServiceAddr, IpAddr),
     /// A lower threshold above the upper one.
-    Thresholds(ServiceAddr, Ipv4Addr),
+    Thresholds(ServiceAddr, IpAddr),
     /// Port 0 (all ports) without persistence.
     ZeroPort(ServiceAddr),
     /// Scheduler flags the scheduler does not take.
@@ -282,6 +357,11 @@ impl fmt::Display for SpecError {
         match self {
             Self::DuplicateService(s) => write!(f, "service {s} is defined twice"),
             Self::DuplicateDest(s, d) => write!(f, "service {s}: real server {d} is listed twice"),
+            Self::Family(s, d) => write!(
+                f,
+                "service {s}: real server {d} is of the other address family"
+            ),
+            Self::Mask(s, m) => write!(f, "service {s}: illegal persistence mask {m}"),
             Self::Weight(s, d) => {
                 write!(
                     f,
@@ -328,6 +408,9 @@ pub fn validate(services: &[ServiceSpec]) -> Result<(), SpecError> {
         if svc.flags & !SchedFlag::mask(svc.scheduler) != 0 {
             return Err(SpecError::Flags(a, svc.scheduler, svc.flags));
         }
+        if let Some(p) = svc.persistence.filter(|p| !p.netmask.fits(a.addr)) {
+            return Err(SpecError::Mask(a, p.netmask));
+        }
         if svc.dests.len() > MAX_DESTS_PER_SERVICE as usize {
             return Err(SpecError::TooMany(
                 "real servers in one service",
@@ -337,6 +420,9 @@ pub fn validate(services: &[ServiceSpec]) -> Result<(), SpecError> {
         for (j, d) in svc.dests.iter().enumerate() {
             if svc.dests[..j].iter().any(|o| o.addr == d.addr) {
                 return Err(SpecError::DuplicateDest(a, d.addr));
+            }
+            if d.addr.is_ipv4() != a.addr.is_ipv4() {
+                return Err(SpecError::Family(a, d.addr));
             }
             if d.weight > MAX_WEIGHT {
                 return Err(SpecError::Weight(a, d.addr));
@@ -354,12 +440,12 @@ pub fn validate(services: &[ServiceSpec]) -> Result<(), SpecError> {
 pub(crate) fn tcp_service(
     port: u16,
     scheduler: Scheduler,
-    dests: impl IntoIterator<Item = Ipv4Addr>,
+    dests: impl IntoIterator<Item = IpAddr>,
 ) -> ServiceSpec {
     ServiceSpec {
         addr: ServiceAddr {
             protocol: Protocol::Tcp,
-            addr: Ipv4Addr::new(10, 0, 0, 1),
+            addr: Ipv4Addr::new(10, 0, 0, 1).into(),
             port,
         },
         scheduler,
@@ -433,7 +519,7 @@ mod tests {
         let mut all_ports = svc(0, Scheduler::Rr, &["10.0.0.2"]);
         all_ports.persistence = Some(Persistence {
             timeout: 360,
-            netmask: Ipv4Addr::BROADCAST,
+            netmask: ClientMask::Netmask(Ipv4Addr::BROADCAST),
         });
         let d = &mut all_ports.dests[0];
         (d.weight, d.u_threshold, d.l_threshold) = (70000, 20, 10);
@@ -521,7 +607,7 @@ mod tests {
     #[test]
     fn map_key_is_network_order() {
         let k = svc(80, Scheduler::Rr, &[]).addr.map_key();
-        assert_eq!(k.addr.to_ne_bytes(), [10, 0, 0, 1]);
+        assert_eq!(k.addr, Addr::from(Ipv4Addr::new(10, 0, 0, 1)));
         assert_eq!(k.port.to_ne_bytes(), [0, 80]);
         assert_eq!(k.proto, 6);
     }

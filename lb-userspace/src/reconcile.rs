@@ -11,7 +11,7 @@
 use std::{
     collections::{HashMap, HashSet},
     fmt,
-    net::Ipv4Addr,
+    net::IpAddr,
 };
 
 use lb_common::{LIST_POOL_SIZE, MAX_DESTS, MAX_SERVICES, TABLE_POOL_SIZE};
@@ -403,7 +403,7 @@ impl Planner<'_> {
             Some(p) => p.id,
             None => self.alloc(addr, "service id", |p| p.service_ids.alloc())?,
         };
-        let mut kept: HashMap<Ipv4Addr, (u32, DestSpec)> = prev
+        let mut kept: HashMap<IpAddr, (u32, DestSpec)> = prev
             .map(|p| {
                 p.spec
                     .dests

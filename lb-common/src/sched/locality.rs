@@ -38,8 +38,8 @@ pub const SET_CAPACITY: usize = 4;
 pub struct LocalityKey {
     /// Service id.
     pub service: u32,
-    /// Destination IPv4 address, network byte order.
-    pub addr: u32,
+    /// Destination address.
+    pub addr: crate::addr::Addr,
 }
 
 /// A server of a cache entry: a slot and the generation it had when it was cached.

@@ -2,7 +2,7 @@
 
 use std::{
     io::{BufRead, Write},
-    net::Ipv4Addr,
+    net::IpAddr,
     path::PathBuf,
     process::ExitCode,
 };
@@ -161,7 +161,7 @@ fn to_json(v: &impl serde::Serialize) -> String {
 
 /// `xdpvsadm rs-setup --vip VIP [--apply]`.
 fn rs_setup_command(args: &[String]) -> ExitCode {
-    let mut vip: Option<Ipv4Addr> = None;
+    let mut vip: Option<IpAddr> = None;
     let mut apply = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -175,7 +175,7 @@ fn rs_setup_command(args: &[String]) -> ExitCode {
         }
     }
     let Some(vip) = vip else {
-        eprintln!("rs-setup: --vip IPv4-address is required");
+        eprintln!("rs-setup: --vip IP-address is required");
         return ExitCode::from(2);
     };
     if !apply {

@@ -29,7 +29,7 @@
 //! # MISC_CHECK: misc_path, misc_timeout, misc_dynamic
 //! ```
 
-use std::{net::Ipv4Addr, time::Duration};
+use std::{net::IpAddr, time::Duration};
 
 use anyhow::{Result, bail};
 use serde::{
@@ -95,9 +95,9 @@ struct CheckEntry {
     retry: Option<u32>,
     delay_before_retry: Option<f64>,
     warmup: Option<f64>,
-    connect_ip: Option<Ipv4Addr>,
+    connect_ip: Option<IpAddr>,
     connect_port: Option<u16>,
-    bindto: Option<Ipv4Addr>,
+    bindto: Option<IpAddr>,
     http_protocol: Option<HttpProtocol>,
     virtualhost: Option<String>,
     #[serde(default)]
@@ -230,7 +230,7 @@ impl CheckEntry {
 
 impl super::RealServerEntry {
     /// The real server's health entry at `addr`, if it has checkers.
-    pub(super) fn health(&mut self, addr: Ipv4Addr) -> Result<Option<RealServerHealth>> {
+    pub(super) fn health(&mut self, addr: IpAddr) -> Result<Option<RealServerHealth>> {
         let Checks(entries) = std::mem::take(&mut self.health_check);
         if entries.is_empty() {
             return Ok(None);

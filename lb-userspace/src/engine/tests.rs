@@ -1,6 +1,7 @@
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use lb_common::{
+    addr::Addr,
     flow::{Flow, FlowKey},
     service::Service,
     state::ConnState,
@@ -18,7 +19,9 @@ fn spec(port: u16, scheduler: Scheduler, dests: &[u32]) -> ServiceSpec {
     tcp_service(
         port,
         scheduler,
-        dests.iter().map(|i| Ipv4Addr::from(0x0a01_0000 + i)),
+        dests
+            .iter()
+            .map(|i| IpAddr::from(Ipv4Addr::from(0x0a01_0000 + i))),
     )
 }
 
@@ -218,8 +221,8 @@ fn ticks_run_the_sweeper_and_listings_skip_what_it_claimed() {
     let flow = |src_addr, last_seen_ns| {
         (
             FlowKey {
-                src_addr,
-                dst_addr: 1,
+                src_addr: Addr::from(Ipv4Addr::from(src_addr)),
+                dst_addr: Addr::from(Ipv4Addr::new(10, 0, 0, 1)),
                 src_port: 1,
                 dst_port: 80,
                 proto: 6,
@@ -235,7 +238,7 @@ fn ticks_run_the_sweeper_and_listings_skip_what_it_claimed() {
     };
     e.maps_mut()
         .flows
-        .extend([flow(7, 10 * NS), flow(8, TOMBSTONE)]);
+        .extend([flow(7u32, 10 * NS), flow(8, TOMBSTONE)]);
     e.tick(0, HashMap::new()).unwrap();
     e.tick(0, HashMap::new()).unwrap();
     assert_eq!(e.maps().expiries, 2);
@@ -265,7 +268,7 @@ fn timeouts_and_persistence_reach_the_sweepers_maps() {
     let mut persistent = spec(80, Scheduler::Rr, &[1]);
     persistent.persistence = Some(Persistence {
         timeout: 300,
-        netmask: Ipv4Addr::new(255, 255, 255, 0),
+        netmask: crate::model::ClientMask::Netmask(Ipv4Addr::new(255, 255, 255, 0)),
     });
     let persistent_spec = persistent.clone();
     e.apply(&[persistent]).unwrap();
@@ -274,7 +277,7 @@ fn timeouts_and_persistence_reach_the_sweepers_maps() {
         e.maps().template_rules[&id],
         TemplateRule {
             timeout: 300,
-            mask: u32::from_ne_bytes([255, 255, 255, 0]),
+            mask: Addr::v4_netmask(u32::from_ne_bytes([255, 255, 255, 0])),
         }
     );
     // Without persistence its templates expire at the next sweep.
@@ -288,7 +291,7 @@ fn timeouts_and_persistence_reach_the_sweepers_maps() {
 #[test]
 fn neighbours_resolve_real_servers_and_unknown_ones_are_probed() {
     let mut e = engine(&[spec(80, Scheduler::Rr, &[1, 2])]);
-    let known = Ipv4Addr::from(0x0a01_0001);
+    let known = IpAddr::from(Ipv4Addr::from(0x0a01_0001));
     let table = HashMap::from([(
         known,
         Neighbour {
@@ -296,7 +299,7 @@ fn neighbours_resolve_real_servers_and_unknown_ones_are_probed() {
         },
     )]);
     let probes = e.set_neighbours(table, false).unwrap();
-    assert_eq!(probes, vec![Ipv4Addr::from(0x0a01_0002)]);
+    assert_eq!(probes, vec![IpAddr::from(Ipv4Addr::from(0x0a01_0002))]);
     let macs: Vec<_> = e.listing(0).unwrap().services[0]
         .dests
         .iter()
@@ -343,7 +346,7 @@ fn health_transitions_overlay_the_configured_services_and_edits_change_the_confi
         server: rs2,
         check: 0,
     };
-    let installed = |e: &Engine<FakeMaps>| -> Vec<(Ipv4Addr, u32)> {
+    let installed = |e: &Engine<FakeMaps>| -> Vec<(IpAddr, u32)> {
         e.installed().services[0]
             .spec
             .dests

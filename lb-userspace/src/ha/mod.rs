@@ -181,7 +181,11 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, weights)| {
-                let mut s = tcp_service(80 + i as u16, Scheduler::Mh, [Ipv4Addr::new(10, 0, 0, 2)]);
+                let mut s = tcp_service(
+                    80 + i as u16,
+                    Scheduler::Mh,
+                    [Ipv4Addr::new(10, 0, 0, 2).into()],
+                );
                 s.dests = weights
                     .iter()
                     .map(|&weight| DestSpec {

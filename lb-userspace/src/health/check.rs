@@ -2,7 +2,7 @@
 
 use std::{
     fmt::Display,
-    net::{Ipv4Addr, SocketAddrV4},
+    net::{IpAddr, SocketAddr},
     time::Duration,
 };
 
@@ -29,9 +29,9 @@ pub enum Outcome {
 
 /// Where a checker connects: `connect_ip`/`connect_port` when given, else the real server's
 /// address and the service's port.
-pub fn target(check: &Check, real_server: SocketAddrV4) -> SocketAddrV4 {
-    SocketAddrV4::new(
-        check.connect_ip.unwrap_or(*real_server.ip()),
+pub fn target(check: &Check, real_server: SocketAddr) -> SocketAddr {
+    SocketAddr::new(
+        check.connect_ip.unwrap_or(real_server.ip()),
         check.connect_port.unwrap_or(real_server.port()),
     )
 }
@@ -40,7 +40,7 @@ pub fn target(check: &Check, real_server: SocketAddrV4) -> SocketAddrV4 {
 ///
 /// Never blocks the thread, and stops all its work (sockets, a MISC_CHECK's processes) when
 /// dropped, so a caller may run many at once and give up on any of them.
-pub async fn attempt(check: &Check, real_server: SocketAddrV4) -> Outcome {
+pub async fn attempt(check: &Check, real_server: SocketAddr) -> Outcome {
     let to = target(check, real_server);
     match &check.kind {
         CheckKind::Tcp => {
@@ -58,18 +58,22 @@ fn passed<T>(step: Result<T, String>) -> Outcome {
 
 /// A TCP connection to `to` from `bindto` (an ephemeral port on it), before `deadline`.
 pub(super) async fn connect(
-    bindto: Option<Ipv4Addr>,
-    to: SocketAddrV4,
+    bindto: Option<IpAddr>,
+    to: SocketAddr,
     deadline: Deadline,
 ) -> Result<TcpStream, String> {
-    let socket = TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
+    let socket = match to {
+        SocketAddr::V4(_) => TcpSocket::new_v4(),
+        SocketAddr::V6(_) => TcpSocket::new_v6(),
+    }
+    .map_err(|e| format!("socket: {e}"))?;
     if let Some(from) = bindto {
         socket
-            .bind(SocketAddrV4::new(from, 0).into())
+            .bind(SocketAddr::new(from, 0))
             .map_err(|e| format!("bind to {from}: {e}"))?;
     }
     deadline
-        .bound(format!("connect to {to}"), socket.connect(to.into()))
+        .bound(format!("connect to {to}"), socket.connect(to))
         .await
 }
 
@@ -106,6 +110,8 @@ impl Deadline {
 
 #[cfg(test)]
 pub(super) mod tests {
+    use std::net::Ipv4Addr;
+
     use tokio::net::TcpListener;
 
     use super::*;
@@ -127,11 +133,9 @@ pub(super) mod tests {
     }
 
     /// A listener on 127.0.0.1 and its address.
-    pub(crate) async fn listener() -> (TcpListener, SocketAddrV4) {
+    pub(crate) async fn listener() -> (TcpListener, SocketAddr) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let std::net::SocketAddr::V4(addr) = listener.local_addr().unwrap() else {
-            panic!("bound to IPv4")
-        };
+        let addr = listener.local_addr().unwrap();
         (listener, addr)
     }
 
@@ -150,10 +154,10 @@ pub(super) mod tests {
     async fn tcp_check_connects_from_bindto_to_connect_ip_and_port() {
         let (listener, addr) = listener().await;
         let mut tcp = check(CheckKind::Tcp);
-        tcp.bindto = Some(Ipv4Addr::new(127, 0, 0, 2));
-        tcp.connect_ip = Some(*addr.ip());
+        tcp.bindto = Some(std::net::IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)));
+        tcp.connect_ip = Some(addr.ip());
         tcp.connect_port = Some(addr.port());
-        let elsewhere = SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 3), 9);
+        let elsewhere = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3)), 9);
         assert_eq!(attempt(&tcp, elsewhere).await, Outcome::Up);
         let (_, peer) = listener.accept().await.unwrap();
         assert_eq!(peer.ip(), Ipv4Addr::new(127, 0, 0, 2));
@@ -164,7 +168,7 @@ pub(super) mod tests {
         let (_listener, addr) = listener().await;
         let mut tcp = check(CheckKind::Tcp);
         // TEST-NET-1: on no interface of this host, so the bind fails before anything is sent.
-        tcp.bindto = Some(Ipv4Addr::new(192, 0, 2, 1));
+        tcp.bindto = Some(std::net::IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)));
         let Outcome::Down(why) = attempt(&tcp, addr).await else {
             panic!("a check that could not bind passed")
         };
@@ -174,7 +178,7 @@ pub(super) mod tests {
     #[test]
     fn attempts_can_run_on_any_tokio_worker() {
         fn send<T: Send>(_: T) {}
-        let addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 80);
+        let addr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 80);
         send(attempt(&check(CheckKind::Tcp), addr));
     }
 }

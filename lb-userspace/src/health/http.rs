@@ -5,7 +5,7 @@ use std::{
     convert::Infallible,
     error::Error,
     fmt::{self, Display, Write as _},
-    net::SocketAddrV4,
+    net::SocketAddr,
 };
 
 use http_body_util::{BodyExt, Empty};
@@ -31,11 +31,7 @@ const KEEPALIVED_USER_AGENT: &str = "KeepAliveClient";
 
 /// Checks every url of `http` on `to` in turn; the first failure names its url and its cause.
 /// Without urls the server passes, as in keepalived.
-pub(super) async fn attempt(
-    check: &Check,
-    http: &HttpCheck,
-    to: SocketAddrV4,
-) -> Result<(), String> {
+pub(super) async fn attempt(check: &Check, http: &HttpCheck, to: SocketAddr) -> Result<(), String> {
     for url in &http.urls {
         get(check, http, url, to)
             .await
@@ -58,7 +54,7 @@ async fn get(
     check: &Check,
     http: &HttpCheck,
     url: &UrlCheck,
-    to: SocketAddrV4,
+    to: SocketAddr,
 ) -> Result<(), String> {
     let request = request(http, url, to)?;
     let digest = url.digest.is_some();
@@ -66,7 +62,7 @@ async fn get(
     let stream = connect(check.bindto, to, deadline).await?;
     let answer = if http.tls {
         // An address as the server name: no SNI is sent, as keepalived sends none by default.
-        let name = ServerName::IpAddress((*to.ip()).into());
+        let name = ServerName::IpAddress(to.ip().into());
         let handshake = tls::connector()?.connect(name, stream);
         let stream = deadline.bound("TLS handshake".into(), handshake).await?;
         exchange(stream, request, digest, deadline).await?
@@ -81,7 +77,7 @@ async fn get(
 fn request(
     http: &HttpCheck,
     url: &UrlCheck,
-    to: SocketAddrV4,
+    to: SocketAddr,
 ) -> Result<Request<Empty<Bytes>>, String> {
     let (version, close) = match http.protocol {
         HttpProtocol::Http10 => (Version::HTTP_10, false),
@@ -252,7 +248,7 @@ mod tests {
 
     /// An HTTP server on 127.0.0.1 (over TLS with a self-signed certificate when `tls`) that
     /// answers every request with `status` and [`BODY`], then closes; it reports each request.
-    async fn server(status: u16, tls: bool) -> (SocketAddrV4, mpsc::UnboundedReceiver<Seen>) {
+    async fn server(status: u16, tls: bool) -> (SocketAddr, mpsc::UnboundedReceiver<Seen>) {
         let (listener, addr) = listener().await;
         let acceptor = tls.then(acceptor);
         let (seen, requests) = mpsc::unbounded_channel();
@@ -330,7 +326,7 @@ mod tests {
         }
     }
 
-    async fn run(http: HttpCheck, real_server: SocketAddrV4) -> Outcome {
+    async fn run(http: HttpCheck, real_server: SocketAddr) -> Outcome {
         check_attempt(&check(CheckKind::Http(http)), real_server).await
     }
 
@@ -448,10 +444,10 @@ mod tests {
     async fn it_connects_from_bindto_to_connect_ip_and_port() {
         let (addr, mut requests) = server(200, false).await;
         let mut get = check(CheckKind::Http(http(vec![url("/")])));
-        get.bindto = Some(Ipv4Addr::new(127, 0, 0, 2));
-        get.connect_ip = Some(*addr.ip());
+        get.bindto = Some(std::net::IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)));
+        get.connect_ip = Some(addr.ip());
         get.connect_port = Some(addr.port());
-        let elsewhere = SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 3), 9);
+        let elsewhere = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3)), 9);
         assert_eq!(check_attempt(&get, elsewhere).await, Outcome::Up);
         let seen = requests.recv().await.unwrap();
         assert_eq!(seen.peer.ip(), Ipv4Addr::new(127, 0, 0, 2));
@@ -497,7 +493,7 @@ mod tests {
     }
 
     /// A server that accepts connections and never answers.
-    async fn silent_server() -> SocketAddrV4 {
+    async fn silent_server() -> SocketAddr {
         let (listener, addr) = listener().await;
         tokio::spawn(async move {
             let mut held = Vec::new();

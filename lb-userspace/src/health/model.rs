@@ -2,7 +2,7 @@
 //! per virtual service the quorum settings and sorry server, per real server its checkers.
 //! Both configuration languages (the TOML file and keepalived.conf) produce these values.
 
-use std::{net::Ipv4Addr, time::Duration};
+use std::{net::IpAddr, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
@@ -22,7 +22,7 @@ pub struct ServiceHealth {
     /// Run when quorum is lost (`quorum_down`).
     pub quorum_down: Option<String>,
     /// Replaces every real server while quorum is lost (`sorry_server`).
-    pub sorry_server: Option<Ipv4Addr>,
+    pub sorry_server: Option<IpAddr>,
     /// `alpha`: real servers start down until a check passes (default: they start up).
     pub alpha: bool,
     /// `omega`: run the down and quorum_down notifiers when the daemon stops.
@@ -52,7 +52,7 @@ impl ServiceHealth {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RealServerHealth {
     /// The real server.
-    pub addr: Ipv4Addr,
+    pub addr: IpAddr,
     /// `inhibit_on_failure`: a failed server is set to weight 0 instead of being removed.
     pub inhibit_on_failure: bool,
     /// Run when the server comes up (`notify_up`).
@@ -69,11 +69,11 @@ pub struct Check {
     /// What is checked.
     pub kind: CheckKind,
     /// Address to connect to (`connect_ip`; default the real server's).
-    pub connect_ip: Option<Ipv4Addr>,
+    pub connect_ip: Option<IpAddr>,
     /// Port to connect to (`connect_port`; default the service's).
     pub connect_port: Option<u16>,
     /// Source address (`bindto`).
-    pub bindto: Option<Ipv4Addr>,
+    pub bindto: Option<IpAddr>,
     /// Interval between checks (`delay_loop`, default 60 s; set per service in keepalived).
     pub delay_loop: Duration,
     /// Connection and response timeout (`connect_timeout`, default 5 s).

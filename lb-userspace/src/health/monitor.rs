@@ -9,7 +9,7 @@
 //! all its checkers pass; a service holds its quorum with hysteresis; and it derives the
 //! effective services from the configured ones.
 
-use std::{collections::hash_map::RandomState, hash::BuildHasher, net::Ipv4Addr, time::Duration};
+use std::{collections::hash_map::RandomState, hash::BuildHasher, net::IpAddr, time::Duration};
 
 use lb_common::expiry::NS;
 
@@ -28,7 +28,7 @@ pub struct CheckKey {
     /// The service.
     pub service: ServiceAddr,
     /// The real server.
-    pub server: Ipv4Addr,
+    pub server: IpAddr,
     /// The checker's position in the real server's list.
     pub check: usize,
 }
@@ -333,7 +333,7 @@ impl Monitor {
 }
 
 impl ServiceState {
-    fn server(&self, addr: Ipv4Addr) -> Option<&ServerState> {
+    fn server(&self, addr: IpAddr) -> Option<&ServerState> {
         self.servers.iter().find(|s| s.config.addr == addr)
     }
 

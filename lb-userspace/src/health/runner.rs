@@ -2,7 +2,7 @@
 //! or hanging server delays only its own checks. Each task keeps its [`Checker`] and sends a
 //! [`Report`] after every attempt to the daemon's event loop.
 
-use std::{collections::HashMap, net::SocketAddrV4, time::Duration};
+use std::{collections::HashMap, net::SocketAddr, time::Duration};
 
 use tokio::{
     sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel},
@@ -77,7 +77,7 @@ impl Runner {
         let mut wanted = HashMap::new();
         for service in health {
             for rs in &service.real_servers {
-                let target = SocketAddrV4::new(rs.addr, service.addr.port);
+                let target = SocketAddr::new(rs.addr, service.addr.port);
                 for (i, check) in rs.checks.iter().enumerate() {
                     let key = CheckKey {
                         service: service.addr,
@@ -142,7 +142,7 @@ async fn run(
     key: CheckKey,
     task: u64,
     check: Check,
-    target: SocketAddrV4,
+    target: SocketAddr,
     verdict: Verdict,
     reports: UnboundedSender<Report>,
 ) {

@@ -1,7 +1,12 @@
 //! keepalived.conf's statements into services and their health checking, with keepalived's
 //! defaults and its inheritance of timing options (virtual_server -> real_server -> checker).
 
-use std::{collections::HashMap, net::Ipv4Addr, str::FromStr, time::Duration};
+use std::{
+    collections::HashMap,
+    net::{IpAddr, Ipv4Addr},
+    str::FromStr,
+    time::Duration,
+};
 
 use lb_common::{sched::Scheduler, state::Timeouts};
 
@@ -13,8 +18,8 @@ use crate::{
         HttpCheck, HttpProtocol, MiscCheck, RealServerHealth, ServiceHealth, UrlCheck,
     },
     model::{
-        self, DEFAULT_SCHEDULER, DestSpec, MAX_WEIGHT, Persistence, Protocol, ServiceAddr,
-        ServiceSpec,
+        self, ClientMask, DEFAULT_SCHEDULER, DestSpec, MAX_WEIGHT, Persistence, Protocol,
+        ServiceAddr, ServiceSpec,
     },
 };
 
@@ -104,7 +109,7 @@ struct Declared {
 #[derive(Default)]
 struct Converter {
     /// `virtual_server_group`s: their (address, port) entries.
-    groups: HashMap<String, Vec<(Ipv4Addr, u16)>>,
+    groups: HashMap<String, Vec<(IpAddr, u16)>>,
     services: Vec<Declared>,
     timeouts: Timeouts,
     warnings: Vec<Diagnostic>,
@@ -232,7 +237,7 @@ impl Converter {
     }
 
     fn virtual_server(&mut self, st: &Statement) -> Result<(), Diagnostic> {
-        let addrs: Vec<(Ipv4Addr, u16)> = match &st.args[..] {
+        let addrs: Vec<(IpAddr, u16)> = match &st.args[..] {
             [kw, _] if kw == "fwmark" => {
                 return Err(unsupported(st, "firewall-mark services are"));
             }
@@ -252,7 +257,7 @@ impl Converter {
         // The service-wide settings; each service of a group gets a copy with its address.
         let mut health = ServiceHealth::new(ServiceAddr {
             protocol,
-            addr: Ipv4Addr::UNSPECIFIED,
+            addr: Ipv4Addr::UNSPECIFIED.into(),
             port: 0,
         });
         let mut defaults = ServiceDefaults {
@@ -324,18 +329,14 @@ impl Converter {
                 "no lvs_method/lb_kind: keepalived would use NAT; xdpvs uses direct routing (DR)",
             );
         }
-        let persistence = match (persistence_timeout.flatten(), netmask) {
-            (Some(timeout), netmask) => Some(Persistence {
-                timeout,
-                netmask: netmask.unwrap_or(Ipv4Addr::BROADCAST),
-            }),
+        let persistence_timeout = match (persistence_timeout.flatten(), netmask) {
             (None, Some(_)) => {
                 return Err(invalid(
                     st,
                     "persistence_granularity needs persistence_timeout",
                 ));
             }
-            (None, None) => None,
+            (timeout, _) => timeout,
         };
         for (addr, port) in addrs {
             let addr = ServiceAddr {
@@ -347,7 +348,10 @@ impl Converter {
                 addr,
                 scheduler: scheduler.unwrap_or(DEFAULT_SCHEDULER),
                 flags: 0,
-                persistence,
+                persistence: persistence_timeout.map(|timeout| Persistence {
+                    timeout,
+                    netmask: netmask.unwrap_or(ClientMask::host(addr.addr)),
+                }),
                 dests: Vec::new(),
             };
             let mut health = ServiceHealth {
@@ -617,7 +621,7 @@ fn url(st: &Statement) -> Result<UrlCheck, Diagnostic> {
 }
 
 /// `sorry_server IP [PORT]`: in direct routing the port is the service's.
-fn sorry_server(st: &Statement, service: &[(Ipv4Addr, u16)]) -> Result<Ipv4Addr, Diagnostic> {
+fn sorry_server(st: &Statement, service: &[(IpAddr, u16)]) -> Result<IpAddr, Diagnostic> {
     let (ip, port) = match &st.args[..] {
         [ip] => (address(st, ip)?, None),
         [ip, port] => (address(st, ip)?, Some(parse::<u16>(st, port, "port")?)),
@@ -643,38 +647,54 @@ fn direct_routing(st: &Statement) -> Result<(), Diagnostic> {
     }
 }
 
-/// The addresses of `IP`, `a.b.c.d-e` or `a.b.c.d/len` (a group entry's keyword).
-fn addresses(st: &Statement) -> Result<Vec<Ipv4Addr>, Diagnostic> {
+/// The addresses of `IP`, `a.b.c.d-e`, `x:...:y-z` (the last group's range, in hex, as
+/// keepalived reads it) or `a.b.c.d/len` (a group entry's keyword).
+fn addresses(st: &Statement) -> Result<Vec<IpAddr>, Diagnostic> {
     let text = st.keyword.as_str();
     if let Some((first, last)) = text.split_once('-') {
-        let first: Ipv4Addr = address(st, first)?;
-        let last: u8 = parse(st, last, "range end")?;
-        let [a, b, c, d] = first.octets();
-        if last < d {
-            return Err(invalid(st, "the range ends before it starts"));
-        }
-        return Ok((d..=last).map(|x| Ipv4Addr::new(a, b, c, x)).collect());
+        let range = |first: u16, last: u16| {
+            (last >= first)
+                .then_some(first..=last)
+                .ok_or_else(|| invalid(st, "the range ends before it starts"))
+        };
+        return match address(st, first)? {
+            IpAddr::V4(first) => {
+                let [a, b, c, d] = first.octets();
+                let last: u8 = parse(st, last, "range end")?;
+                Ok(range(d.into(), last.into())?
+                    .map(|x| Ipv4Addr::new(a, b, c, x as u8).into())
+                    .collect())
+            }
+            IpAddr::V6(first) => {
+                let mut groups = first.segments();
+                let last = u16::from_str_radix(last, 16)
+                    .map_err(|_| invalid(st, &format!("{last:?} is not a valid range end")))?;
+                Ok(range(groups[7], last)?
+                    .map(|x| {
+                        groups[7] = x;
+                        IpAddr::from(groups)
+                    })
+                    .collect())
+            }
+        };
     }
     if let Some((net, len)) = text.split_once('/') {
-        let net: Ipv4Addr = address(st, net)?;
+        let net: Ipv4Addr = parse(st, net, "IPv4 network")?;
         let len: u32 = parse(st, len, "prefix length")?;
         if !(16..=32).contains(&len) {
             return Err(invalid(st, "prefix length outside 16..=32"));
         }
         let first = u32::from(net) & !(u32::MAX.checked_shr(len).unwrap_or(0));
         return Ok((0..(1u32 << (32 - len)))
-            .map(|i| Ipv4Addr::from(first + i))
+            .map(|i| Ipv4Addr::from(first + i).into())
             .collect());
     }
     Ok(vec![address(st, text)?])
 }
 
-/// An IPv4 address; an IPv6 one is unsupported.
-fn address(st: &Statement, text: &str) -> Result<Ipv4Addr, Diagnostic> {
-    if text.contains(':') {
-        return Err(unsupported(st, "IPv6 is"));
-    }
-    parse(st, text, "IPv4 address")
+/// An IPv4 or IPv6 address.
+fn address(st: &Statement, text: &str) -> Result<IpAddr, Diagnostic> {
+    parse(st, text, "IP address")
 }
 
 fn parse<T: FromStr>(st: &Statement, text: &str, what: &str) -> Result<T, Diagnostic> {

@@ -425,10 +425,6 @@ fn unsupported_is_an_error_naming_line_and_keyword() {
             ":1: `virtual_server`: firewall-mark services are not supported",
         ),
         (
-            "virtual_server fe80::1 80 { }".into(),
-            ":1: `virtual_server`: IPv6 is not supported",
-        ),
-        (
             "virtual_server group nope { }".into(),
             ":1: `virtual_server`: no virtual_server_group \"nope\"",
         ),

@@ -150,7 +150,7 @@ mod tests {
         ServiceStatus {
             addr: ServiceAddr {
                 protocol,
-                addr: Ipv4Addr::new(10, 77, 0, 100),
+                addr: std::net::IpAddr::V4(Ipv4Addr::new(10, 77, 0, 100)),
                 port,
             },
             scheduler: lb_common::sched::Scheduler::Rr,
@@ -159,7 +159,7 @@ mod tests {
             dests: dests
                 .iter()
                 .map(|&(host, weight, active, inactive)| DestStatus {
-                    addr: Ipv4Addr::new(10, 77, 0, host),
+                    addr: std::net::IpAddr::V4(Ipv4Addr::new(10, 77, 0, host)),
                     port,
                     weight,
                     u_threshold: 0,

@@ -11,7 +11,7 @@ fn spec(port: u16, scheduler: Scheduler, dests: u32) -> ServiceSpec {
     tcp_service(
         port,
         scheduler,
-        (0..dests).map(|i| Ipv4Addr::from(0x0a01_0000 + i)),
+        (0..dests).map(|i| Ipv4Addr::from(0x0a01_0000 + i).into()),
     )
 }
 

@@ -188,7 +188,7 @@ fn spec(scheduler: Scheduler, n: u32) -> ServiceSpec {
     ServiceSpec {
         addr: ServiceAddr {
             protocol: Protocol::Tcp,
-            addr: VIP,
+            addr: std::net::IpAddr::V4(VIP),
             port: 80,
         },
         scheduler,
@@ -196,7 +196,7 @@ fn spec(scheduler: Scheduler, n: u32) -> ServiceSpec {
         persistence: None,
         dests: (0..n)
             .map(|i| DestSpec {
-                addr: Ipv4Addr::from(0x0a4d_1000 + i),
+                addr: std::net::IpAddr::V4(Ipv4Addr::from(0x0a4d_1000 + i)),
                 weight: 1 + i % 3,
                 u_threshold: 0,
                 l_threshold: 0,
@@ -339,7 +339,7 @@ fn many_services(services: u32, servers: u32) -> Vec<ServiceSpec> {
         .map(|s| ServiceSpec {
             addr: ServiceAddr {
                 protocol: Protocol::Tcp,
-                addr: VIP,
+                addr: std::net::IpAddr::V4(VIP),
                 port: 1000 + s as u16,
             },
             scheduler: Scheduler::Wlc,
@@ -347,7 +347,7 @@ fn many_services(services: u32, servers: u32) -> Vec<ServiceSpec> {
             persistence: None,
             dests: (0..servers)
                 .map(|d| DestSpec {
-                    addr: Ipv4Addr::from(0x0a50_0000 + s * servers + d),
+                    addr: std::net::IpAddr::V4(Ipv4Addr::from(0x0a50_0000 + s * servers + d)),
                     weight: 1,
                     u_threshold: 0,
                     l_threshold: 0,

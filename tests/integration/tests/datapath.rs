@@ -11,6 +11,7 @@ use aya::{
 };
 use lb_common::{
     DEFAULT_MAX_TEMPLATES, MAX_DESTS,
+    addr::Addr,
     dest::{Dest, DestConns},
     map_names, program_names,
     sched::{
@@ -91,7 +92,7 @@ pub(crate) fn services(
         .map(|(protocol, port)| ServiceSpec {
             addr: ServiceAddr {
                 protocol,
-                addr: VIP,
+                addr: std::net::IpAddr::V4(VIP),
                 port,
             },
             scheduler: Scheduler::from_name(scheduler).expect("a known scheduler"),
@@ -101,7 +102,7 @@ pub(crate) fn services(
                 .iter()
                 .enumerate()
                 .map(|(i, w)| DestSpec {
-                    addr: rs_ip(i),
+                    addr: std::net::IpAddr::V4(rs_ip(i)),
                     weight: *w,
                     u_threshold: 0,
                     l_threshold: 0,
@@ -112,7 +113,7 @@ pub(crate) fn services(
 }
 
 /// A private data plane (no pins) with nothing installed.
-fn loaded() -> DataPlane {
+pub(crate) fn loaded() -> DataPlane {
     let mut dp = DataPlane::load(None, FLOW_TABLE, DEFAULT_MAX_TEMPLATES)
         .expect("the object loads and passes the verifier");
     dp.set_director(DIRECTOR_MAC, false).unwrap();
@@ -198,7 +199,7 @@ pub(crate) fn global(dp: &DataPlane, g: Global) -> u64 {
 }
 
 #[test]
-fn the_daemons_object_holds_only_the_load_balancer_and_its_sweeper() {
+fn the_daemons_object_holds_only_the_load_balancers_and_their_sweeper() {
     let ebpf = EbpfLoader::new()
         .map_max_entries(map_names::FLOWS, 1)
         .map_max_entries(map_names::PERSIST, 1)
@@ -208,7 +209,11 @@ fn the_daemons_object_holds_only_the_load_balancer_and_its_sweeper() {
     programs.sort_unstable();
     assert_eq!(
         programs,
-        [program_names::LOAD_BALANCER, program_names::EXPIRE]
+        [
+            program_names::LOAD_BALANCER,
+            program_names::LOAD_BALANCER_V6,
+            program_names::EXPIRE
+        ]
     );
     for helper_map in [
         tools::map_names::GENERATOR,
@@ -391,7 +396,7 @@ fn many_slot_reads_and_writes_match_the_one_slot_ones() {
     let dests: Vec<Dest> = ids
         .iter()
         .map(|id| Dest {
-            addr: *id,
+            addr: Addr::v4(*id),
             weight: id % 7,
             generation: id + 1,
             ..Dest::default()
@@ -546,7 +551,7 @@ fn lblc_caches_the_destinations_server_until_the_lblc_rule_moves_it() {
     assert_eq!(new_flows(&dp, Ipv4Addr::new(10, 77, 1, 9), 1..3), [0, 0]);
     let cached = dp.localities().unwrap();
     assert_eq!(cached.len(), 1);
-    assert_eq!(cached[0].0.addr, u32::from(VIP).to_be());
+    assert_eq!(cached[0].0.addr, Addr::from(VIP));
     assert_eq!(cached[0].1.members[0].id, 0);
     // Two established on rs1 (above its weight 1) while rs2 is idle: the next flow goes to
     // the wlc choice, rs2, and the destination stays there.
@@ -658,7 +663,7 @@ fn expiry_keeps_counts_equal_to_live_flows() {
 fn persistence_keeps_a_client_and_its_netmask_on_one_server() {
     let p = Persistence {
         timeout: 300,
-        netmask: Ipv4Addr::new(255, 255, 255, 0),
+        netmask: lb_userspace::model::ClientMask::Netmask(Ipv4Addr::new(255, 255, 255, 0)),
     };
     let mut dp = dataplane_from("rr", 0, Some(p), &[1, 1, 1], true);
     let a = new_flows(&dp, CLIENT, 1..6);
@@ -693,7 +698,7 @@ fn persistence_keeps_a_client_and_its_netmask_on_one_server() {
 fn a_template_is_assured_once_a_flow_of_its_client_is_established() {
     let p = Persistence {
         timeout: 300,
-        netmask: Ipv4Addr::BROADCAST,
+        netmask: lb_userspace::model::ClientMask::Netmask(Ipv4Addr::BROADCAST),
     };
     let dp = dataplane_from("rr", 0, Some(p), &[1, 1], true);
     let assured = |dp: &DataPlane| {
@@ -715,7 +720,7 @@ fn a_port_zero_persistent_service_takes_the_vips_other_ports() {
     let service = |port, persistence| ServiceSpec {
         addr: ServiceAddr {
             protocol: Protocol::Tcp,
-            addr: VIP,
+            addr: std::net::IpAddr::V4(VIP),
             port,
         },
         scheduler: Scheduler::Rr,
@@ -723,7 +728,7 @@ fn a_port_zero_persistent_service_takes_the_vips_other_ports() {
         persistence,
         dests: (0..3)
             .map(|i| DestSpec {
-                addr: rs_ip(i),
+                addr: std::net::IpAddr::V4(rs_ip(i)),
                 weight: 1,
                 u_threshold: 0,
                 l_threshold: 0,
@@ -732,7 +737,7 @@ fn a_port_zero_persistent_service_takes_the_vips_other_ports() {
     };
     let all_ports = Persistence {
         timeout: 360,
-        netmask: Ipv4Addr::BROADCAST,
+        netmask: lb_userspace::model::ClientMask::Netmask(Ipv4Addr::BROADCAST),
     };
     let specs = [service(80, None), service(0, Some(all_ports))];
     let dp = direct::install(loaded(), &specs, |i| Some(RS_MACS[i])).unwrap();
@@ -772,7 +777,7 @@ fn adding_servers_moves_no_flow_and_a_removed_servers_flows_are_dropped() {
     let spec = |servers: &[usize]| ServiceSpec {
         addr: ServiceAddr {
             protocol: Protocol::Tcp,
-            addr: VIP,
+            addr: std::net::IpAddr::V4(VIP),
             port: 80,
         },
         scheduler: Scheduler::Rr,
@@ -781,7 +786,7 @@ fn adding_servers_moves_no_flow_and_a_removed_servers_flows_are_dropped() {
         dests: servers
             .iter()
             .map(|i| DestSpec {
-                addr: rs_ip(*i),
+                addr: std::net::IpAddr::V4(rs_ip(*i)),
                 weight: 1,
                 u_threshold: 0,
                 l_threshold: 0,
@@ -789,7 +794,7 @@ fn adding_servers_moves_no_flow_and_a_removed_servers_flows_are_dropped() {
             .collect(),
     };
     let mut engine = Engine::new(loaded(), 1024, Timeouts::default());
-    let macs = (0..3).map(|i| (rs_ip(i), Neighbour { mac: RS_MACS[i] }));
+    let macs = (0..3).map(|i| (rs_ip(i).into(), Neighbour { mac: RS_MACS[i] }));
     engine.set_neighbours(macs.collect(), false).unwrap();
     engine.apply(&[spec(&[0, 1])]).unwrap();
     let flow = |dp: &DataPlane, port| rs_of(&run(dp, &tcp(port, 80, ACK).build(b"")).1);
@@ -847,8 +852,8 @@ fn decisions_are_reported_only_when_the_daemon_asks() {
     assert_eq!(EventKind::from_u32(e.kind), Some(EventKind::Scheduled));
     assert_eq!((e.service, e.dest, e.proto), (0, 1, 6));
     assert_eq!(
-        (e.src_addr.to_ne_bytes(), u16::from_be(e.src_port)),
-        (CLIENT.octets(), 40001)
+        (e.src_addr, u16::from_be(e.src_port)),
+        (Addr::from(CLIENT), 40001)
     );
 
     let mut drained = dataplane_with("rr", 0, &[0, 0], true);

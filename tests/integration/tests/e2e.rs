@@ -10,7 +10,7 @@ use std::{
 
 use anyhow::Result;
 use xdpvs_testbed::{
-    capture::Capture,
+    capture::{Capture, Captured},
     cluster::{Cluster, split, vip, wait_until},
     daemon::{Daemon, default_bin_dir},
     demo,
@@ -33,6 +33,22 @@ fn inactive(c: &Cluster) -> u32 {
 
 fn mac_bytes(s: &str) -> [u8; 6] {
     lb_userspace::neigh::parse_mac(s).unwrap()
+}
+
+/// Checks that at least `min` replies came, each from real server 1's or 2's MAC, and some
+/// from each.
+fn assert_from_both_real_servers(replies: &[&Captured], min: usize) {
+    let rs_macs: Vec<_> = (0..2)
+        .map(|i| mac_bytes(&topology::real_server_mac(i)))
+        .collect();
+    assert!(replies.len() >= min, "{} replies", replies.len());
+    assert!(
+        replies.iter().all(|f| rs_macs.contains(&f.src_mac())),
+        "a reply did not come from a real server"
+    );
+    for mac in &rs_macs {
+        assert!(replies.iter().any(|f| f.src_mac() == *mac));
+    }
 }
 
 #[test]
@@ -58,25 +74,11 @@ fn requests_to_the_vip_are_answered_directly_by_every_real_server() {
     );
 
     // Replies (from the VIP to the client) come straight from a real server's MAC...
-    let rs_macs: Vec<_> = (0..2)
-        .map(|i| mac_bytes(&topology::real_server_mac(i)))
-        .collect();
     let replies: Vec<_> = client_frames
         .iter()
         .filter(|f| f.ipv4() == Some((VIP, CLIENT_IP)))
         .collect();
-    assert!(
-        replies.len() >= 12,
-        "expected replies at the client, got {}",
-        replies.len()
-    );
-    assert!(
-        replies.iter().all(|f| rs_macs.contains(&f.src_mac())),
-        "a reply did not come from a real server"
-    );
-    for mac in &rs_macs {
-        assert!(replies.iter().any(|f| f.src_mac() == *mac));
-    }
+    assert_from_both_real_servers(&replies, 12);
     // ...and the director never sees one.
     assert!(
         director_frames
@@ -389,4 +391,53 @@ fn daemon_stops_cleanly_and_refuses_bad_starts() {
         .args(["--interface", "lo"]);
     assert!(run(&mut cmd).contains("Permission denied (you must be root)"));
     assert_eq!(xdp_prog_id(&topo.director), None);
+}
+
+#[test]
+fn ipv6_requests_to_the_vip_are_answered_directly_by_every_real_server() {
+    let vip6 = topology::VIP6;
+    let mut config =
+        format!("[[service]]\nprotocol = \"tcp\"\naddress = \"[{vip6}]:80\"\nscheduler = \"rr\"\n");
+    for i in 0..2 {
+        config += &format!(
+            "[[service.real_server]]\naddress = \"{}\"\n",
+            topology::real_server_ip6(i)
+        );
+    }
+    let c = Cluster::start("direct6", 2, &config).unwrap();
+    // The real servers' MACs come from neighbour discovery.
+    c.daemon.wait_resolved().unwrap();
+    let at_client = Capture::start(&c.topo.client, IFACE).unwrap();
+    let to = SocketAddr::from((vip6, 80));
+    let answers: Vec<String> = c.client(move || (0..4).map(|_| http_get(to).unwrap()).collect());
+    let client_frames = at_client.finish().unwrap();
+
+    // Round robin, each real server seeing the client's own address.
+    let names: Vec<_> = answers.iter().map(|a| split(a).0).collect();
+    assert_eq!(names, ["rs1", "rs2", "rs1", "rs2"], "{answers:?}");
+    assert!(
+        answers
+            .iter()
+            .all(|a| split(a).1 == topology::CLIENT_IP6.to_string()),
+        "{answers:?}"
+    );
+    // TCP replies from the VIP come straight from the real servers' MACs (the director
+    // answers neighbour discovery for the VIP).
+    let replies: Vec<_> = client_frames
+        .iter()
+        .filter(|f| f.ipv6() == Some((vip6, topology::CLIENT_IP6, 6)))
+        .collect();
+    assert_from_both_real_servers(&replies, 8);
+
+    // ipvsadm's IPv6 listing, and the connections it counted.
+    let out = c.daemon.adm(&["-Ln"]).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("TCP  [fd77::100]:80 rr\n"), "{text}");
+    for i in 0..2 {
+        let line = format!("  -> [{}]:80", topology::real_server_ip6(i));
+        assert!(text.contains(&line), "{text}");
+    }
+    let conns = c.daemon.adm(&["-Lnc"]).unwrap();
+    let conns = String::from_utf8_lossy(&conns.stdout);
+    assert!(conns.contains("[fd77::10]:"), "{conns}");
 }

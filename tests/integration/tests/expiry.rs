@@ -268,7 +268,7 @@ fn a_million_expired_flows_leave_every_counter_at_zero() {
 fn a_template_outlives_its_last_flow_by_its_timeout() {
     let p = Persistence {
         timeout: 300,
-        netmask: Ipv4Addr::new(255, 255, 255, 0),
+        netmask: lb_userspace::model::ClientMask::Netmask(Ipv4Addr::new(255, 255, 255, 0)),
     };
     let mut dp = dataplane_from("rr", 0, Some(p), &[1, 1], true);
     send(&dp, 9, SYN);

@@ -3,7 +3,10 @@
 //! it at weight 0; a lost quorum hands the service to the sorry server; HTTP_GET judges the
 //! answer's status; MISC_CHECK with misc_dynamic sets the weights.
 
-use std::time::{Duration, Instant};
+use std::{
+    net::IpAddr,
+    time::{Duration, Instant},
+};
 
 use lb_userspace::listing::{Listing, RealServerHealthStatus};
 use xdpvs_testbed::{
@@ -74,7 +77,10 @@ fn listed(l: &Listing) -> Vec<u8> {
     l.services[0]
         .dests
         .iter()
-        .map(|d| d.addr.octets()[3])
+        .map(|d| match d.addr {
+            IpAddr::V4(a) => a.octets()[3],
+            IpAddr::V6(a) => a.octets()[15],
+        })
         .collect()
 }
 

@@ -150,7 +150,7 @@ fn racing_first_packets_follow_the_flow_entry_and_count_once() {
 fn racing_first_flows_of_a_persistent_client_share_its_template() {
     let persistence = Persistence {
         timeout: 300,
-        netmask: Ipv4Addr::BROADCAST,
+        netmask: lb_userspace::model::ClientMask::Netmask(Ipv4Addr::BROADCAST),
     };
     let dp = dataplane_from("rr", 0, Some(persistence), &[1; RS_MACS.len()], true);
     // Client i opens one connection from each CPU at the same moment.

@@ -1,7 +1,7 @@
 //! Frames seen on an interface inside a namespace, captured with an AF_PACKET socket.
 
 use std::{
-    net::Ipv4Addr,
+    net::{Ipv4Addr, Ipv6Addr},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -30,6 +30,15 @@ impl Captured {
         }
         let a = |o: usize| Ipv4Addr::new(self.0[o], self.0[o + 1], self.0[o + 2], self.0[o + 3]);
         Some((a(26), a(30)))
+    }
+
+    /// IPv6 source, destination and next header, if the frame is untagged IPv6.
+    pub fn ipv6(&self) -> Option<(Ipv6Addr, Ipv6Addr, u8)> {
+        if self.0.len() < 54 || self.0[12..14] != [0x86, 0xdd] {
+            return None;
+        }
+        let a = |o: usize| Ipv6Addr::from(<[u8; 16]>::try_from(&self.0[o..o + 16]).unwrap());
+        Some((a(22), a(38), self.0[20]))
     }
 }
 

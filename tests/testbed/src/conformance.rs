@@ -10,6 +10,7 @@
 //! | --- | --- |
 //! | `adm ARGS` | ipvsadm (or xdpvsadm) with ARGS in the director: exit code, stdout, stderr |
 //! | `connect N [from IP]` | N new connections, one HTTP request each: the real servers' names |
+//! | `connect6 N` | as `connect`, to the IPv6 VIP (`[fd77::100]:80`) |
 //! | `open ID [from IP]` | a kept-alive connection named ID and its first answer |
 //! | `get ID` | one more request on connection ID: the answer |
 //! | `close ID` | closes connection ID |
@@ -21,7 +22,7 @@
 use std::{
     collections::HashMap,
     fmt::Write as _,
-    net::Ipv4Addr,
+    net::{Ipv4Addr, SocketAddr},
     process::{Child, Output, Stdio},
     str::FromStr,
     time::Duration,
@@ -34,7 +35,7 @@ use crate::{
     daemon::{Daemon, default_bin_dir},
     netns::{Netns, unique_name},
     servers::{self, HttpClient, NamedServers},
-    topology::{IFACE, Topology},
+    topology::{IFACE, Topology, VIP6},
 };
 
 /// Which director a run drives.
@@ -189,6 +190,26 @@ impl Bed {
         page.with_context(|| format!("no answer from {url}"))
     }
 
+    /// `n` new connections from the client (from `src` if given) to `to`, one request each:
+    /// the names of the real servers that answered.
+    fn connect(
+        &mut self,
+        n: usize,
+        src: Option<Ipv4Addr>,
+        to: SocketAddr,
+        out: &mut String,
+    ) -> Result<()> {
+        self.ready();
+        let names = self.topo.client.enter(move || {
+            (0..n)
+                .map(|_| answer(HttpClient::connect_from(src, to).and_then(|mut c| c.get())))
+                .collect::<Vec<_>>()
+        })?;
+        self.made += n as u64;
+        writeln!(out, "> {}", names.join(" "))?;
+        Ok(())
+    }
+
     /// Runs one step and appends its record to `out`.
     fn step(&mut self, line: &str, out: &mut String) -> Result<()> {
         let words: Vec<&str> = line.split_whitespace().collect();
@@ -211,18 +232,9 @@ impl Bed {
                     writeln!(out, "! {l}")?;
                 }
             }
-            ["connect", n, rest @ ..] => {
-                self.ready();
-                let (n, src): (usize, _) = (n.parse()?, from(rest)?);
-                let names = self.topo.client.enter(move || {
-                    (0..n)
-                        .map(|_| {
-                            answer(HttpClient::connect_from(src, vip(80)).and_then(|mut c| c.get()))
-                        })
-                        .collect::<Vec<_>>()
-                })?;
-                self.made += n as u64;
-                writeln!(out, "> {}", names.join(" "))?;
+            ["connect", n, rest @ ..] => self.connect(n.parse()?, from(rest)?, vip(80), out)?,
+            ["connect6", n] => {
+                self.connect(n.parse()?, None, SocketAddr::from((VIP6, 80)), out)?;
             }
             ["open", id, rest @ ..] => {
                 self.ready();

@@ -3,7 +3,7 @@
 
 use std::{
     io::{BufRead, BufReader, ErrorKind, Read, Write},
-    net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket},
+    net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -28,11 +28,12 @@ pub struct NamedServers {
 }
 
 impl NamedServers {
-    /// Starts an HTTP server on `0.0.0.0:tcp_port` and a UDP responder on `udp_addr` in `ns`.
+    /// Starts an HTTP server on `[::]:tcp_port` (both families) and a UDP responder on
+    /// `udp_addr` in `ns`.
     /// The UDP socket is bound to the VIP so that replies come from it.
     pub fn start(ns: &Netns, name: &str, tcp_port: u16, udp_addr: SocketAddr) -> Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
-        let tcp = ns.enter(move || TcpListener::bind((Ipv4Addr::UNSPECIFIED, tcp_port)))??;
+        let tcp = ns.enter(move || TcpListener::bind((Ipv6Addr::UNSPECIFIED, tcp_port)))??;
         let udp = ns.enter(move || UdpSocket::bind(udp_addr))??;
         tcp.set_nonblocking(true)?;
         udp.set_read_timeout(Some(POLL))?;
@@ -106,7 +107,7 @@ fn serve_http(conn: TcpStream, name: &str, peer: SocketAddr) -> Result<()> {
             }
             close |= header.to_ascii_lowercase().starts_with("connection: close");
         }
-        let body = format!("{name} {}\n", peer.ip());
+        let body = format!("{name} {}\n", peer.ip().to_canonical());
         write!(
             writer,
             "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
@@ -154,7 +155,11 @@ impl HttpClient {
 
     /// Connects to `addr` from source address `src` (one of the client's addresses).
     pub fn connect_from(src: Option<Ipv4Addr>, addr: SocketAddr) -> Result<Self> {
-        let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+        let sock = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            None,
+        )?;
         if let Some(src) = src {
             sock.bind(&SocketAddr::from((src, 0)).into())?;
         }

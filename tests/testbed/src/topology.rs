@@ -7,7 +7,7 @@
 //! has no VIP of its own: VRRP (keepalived) adds it to one of them. Everything is removed on
 //! drop.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use anyhow::{Context, Result};
 use aya::{Ebpf, programs::XdpMode};
@@ -34,6 +34,21 @@ pub const DIRECTOR2_MAC: &str = "02:00:00:00:00:03";
 pub const CLIENT_MAC: &str = "02:00:00:00:00:10";
 /// The interface name inside every host namespace.
 pub const IFACE: &str = "eth0";
+
+/// The IPv6 VIP. Every host also has an IPv6 address on the link (the director holds the
+/// VIP too, the real servers have it on `lo`), without duplicate address detection.
+pub const VIP6: Ipv6Addr = Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, 0x100);
+/// The client's IPv6 address.
+pub const CLIENT_IP6: Ipv6Addr = Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, 0x10);
+/// The director's IPv6 address.
+const DIRECTOR_IP6: Ipv6Addr = Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, 2);
+/// The second director's IPv6 address.
+const DIRECTOR2_IP6: Ipv6Addr = Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, 3);
+
+/// IPv6 address of real server `i` (0-based).
+pub fn real_server_ip6(i: usize) -> Ipv6Addr {
+    Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, 0x21 + i as u16)
+}
 
 /// Address of real server `i` (0-based).
 pub fn real_server_ip(i: usize) -> Ipv4Addr {
@@ -128,6 +143,7 @@ impl Topology {
         )?;
         // Forwarded TCP segments would otherwise reach the real servers with a partial checksum.
         client.exec("ethtool", &["-K", IFACE, "tx", "off"])?;
+        add_ipv6(&client, CLIENT_IP6, 64, IFACE)?;
         let director = host(
             &bridge,
             &unique_name(&format!("{tag}-dir")),
@@ -136,6 +152,7 @@ impl Topology {
             a.director,
             a.prefix_len,
         )?;
+        add_ipv6(&director, DIRECTOR_IP6, 64, IFACE)?;
         let director2 = pair
             .then(|| {
                 host(
@@ -146,10 +163,12 @@ impl Topology {
                     DIRECTOR2_IP,
                     a.prefix_len,
                 )
+                .and_then(|ns| add_ipv6(&ns, DIRECTOR2_IP6, 64, IFACE).map(|()| ns))
             })
             .transpose()?;
         if !pair {
             director.ip(&["addr", "add", &format!("{}/32", a.vip), "dev", IFACE])?;
+            add_ipv6(&director, VIP6, 128, IFACE)?;
         }
         let mut real_servers = Vec::with_capacity(a.real_servers.len());
         for (i, ip) in a.real_servers.iter().enumerate() {
@@ -166,6 +185,10 @@ impl Topology {
                 rs.sysctl(&format!("net.ipv4.conf.{conf}.arp_announce"), "2")?;
             }
             rs.ip(&["addr", "add", &format!("{}/32", a.vip), "dev", "lo"])?;
+            add_ipv6(&rs, real_server_ip6(i), 64, IFACE)?;
+            // Linux answers neighbour solicitations only for the addresses of the interface
+            // they arrive on: on `lo` the VIP stays silent on the wire without sysctls.
+            add_ipv6(&rs, VIP6, 128, "lo")?;
             real_servers.push(rs);
         }
         let mut peer_pass = vec![attach_peer_pass(&bridge, "pdir")?];
@@ -182,6 +205,13 @@ impl Topology {
             addressing,
         })
     }
+}
+
+/// Adds `addr/prefix_len` to `dev` in `ns`, without duplicate address detection.
+fn add_ipv6(ns: &Netns, addr: Ipv6Addr, prefix_len: u8, dev: &str) -> Result<()> {
+    let addr = format!("{addr}/{prefix_len}");
+    ns.ip(&["-6", "addr", "add", &addr, "dev", dev, "nodad"])
+        .map(drop)
 }
 
 /// A namespace joined to the bridge by a veth pair: `IFACE` inside, `port` on the bridge.

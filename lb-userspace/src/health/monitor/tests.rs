@@ -1,4 +1,4 @@
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use lb_common::sched::Scheduler;
 
@@ -84,7 +84,11 @@ fn ip(last: u8) -> Ipv4Addr {
 }
 
 fn configured(weights: &[u32]) -> Vec<ServiceSpec> {
-    let mut s = tcp_service(80, Scheduler::Wrr, (1..=weights.len() as u8).map(ip));
+    let mut s = tcp_service(
+        80,
+        Scheduler::Wrr,
+        (1..=weights.len() as u8).map(|i| ip(i).into()),
+    );
     for (d, w) in s.dests.iter_mut().zip(weights) {
         d.weight = *w;
     }
@@ -93,7 +97,7 @@ fn configured(weights: &[u32]) -> Vec<ServiceSpec> {
 
 fn real_server(last: u8, checks: usize) -> RealServerHealth {
     RealServerHealth {
-        addr: ip(last),
+        addr: std::net::IpAddr::V4(ip(last)),
         inhibit_on_failure: false,
         notify_up: Some(format!("up {last}")),
         notify_down: Some(format!("down {last}")),
@@ -110,7 +114,7 @@ fn health(servers: Vec<RealServerHealth>) -> ServiceHealth {
 fn key(last: u8, check: usize) -> CheckKey {
     CheckKey {
         service: configured(&[])[0].addr,
-        server: ip(last),
+        server: std::net::IpAddr::V4(ip(last)),
         check,
     }
 }
@@ -136,7 +140,12 @@ fn dests(m: &mut Monitor, configured: &[ServiceSpec]) -> Vec<(u8, u32)> {
     m.effective(configured)[0]
         .dests
         .iter()
-        .map(|d| (d.addr.octets()[3], d.weight))
+        .map(|d| {
+            let IpAddr::V4(a) = d.addr else {
+                panic!("{}", d.addr)
+            };
+            (a.octets()[3], d.weight)
+        })
         .collect()
 }
 
@@ -194,7 +203,7 @@ fn alpha_starts_down_and_dynamic_weights_apply() {
     let mut m = Monitor::default();
     let mut h = health(vec![real_server(1, 1), real_server(2, 1)]);
     h.alpha = true;
-    h.sorry_server = Some(ip(9));
+    h.sorry_server = Some(std::net::IpAddr::V4(ip(9)));
     m.configure(&[h], 0);
     // Both down: no live weight, so the sorry server serves.
     assert_eq!(dests(&mut m, &c), [(9, 1)]);
@@ -211,7 +220,7 @@ fn quorum_has_hysteresis_and_the_sorry_server_replaces_everyone() {
     let mut m = Monitor::default();
     let mut h = health((1..=3).map(|i| real_server(i, 1)).collect());
     (h.quorum, h.hysteresis) = (2, 1);
-    h.sorry_server = Some(ip(9));
+    h.sorry_server = Some(std::net::IpAddr::V4(ip(9)));
     h.quorum_up = Some("quorum up".into());
     h.quorum_down = Some("quorum down".into());
     m.configure(&[h], 0);
@@ -248,7 +257,7 @@ fn a_hysteresis_as_large_as_the_quorum_still_loses_it_with_no_server_left() {
     let mut m = Monitor::default();
     let mut h = health(vec![real_server(1, 1), real_server(2, 1)]);
     (h.quorum, h.hysteresis) = (1, 1);
-    h.sorry_server = Some(ip(9));
+    h.sorry_server = Some(std::net::IpAddr::V4(ip(9)));
     m.configure(&[h], 0);
     m.update_quorum(&c);
     report(&mut m, 1, 0, Verdict::Fail);
