@@ -29,6 +29,11 @@ fn rs(i: usize) -> IpAddr {
 
 /// TCP on [VIP]:80 and UDP on [VIP]:53 with rr over two real servers.
 fn dataplane(persistence: Option<Persistence>) -> DataPlane {
+    dataplane_with(Scheduler::Rr, persistence)
+}
+
+/// TCP on [VIP]:80 and UDP on [VIP]:53 with `scheduler` over two real servers.
+fn dataplane_with(scheduler: Scheduler, persistence: Option<Persistence>) -> DataPlane {
     let specs: Vec<ServiceSpec> = [(Protocol::Tcp, 80), (Protocol::Udp, 53)]
         .into_iter()
         .map(|(protocol, port)| ServiceSpec {
@@ -37,7 +42,7 @@ fn dataplane(persistence: Option<Persistence>) -> DataPlane {
                 addr: VIP.into(),
                 port,
             },
-            scheduler: Scheduler::Rr,
+            scheduler,
             flags: 0,
             persistence,
             dests: (0..2)
@@ -91,6 +96,31 @@ fn ipv6_flows_round_robin_and_stay_on_their_server() {
     assert_eq!(global(&dp, Global::Forwarded), 8);
     let t = dp.dest_traffic(0).unwrap();
     assert_eq!((t.conns, t.packets), (2, 4));
+}
+
+#[test]
+fn hashing_schedulers_keep_each_ipv6_client_on_one_server_and_spread_clients() {
+    for scheduler in [Scheduler::Sh, Scheduler::Mh] {
+        let dp = dataplane_with(scheduler, None);
+        let client = |host| Ipv6Addr::new(0x2001, 0xdb8, 7, 0, 0, 0, 0, host);
+        let mut seen = [false; 2];
+        for host in 1..40 {
+            let first = forwarded(&dp, &tcp(client(host), 5000, SYN).build(b""));
+            for port in 5001..5004 {
+                let again = forwarded(&dp, &tcp(client(host), port, SYN).build(b""));
+                assert_eq!(again, first, "{scheduler:?} host {host} port {port}");
+            }
+            seen[first] = true;
+        }
+        assert_eq!(seen, [true, true], "{scheduler:?} spreads clients");
+    }
+    // dh hashes the destination: every client of the VIP on one server.
+    let dp = dataplane_with(Scheduler::Dh, None);
+    let first = forwarded(&dp, &tcp(CLIENT, 6000, SYN).build(b""));
+    for host in 1..20 {
+        let other = Ipv6Addr::new(0x2001, 0xdb8, 8, 0, 0, 0, 0, host);
+        assert_eq!(forwarded(&dp, &tcp(other, 6000, SYN).build(b"")), first);
+    }
 }
 
 #[test]
