@@ -1,8 +1,8 @@
-//! A checked, zero-copy view of the headers the balancer reads: Ethernet (with at most one
-//! 802.1Q tag), then IPv4 without options and with a correct header checksum, or IPv6 with at
-//! most [`MAX_EXT_HEADERS`] extension headers before the transport, then the transport ports.
-//! Every read is bounds checked against `data_end` so that the verifier accepts it; anything
-//! else yields `None`.
+//! A checked view of the headers the balancer reads: Ethernet (with at most one 802.1Q tag),
+//! then IPv4 without options and with a correct header checksum, or IPv6 with at most
+//! [`MAX_EXT_HEADERS`] extension headers before the transport, then the transport ports. Every
+//! read is bounds checked against `data_end` so that the verifier accepts it; anything else
+//! yields `None`. The frame is never copied; what the parse found is kept in a per-CPU slot.
 
 use crate::maps::PACKET_SCRATCH;
 use aya_ebpf::programs::XdpContext;
@@ -28,7 +28,7 @@ pub const IPV6_HLEN: usize = 40;
 pub const MAX_EXT_HEADERS: usize = 4;
 /// Largest offset in a frame the parser accepts: XDP's linear data lies within one page, far
 /// below it. Offsets kept as u16 are masked with it where read back, so that the verifier,
-/// which forgets the bounds of a 2-byte stack slot, sees a packet offset it accepts.
+/// which knows nothing of a stored 2-byte value's bounds, sees a packet offset it accepts.
 const MAX_OFFSET: usize = 0x3fff;
 const TCP_HLEN: usize = 20;
 const UDP_HLEN: usize = 8;
@@ -73,10 +73,11 @@ pub fn read_addr(ctx: &XdpContext, offset: usize) -> Option<Addr> {
 /// [`PACKET_SCRATCH`] slot, off the program's stack, which the deepest scheduler call chain
 /// adds to.
 pub struct Ip {
-    /// Offset of the transport header (or the fragment's payload) in the frame (u16: the
-    /// program's stack is tight).
+    /// Offset of the transport header (or the fragment's payload) in the frame, read back
+    /// through [`Ip::l4`].
     l4: u16,
-    /// Offset of the end of the IP packet in the frame (at most the frame's end).
+    /// Offset of the end of the IP packet in the frame (at most the frame's end), read back
+    /// through [`Ip::end`].
     end: u16,
     /// The packet's flow: its addresses and protocol, and its ports once [`Ip::ports`] read
     /// them.
